@@ -1,0 +1,1 @@
+"""Events: who is subscribed to what, and (later) changefeed -> delivery/receipt events."""

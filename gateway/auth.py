@@ -1,0 +1,137 @@
+"""Passwords (Argon2id, hashed off the event loop) and tokens (JWT with a stored record per ``jti``).
+
+A token is valid only while its signature checks out, every claim is present,
+it has not expired, and its record is still in the ``tokens`` table: deleting
+the record revokes it everywhere at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from gateway.ids import iso_from_epoch, new_id
+from gateway.store import Doc, Store
+
+log = logging.getLogger(__name__)
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["sub", "jti", "iat", "exp"]
+
+
+class InvalidToken(Exception):
+    """A token that must be refused; ``reason`` is one of missing, malformed, expired, revoked."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Passwords:
+    """Argon2id hashing in a thread, so a login never stalls other requests."""
+
+    def __init__(self, memory_kib: int = 65536) -> None:
+        self._hasher = PasswordHasher(memory_cost=memory_kib)
+        self._dummy: str | None = None
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(None, self._hasher.hash, password)
+
+    async def verify(self, hashed: str | None, password: str) -> bool:
+        """Whether ``password`` matches; with no hash (unknown user) it takes as long and fails."""
+
+        def check() -> bool:
+            if hashed is None:
+                self._dummy = self._dummy or self._hasher.hash("not a password")
+                self._hasher.verify(self._dummy, "not a password")
+                return False
+            try:
+                return self._hasher.verify(hashed, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.get_running_loop().run_in_executor(None, check)
+
+
+def load_or_create_secret(path: str) -> bytes:
+    """The signing secret kept in ``path``, created (mode 0600) on first use."""
+    try:
+        with open(path, "rb") as f:
+            secret = f.read().strip()
+        if len(secret) >= 32:
+            return secret
+        raise ValueError(f"signing secret in {path} is shorter than 32 bytes")
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret + b"\n")
+    log.info("created a new token signing secret in %s", path)
+    return secret
+
+
+@dataclass
+class Session:
+    """Who a valid token belongs to."""
+
+    account: Doc
+    token: Doc
+
+
+class Tokens:
+    """Issues and checks the API's bearer tokens."""
+
+    def __init__(self, store: Store, secret: bytes, ttl: int) -> None:
+        self.store = store
+        self.secret = secret
+        self.ttl = ttl
+
+    async def issue(self, account_id: str, ttl: int | None = None, **info: Any) -> tuple[str, Doc]:
+        """A new signed token for the account, and its stored record."""
+        issued = int(time.time())
+        expires = issued + (ttl or self.ttl)
+        record = {
+            "id": new_id(),
+            "owner": account_id,
+            "created": iso_from_epoch(issued),
+            "expires": iso_from_epoch(expires),
+            "exp": expires,
+            **info,
+        }
+        await self.store.insert("tokens", record)
+        claims = {"sub": account_id, "jti": record["id"], "iat": issued, "exp": expires}
+        return jwt.encode(claims, self.secret, algorithm=ALGORITHM), record
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """The claims of a well-signed, unexpired token with every claim; raises :class:`InvalidToken`."""
+        if not token:
+            raise InvalidToken("missing", "No token given")
+        try:
+            return jwt.decode(
+                token, self.secret, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS}
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("expired", "Token expired") from None
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("malformed", f"Invalid token: {exc}") from None
+
+    async def verify(self, token: str) -> Session:
+        """The account and record of a token that is valid right now; raises :class:`InvalidToken`."""
+        claims = self.decode(token)
+        record = await self.store.get("tokens", str(claims["jti"]))
+        if record is None or record["owner"] != claims["sub"]:
+            raise InvalidToken("revoked", "Token revoked")
+        account = await self.store.get("accounts", record["owner"])
+        if account is None:
+            raise InvalidToken("revoked", "Account deleted")
+        return Session(account, record)

@@ -1,0 +1,66 @@
+"""The ``gateway`` command line: ``gateway serve`` and its options."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+
+from gateway import __version__
+from gateway.config import OPTIONS, Config, parse_value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Email API gateway: HTTP JSON API plus a SockJS endpoint at /ws with live events.",
+    )
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the HTTP API and SockJS endpoint. Every option can also be set "
+        "by the environment variable named in its help; the command line wins.",
+    )
+    for f in OPTIONS:
+        flag = "--" + f.name.replace("_", "-")
+        serve.add_argument(
+            flag,
+            dest=f.name,
+            default=None,
+            metavar=f.metadata["metavar"] or f.name.split("_")[-1].upper(),
+            help=f"{f.metadata['help']} [env {f.metadata['env']}; default: {f.default!r}]",
+        )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Environment first, then the command line on top."""
+    overrides = {}
+    for f in OPTIONS:
+        value = getattr(args, f.name, None)
+        if value is not None:
+            overrides[f.name] = parse_value(f, value)
+    return Config.from_env(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        parser.print_help()
+        return 2
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(
+        level=getattr(logging, config.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from gateway.server import run
+
+    return run(config)

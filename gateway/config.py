@@ -1,0 +1,99 @@
+"""Server configuration: one dataclass whose fields are the CLI options.
+
+Each field carries its help text and environment variable, so ``gateway serve
+--help``, the environment and the code can never disagree.  The CLI builds its
+parser from :data:`OPTIONS`; tests build a :class:`Config` directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def option(default: Any, help: str, env: str, metavar: str | None = None) -> Any:
+    """A config field with its CLI help and environment variable."""
+    return field(default=default, metadata={"help": help, "env": env, "metavar": metavar})
+
+
+@dataclass
+class Config:
+    """Everything a gateway process is configured with."""
+
+    host: str = option("127.0.0.1", "address to serve HTTP and SockJS on", "GATEWAY_HOST")
+    port: int = option(5000, "HTTP port (0 picks a free one)", "GATEWAY_PORT")
+    store: str = option(
+        "sqlite:gateway.db",
+        "storage: sqlite:PATH (embedded, the default) or rethinkdb://HOST:PORT/DB",
+        "GATEWAY_STORE",
+        "URL",
+    )
+    secret_file: str = option(
+        "",
+        "file holding the token signing secret, created on first start "
+        "(default: beside the SQLite file, or ./gateway.secret)",
+        "GATEWAY_SECRET_FILE",
+        "PATH",
+    )
+    mail_domain: str = option("localhost", "domain of account addresses (user@DOMAIN)", "GATEWAY_MAIL_DOMAIN")
+    token_ttl: int = option(86400, "lifetime of issued tokens, in seconds", "GATEWAY_TOKEN_TTL", "SECONDS")
+    argon2_memory: int = option(
+        65536, "Argon2id memory cost per password hash, in KiB", "GATEWAY_ARGON2_MEMORY", "KIB"
+    )
+    max_body: int = option(1 << 20, "largest accepted request body, in bytes", "GATEWAY_MAX_BODY", "BYTES")
+    ws_max_message: int = option(
+        1 << 20, "largest accepted SockJS message, in bytes", "GATEWAY_WS_MAX_MESSAGE", "BYTES"
+    )
+    ws_max_inflight: int = option(
+        32, "tunneled requests in flight per SockJS session; more are answered 429", "GATEWAY_WS_MAX_INFLIGHT", "N"
+    )
+    ws_heartbeat: float = option(25.0, "seconds between SockJS heartbeats", "GATEWAY_WS_HEARTBEAT", "SECONDS")
+    ws_disconnect_delay: float = option(
+        5.0,
+        "seconds a polling SockJS session survives without a connected transport",
+        "GATEWAY_WS_DISCONNECT_DELAY",
+        "SECONDS",
+    )
+    log_level: str = option("info", "log level: debug, info, warning, error", "GATEWAY_LOG_LEVEL", "LEVEL")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Config":
+        """A config from environment variables, then explicit overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = parse_value(f, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def sqlite_path(self) -> str | None:
+        """The SQLite file of a ``sqlite:`` store URL, else None."""
+        if self.store.startswith("sqlite:"):
+            path = self.store[len("sqlite:"):]
+            return path[2:] if path.startswith("//") else path
+        return None
+
+    def resolved_secret_file(self) -> str:
+        """Where the signing secret lives: the option, or beside the SQLite file."""
+        if self.secret_file:
+            return self.secret_file
+        db = self.sqlite_path()
+        if db and db != ":memory:":
+            return os.path.join(os.path.dirname(os.path.abspath(db)), "gateway.secret")
+        return os.path.abspath("gateway.secret")
+
+
+OPTIONS = dataclasses.fields(Config)
+
+
+def parse_value(f: dataclasses.Field, raw: str) -> Any:
+    """Convert an environment or CLI string to the field's type."""
+    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}[f.type]
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{f.metadata['env']}: expected {kind.__name__}, got {raw!r}") from None

@@ -1,0 +1,29 @@
+"""Identifiers and timestamps shared by every document."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from datetime import datetime, timezone
+
+#: What :func:`new_id` makes: 12 hex digits of milliseconds, 12 random ones.
+ID_PATTERN = re.compile(r"^[0-9a-f]{24}$")
+
+
+def new_id() -> str:
+    """A 24-hex-digit id that sorts by creation time (to the millisecond)."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+def is_id(value: str) -> bool:
+    return bool(ID_PATTERN.fullmatch(value))
+
+
+def now_iso() -> str:
+    """UTC now as fixed-width ISO 8601 (``2026-11-21T14:13:07.123456Z``), so text order is time order."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_from_epoch(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

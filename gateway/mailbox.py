@@ -1,0 +1,121 @@
+"""Mailbox rules shared by the HTTP API and mail delivery: labels, threading, cascades.
+
+Emails carry label ids.  The built-in labels have fixed ids (``inbox``,
+``sent``, ``trash``, ``spam``) in every account; an account's own labels get
+generated ids.  A thread document summarises its emails (subject, count,
+unread count, union of labels, last activity) and is refreshed after every
+change to one of them, so threads can be listed and filtered by label.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from gateway.ids import new_id, now_iso
+from gateway.store import Conflict, Contains, Doc, In, Query, Store
+
+BUILTIN_LABELS: dict[str, str] = {"inbox": "Inbox", "sent": "Sent", "trash": "Trash", "spam": "Spam"}
+
+#: Tables whose documents belong to an account through their ``owner`` field.
+OWNED_TABLES = ("tokens", "emails", "threads", "labels", "contacts")
+
+
+def public(doc: Doc, *hidden: str) -> Doc:
+    """A document as clients see it: without its owner and any ``hidden`` fields."""
+    return {k: v for k, v in doc.items() if k != "owner" and k not in hidden}
+
+
+def public_account(account: Doc) -> Doc:
+    return public(account, "password_hash")
+
+
+def builtin_label(label_id: str) -> Doc:
+    return {"id": label_id, "name": BUILTIN_LABELS[label_id], "builtin": True}
+
+
+async def label_ids_exist(store: Store, owner: str, label_ids: Iterable[str]) -> list[str]:
+    """The ids among ``label_ids`` that are neither built in nor the owner's own labels."""
+    custom = [i for i in label_ids if i not in BUILTIN_LABELS]
+    if not custom:
+        return []
+    found = {d["id"] for d in await store.find("labels", Query({"owner": owner, "id": In(custom)}))}
+    return [i for i in custom if i not in found]
+
+
+async def delete_account(store: Store, account: Doc) -> None:
+    """Remove an account and everything it owns.
+
+    The account record goes first: every token of it is refused from that
+    moment (token checks need the account).
+    """
+    await store.delete("accounts", account["id"])
+    for table in OWNED_TABLES:
+        await store.delete_where(table, {"owner": account["id"]})
+    await store.delete("usernames", account["username"])
+
+
+async def find_thread(store: Store, owner: str, references: list[str]) -> str | None:
+    """The thread of the newest of the owner's emails whose Message-ID is among ``references``."""
+    if not references:
+        return None
+    found = await store.find(
+        "emails", Query({"owner": owner, "message_id": In(references)}, [("created", True)], limit=1)
+    )
+    return found[0]["thread"] if found else None
+
+
+async def add_email(store: Store, email: Doc) -> Doc:
+    """Thread, store and summarise a new email (``owner``, ``message_id`` and references already set)."""
+    refs = list(email.get("references") or [])
+    if email.get("in_reply_to") and email["in_reply_to"] not in refs:
+        refs.append(email["in_reply_to"])
+    email.setdefault("id", new_id())
+    email.setdefault("created", now_iso())
+    email["thread"] = await find_thread(store, email["owner"], refs) or new_id()
+    stored = await store.insert("emails", email)
+    await refresh_thread(store, email["owner"], email["thread"])
+    return stored
+
+
+async def update_email(store: Store, email: Doc, changes: dict[str, Any]) -> Doc:
+    updated = await store.update("emails", email["id"], changes)
+    await refresh_thread(store, email["owner"], email["thread"])
+    return updated or email
+
+
+async def delete_email(store: Store, email: Doc) -> None:
+    await store.delete("emails", email["id"])
+    await refresh_thread(store, email["owner"], email["thread"])
+
+
+async def refresh_thread(store: Store, owner: str, thread_id: str) -> Doc | None:
+    """Recompute a thread's summary from its emails; the thread is removed when it has none."""
+    emails = await store.find("emails", Query({"owner": owner, "thread": thread_id}, [("created", False)]))
+    if not emails:
+        await store.delete("threads", thread_id)
+        return None
+    labels: list[str] = []
+    for email in emails:
+        labels.extend(label for label in email.get("labels", []) if label not in labels)
+    summary = {
+        "owner": owner,
+        "subject": emails[0].get("subject", ""),
+        "labels": labels,
+        "email_count": len(emails),
+        "unread_count": sum(1 for e in emails if not e.get("read")),
+        "created": emails[0]["created"],
+        "updated": emails[-1]["created"],
+    }
+    thread = await store.update("threads", thread_id, summary)
+    if thread is not None:
+        return thread
+    try:
+        return await store.insert("threads", {"id": thread_id, **summary})
+    except Conflict:  # a concurrent refresh created it first
+        return await store.update("threads", thread_id, summary)
+
+
+async def remove_label_everywhere(store: Store, owner: str, label_id: str) -> None:
+    """Take a deleted label off every email (and so every thread) of the owner."""
+    for email in await store.find("emails", Query({"owner": owner, "labels": Contains(label_id)})):
+        await update_email(store, email, {"labels": [x for x in email["labels"] if x != label_id]})

@@ -1,0 +1,248 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Each table holds ``(id, doc)`` rows with the document as JSON; queries use
+SQLite's JSON functions, with expression indexes on the fields that are
+filtered most.  All SQL runs on a single worker thread, one statement or
+transaction at a time, so the event loop never blocks on disk and writes are
+applied in one order, which is also the order the change feed reports them.
+
+Durability: WAL with ``synchronous=NORMAL`` keeps every committed write across
+a crash of the process (the OS still holds it); a power loss may drop the last
+few transactions.  ``synchronous=FULL`` is one option away if that matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from gateway.store.base import TABLES, Change, ChangeFeed, Conflict, Contains, Doc, In, Query, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Schema migrations, applied in order; ``PRAGMA user_version`` records how many ran.
+MIGRATIONS: list[list[str]] = [
+    [f"CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)" for t in TABLES]
+    + [
+        f"CREATE INDEX IF NOT EXISTS {t}_owner ON {t} (json_extract(doc, '$.owner'))"
+        for t in ("tokens", "emails", "threads", "labels", "contacts")
+    ]
+    + [
+        "CREATE INDEX IF NOT EXISTS emails_owner_thread ON emails "
+        "(json_extract(doc, '$.owner'), json_extract(doc, '$.thread'))",
+        "CREATE INDEX IF NOT EXISTS emails_owner_message_id ON emails "
+        "(json_extract(doc, '$.owner'), json_extract(doc, '$.message_id'))",
+    ],
+]
+
+
+def _field(name: str) -> str:
+    return f"json_extract(doc, '$.{name}')"
+
+
+def _bindable(value: Any) -> Any:
+    # json_extract returns JSON objects/arrays as text; compare like with like.
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (dict, list)) else value
+
+
+def _where_sql(table: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for name, cond in where.items():
+        if isinstance(cond, In):
+            if not cond.values:
+                clauses.append("0")
+                continue
+            clauses.append(f"{_field(name)} IN ({','.join('?' * len(cond.values))})")
+            params.extend(_bindable(v) for v in cond.values)
+        elif isinstance(cond, Contains):
+            clauses.append(f"EXISTS (SELECT 1 FROM json_each({table}.doc, '$.{name}') WHERE value = ?)")
+            params.append(_bindable(cond.value))
+        elif cond is None:
+            clauses.append(f"{_field(name)} IS NULL")
+        else:
+            clauses.append(f"{_field(name)} = ?")
+            params.append(_bindable(cond))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class SQLiteStore(Store):
+    """The default store, in one SQLite file (``:memory:`` works for tests)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._feeds: dict[str, set[asyncio.Queue[Change | None]]] = {t: set() for t in TABLES}
+
+    # -- plumbing ---------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            raise StoreUnavailable("the store is closed")
+        db = self._db
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, db)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+    def _publish(self, change: Change) -> None:
+        """Called on the worker thread right after a commit: keeps feed order = commit order."""
+        feeds = self._feeds[change.table]
+        if feeds and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._deliver, feeds, change)
+
+    @staticmethod
+    def _deliver(feeds: set[asyncio.Queue[Change | None]], change: Change) -> None:
+        for queue in list(feeds):
+            queue.put_nowait(change)
+
+    @staticmethod
+    def _read(db: sqlite3.Connection, table: str, id: str) -> Doc | None:
+        row = db.execute(f"SELECT doc FROM {table} WHERE id = ?", (id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+
+        def connect() -> sqlite3.Connection:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+                db.execute("BEGIN IMMEDIATE")
+                for statement in statements:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+                db.execute("COMMIT")
+                log.info("sqlite %s: schema migrated to version %d", self.path, number)
+            return db
+
+        self._db = await self._loop.run_in_executor(self._thread, connect)
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        for feeds in self._feeds.values():
+            for queue in feeds:
+                queue.put_nowait(None)
+        if db is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, db.close)
+        self._thread.shutdown(wait=False)
+
+    async def ping(self) -> bool:
+        try:
+            return await self._run(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
+        except StoreUnavailable:
+            return False
+
+    # -- documents --------------------------------------------------------
+
+    async def get(self, table: str, id: str) -> Doc | None:
+        return await self._run(lambda db: self._read(db, table, id))
+
+    async def insert(self, table: str, doc: Doc) -> Doc:
+        text = json.dumps(doc, separators=(",", ":"))
+
+        def insert(db: sqlite3.Connection) -> Doc:
+            try:
+                db.execute(f"INSERT INTO {table} (id, doc) VALUES (?, ?)", (doc["id"], text))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"{table}/{doc['id']} exists") from None
+            new = json.loads(text)
+            self._publish(Change(table, None, new))
+            return new
+
+        return await self._run(insert)
+
+    async def update(self, table: str, id: str, changes: Doc) -> Doc | None:
+        def update(db: sqlite3.Connection) -> Doc | None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                old = self._read(db, table, id)
+                if old is None:
+                    db.execute("ROLLBACK")
+                    return None
+                new = {**old, **changes, "id": id}
+                db.execute(f"UPDATE {table} SET doc = ? WHERE id = ?", (json.dumps(new, separators=(",", ":")), id))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            self._publish(Change(table, old, new))
+            return new
+
+        return await self._run(update)
+
+    async def delete(self, table: str, id: str) -> Doc | None:
+        def delete(db: sqlite3.Connection) -> Doc | None:
+            row = db.execute(f"DELETE FROM {table} WHERE id = ? RETURNING doc", (id,)).fetchone()
+            if row is None:
+                return None
+            old = json.loads(row[0])
+            self._publish(Change(table, old, None))
+            return old
+
+        return await self._run(delete)
+
+    async def find(self, table: str, query: Query) -> list[Doc]:
+        query.check()
+        where, params = _where_sql(table, query.where)
+        order = [f"{_field(name)} {'DESC' if desc else 'ASC'}" for name, desc in query.order_by]
+        sql = f"SELECT doc FROM {table}{where} ORDER BY {', '.join(order + ['id ASC'])}"
+        if query.limit is not None or query.offset:
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if query.limit is None else query.limit, query.offset]
+        return await self._run(lambda db: [json.loads(r[0]) for r in db.execute(sql, params)])
+
+    async def count(self, table: str, where: dict[str, Any] | None = None) -> int:
+        Query(where or {}).check()
+        clause, params = _where_sql(table, where or {})
+        return await self._run(lambda db: db.execute(f"SELECT count(*) FROM {table}{clause}", params).fetchone()[0])
+
+    async def delete_where(self, table: str, where: dict[str, Any]) -> int:
+        Query(where).check()
+        clause, params = _where_sql(table, where)
+
+        def delete_where(db: sqlite3.Connection) -> int:
+            rows = db.execute(f"DELETE FROM {table}{clause} RETURNING doc", params).fetchall()
+            for (text,) in rows:
+                self._publish(Change(table, json.loads(text), None))
+            return len(rows)
+
+        return await self._run(delete_where)
+
+    # -- change feed ------------------------------------------------------
+
+    async def changes(self, table: str = "emails") -> ChangeFeed:
+        return _Feed(self._feeds[table])
+
+
+class _Feed(ChangeFeed):
+    """An in-process feed: the store's worker thread posts each commit into its queue."""
+
+    def __init__(self, feeds: set[asyncio.Queue[Change | None]]) -> None:
+        self._feeds = feeds
+        self._queue: asyncio.Queue[Change | None] = asyncio.Queue()
+        feeds.add(self._queue)
+
+    async def __anext__(self) -> Change:
+        change = await self._queue.get()
+        if change is None:
+            self._feeds.discard(self._queue)
+            raise StopAsyncIteration
+        return change
+
+    async def aclose(self) -> None:
+        self._feeds.discard(self._queue)

@@ -1,0 +1,14 @@
+"""The HTTP API: one module per resource, each exporting its ``routes``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers import accounts, contacts, emails, health, labels, root, threads, tokens
+
+RESOURCE_MODULES = (root, health, accounts, tokens, emails, threads, labels, contacts)
+
+
+def api_routes() -> list[tuple[str, Any]]:
+    """Every route of the JSON API, in one table."""
+    return [route for module in RESOURCE_MODULES for route in module.routes]

@@ -1,0 +1,251 @@
+"""The base of every API handler: JSON envelope, errors, body validation, auth and paging.
+
+Handlers raise :class:`APIError` for anything a client did wrong; whatever
+else escapes becomes a 500 with no traceback in the body (it goes to the log).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import tornado.web
+
+from gateway.auth import InvalidToken, Session
+from gateway.ids import is_id
+from gateway.state import State
+from gateway.store import Doc, Query, Store, StoreUnavailable
+
+log = logging.getLogger("gateway.api")
+
+MAX_PAGE = 100
+DEFAULT_PAGE = 50
+
+
+class APIError(tornado.web.HTTPError):
+    """An error a client gets as ``{"success": false, "message", "code"}``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, log_message=message)
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def not_found(what: str = "Resource") -> APIError:
+    return APIError(404, "not_found", f"{what} not found")
+
+
+@dataclass
+class Field:
+    """One accepted field of a request body.
+
+    ``kind`` is the JSON type (``str``, ``int``, ``bool``, ``list``, ``dict``);
+    ``items`` the type of a list's items; ``check`` returns an error message
+    for a value of the right type that is still unacceptable.
+    """
+
+    kind: type
+    required: bool = False
+    items: type | None = None
+    max_length: int | None = None
+    nullable: bool = False
+    check: Callable[[Any], str | None] | None = None
+
+    def problem(self, value: Any) -> str | None:
+        if value is None:
+            return None if self.nullable else "must not be null"
+        if not _is_kind(value, self.kind):
+            return f"must be {_kind_name(self.kind)}"
+        if self.items is not None and not all(_is_kind(v, self.items) for v in value):
+            return f"must be a list of {_kind_name(self.items)}s"
+        if self.max_length is not None and len(value) > self.max_length:
+            return f"must be at most {self.max_length} {'characters' if self.kind is str else 'items'} long"
+        return self.check(value) if self.check else None
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _kind_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", bool: "a boolean", list: "a list", dict: "an object"}.get(
+        kind, kind.__name__
+    )
+
+
+class APIHandler(tornado.web.RequestHandler):
+    """Base of the JSON API handlers.
+
+    Subclasses list the methods that need no token in ``public_methods``;
+    every other method requires ``Authorization: Bearer <token>``, and finds
+    the caller in :attr:`account`.
+    """
+
+    public_methods: frozenset[str] = frozenset()
+    session: Session | None = None
+
+    @property
+    def state(self) -> State:
+        return self.application.settings["state"]
+
+    @property
+    def store(self) -> Store:
+        return self.state.store
+
+    @property
+    def account(self) -> Doc:
+        assert self.session is not None, "account used on a public method"
+        return self.session.account
+
+    # -- request ------------------------------------------------------------
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def compute_etag(self) -> None:
+        # API responses are per-user and change often; skip hashing every body.
+        return None
+
+    async def prepare(self) -> None:
+        if len(self.request.body) > self.state.config.max_body:
+            raise APIError(413, "too_large", f"Request body exceeds {self.state.config.max_body} bytes")
+        if self.request.method not in self.public_methods and self.request.method in self.SUPPORTED_METHODS:
+            if self._has_method(self.request.method):
+                self.session = await self.authenticate()
+
+    def _has_method(self, method: str) -> bool:
+        return getattr(type(self), method.lower()) is not getattr(tornado.web.RequestHandler, method.lower())
+
+    async def authenticate(self) -> Session:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header:
+            raise APIError(401, "unauthorized", "Missing Authorization header", {"WWW-Authenticate": "Bearer"})
+        if scheme.lower() != "bearer" or not token.strip():
+            raise APIError(401, "unauthorized", "Authorization must be 'Bearer <token>'", {"WWW-Authenticate": "Bearer"})
+        try:
+            return await self.state.tokens.verify(token.strip())
+        except InvalidToken as exc:
+            raise APIError(401, "invalid_token", str(exc), {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+
+    def body_fields(self, fields: dict[str, Field], *, partial: bool = False) -> dict[str, Any]:
+        """The request's JSON object, checked against ``fields``; only the fields given are returned.
+
+        With ``partial`` (updates), no field is required but at least one must be given.
+        """
+        if not self.request.body.strip():
+            raise APIError(400, "invalid_json", "Request body must be a JSON object")
+        try:
+            body = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise APIError(400, "invalid_json", f"Malformed JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise APIError(400, "invalid_json", "Request body must be a JSON object")
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            raise APIError(400, "unknown_field", f"Unknown field: {', '.join(unknown)}")
+        for name, spec in fields.items():
+            if name not in body:
+                if spec.required and not partial:
+                    raise APIError(400, "missing_field", f"Missing field: {name}")
+                continue
+            problem = spec.problem(body[name])
+            if problem:
+                raise APIError(400, "invalid_field", f"Field '{name}' {problem}")
+        if partial and not body:
+            raise APIError(400, "missing_field", f"Give at least one of: {', '.join(fields)}")
+        return body
+
+    def path_id(self, value: str, what: str) -> str:
+        """A path segment that must be a document id; malformed ones are a 404 like any unknown id."""
+        if not is_id(value):
+            raise not_found(what)
+        return value
+
+    async def owned(self, table: str, id: str, what: str) -> Doc:
+        """The caller's document, or 404 (also for another account's)."""
+        doc = await self.store.get(table, self.path_id(id, what))
+        if doc is None or doc.get("owner") != self.account["id"]:
+            raise not_found(what)
+        return doc
+
+    def int_argument(self, name: str, default: int, low: int, high: int | None = None) -> int:
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise APIError(400, "invalid_parameter", f"'{name}' must be an integer") from None
+        if value < low or (high is not None and value > high):
+            limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise APIError(400, "invalid_parameter", f"'{name}' must be {limit}")
+        return value
+
+    def page(self, where: dict[str, Any], sortable: Iterable[str], default_sort: str) -> Query:
+        """A query for one page of a list, from ``limit``, ``offset`` and ``sort`` (``field`` or ``-field``)."""
+        sort = self.get_query_argument("sort", default_sort)
+        name = sort.removeprefix("-")
+        if name not in sortable:
+            raise APIError(400, "invalid_parameter", f"'sort' must be one of: {', '.join(sorted(sortable))}, optionally prefixed with '-'")
+        return Query(
+            where=where,
+            order_by=[(name, sort.startswith("-"))],
+            limit=self.int_argument("limit", DEFAULT_PAGE, 1, MAX_PAGE),
+            offset=self.int_argument("offset", 0, 0),
+        )
+
+    async def list_page(self, table: str, query: Query) -> list[Doc]:
+        """One page of documents, with the full count in ``X-Total-Count``."""
+        total = await self.store.count(table, query.where)
+        self.set_header("X-Total-Count", str(total))
+        return await self.store.find(table, query) if query.offset < total else []
+
+    # -- response -----------------------------------------------------------
+
+    def reply(self, http_status: int = 200, /, **payload: Any) -> None:
+        """Finish with ``{"success": true, **payload}``."""
+        self.set_status(http_status)
+        self.finish(json.dumps({"success": True, **payload}, separators=(",", ":")))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, APIError):
+            code, message = exc.code, exc.message
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+        elif isinstance(exc, StoreUnavailable):
+            self.set_status(503)
+            code, message = "store_unavailable", "The store is unavailable; try again shortly"
+        elif status_code == 405:
+            code, message = "method_not_allowed", f"Method {self.request.method} not allowed on {self.request.path}"
+        elif status_code < 500:
+            code = "bad_request" if status_code == 400 else f"http_{status_code}"
+            message = getattr(exc, "log_message", None) or self._reason
+        else:
+            code, message = "internal_error", "Internal server error"
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"success": False, "message": message, "code": code}, separators=(",", ":")))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, APIError):
+            return  # an answered client error; the access log has it
+        if isinstance(value, StoreUnavailable):
+            log.warning("%s %s: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+
+class NotFoundHandler(APIHandler):
+    """Every unknown path: the error envelope, whatever the method."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+    def prepare(self) -> None:  # type: ignore[override]
+        raise not_found("Route")

@@ -1,0 +1,114 @@
+"""Emails: compose and send, list, read, relabel, delete."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gateway.ids import is_id, new_id, now_iso
+from gateway.mailbox import add_email, delete_email, label_ids_exist, public, update_email
+from gateway.store import Contains
+from handlers.base import APIError, APIHandler, Field
+
+ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+MAX_RECIPIENTS = 100
+MAX_LABELS = 50
+
+
+def addresses_problem(value: Any) -> str | None:
+    bad = [a for a in value if not ADDRESS.fullmatch(a)]
+    return f"has invalid addresses: {', '.join(bad[:5])}" if bad else None
+
+
+def no_line_breaks(value: str) -> str | None:
+    # a subject becomes a mail header: a line break in it would forge other headers
+    return "must not contain line breaks" if any(c in value for c in "\r\n\x00") else None
+
+
+class EmailsHandler(APIHandler):
+    """``/emails``: ``POST`` composes and queues an email; ``GET`` lists them."""
+
+    async def post(self) -> None:
+        recipients = Field(list, items=str, max_length=MAX_RECIPIENTS, check=addresses_problem)
+        body = self.body_fields({
+            "to": Field(list, required=True, items=str, max_length=MAX_RECIPIENTS, check=addresses_problem),
+            "cc": recipients,
+            "bcc": recipients,
+            "subject": Field(str, max_length=998, check=no_line_breaks),
+            "text": Field(str),
+            "html": Field(str),
+            "in_reply_to": Field(str, max_length=64),
+        })
+        if not body["to"] and not body.get("cc") and not body.get("bcc"):
+            raise APIError(400, "invalid_field", "Field 'to' must name at least one recipient")
+        if "text" not in body and "html" not in body:
+            raise APIError(400, "missing_field", "Missing field: text or html")
+        references: list[str] = []
+        in_reply_to = None
+        if "in_reply_to" in body:
+            parent = await self.store.get("emails", body["in_reply_to"]) if is_id(body["in_reply_to"]) else None
+            if parent is None or parent["owner"] != self.account["id"]:
+                raise APIError(400, "invalid_field", "Field 'in_reply_to' must be the id of one of your emails")
+            in_reply_to = parent["message_id"]
+            references = [*parent.get("references", []), in_reply_to]
+        email_id = new_id()
+        email = {
+            "id": email_id,
+            "owner": self.account["id"],
+            "direction": "out",
+            "status": "queued",
+            "message_id": f"<{email_id}@{self.state.config.mail_domain}>",
+            "from": self.account["address"],
+            "to": body["to"],
+            "cc": body.get("cc", []),
+            "bcc": body.get("bcc", []),
+            "subject": body.get("subject", ""),
+            "text": body.get("text"),
+            "html": body.get("html"),
+            "in_reply_to": in_reply_to,
+            "references": references,
+            "labels": ["sent"],
+            "read": True,
+            "created": now_iso(),
+        }
+        stored = await add_email(self.store, email)
+        self.reply(201, email=public(stored))
+
+    async def get(self) -> None:
+        where: dict[str, Any] = {"owner": self.account["id"]}
+        label = self.get_query_argument("label", None)
+        if label:
+            where["labels"] = Contains(label)
+        thread = self.get_query_argument("thread", None)
+        if thread:
+            where["thread"] = thread
+        query = self.page(where, {"created", "subject"}, "-created")
+        emails = await self.list_page("emails", query)
+        self.reply(emails=[public(e) for e in emails])
+
+
+class EmailHandler(APIHandler):
+    """``/emails/{id}``: read, relabel or mark read, delete."""
+
+    async def get(self, email_id: str) -> None:
+        self.reply(email=public(await self.owned("emails", email_id, "Email")))
+
+    async def put(self, email_id: str) -> None:
+        email = await self.owned("emails", email_id, "Email")
+        body = self.body_fields({
+            "labels": Field(list, items=str, max_length=MAX_LABELS),
+            "read": Field(bool),
+        }, partial=True)
+        if "labels" in body:
+            body["labels"] = list(dict.fromkeys(body["labels"]))
+            unknown = await label_ids_exist(self.store, self.account["id"], body["labels"])
+            if unknown:
+                raise APIError(400, "unknown_label", f"Unknown label: {', '.join(unknown)}")
+        self.reply(email=public(await update_email(self.store, email, body)))
+
+    async def delete(self, email_id: str) -> None:
+        await delete_email(self.store, await self.owned("emails", email_id, "Email"))
+        self.reply(message="Email deleted")
+
+
+routes = [(r"/emails", EmailsHandler), (r"/emails/([^/]+)", EmailHandler)]

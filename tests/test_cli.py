@@ -1,0 +1,87 @@
+"""The command line: every option documented with its environment variable; ``serve`` on a fresh folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from typing import Any
+
+from gateway.config import OPTIONS
+
+
+def run(*args: str, **kw: Any) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60, **kw)
+
+
+def test_serve_help_documents_every_option_and_variable() -> None:
+    out = run("serve", "--help").stdout
+    for f in OPTIONS:
+        assert "--" + f.name.replace("_", "-") in out, f.name
+        assert f.metadata["env"] in out, f.name
+
+
+def test_gateway_console_script_is_python_m_gateway() -> None:
+    script = os.path.join(os.path.dirname(sys.executable), "gateway")
+    assert subprocess.run([script, "--version"], capture_output=True, text=True).stdout == run("--version").stdout
+
+
+def test_bad_option_values_are_refused() -> None:
+    result = run("serve", "--port", "http")
+    assert result.returncode == 2 and "GATEWAY_PORT: expected int" in result.stderr
+    result = run("serve", env={**os.environ, "GATEWAY_PORT": "x"})
+    assert result.returncode == 2 and "GATEWAY_PORT" in result.stderr
+
+
+class Served:
+    """``gateway serve`` in a folder, on a free port, until stopped."""
+
+    def __init__(self, cwd: str) -> None:
+        env = {**os.environ, "GATEWAY_PORT": "0", "GATEWAY_ARGON2_MEMORY": "1024"}
+        self.process = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=cwd, env=env,
+                                        stderr=subprocess.PIPE, text=True)
+        for line in self.process.stderr:  # the log line that says where it listens
+            if "HTTP API on http://" in line:
+                self.base = line.split("HTTP API on ")[1].split()[0].rstrip("/")
+                return
+        raise AssertionError("the server did not start")
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        request = urllib.request.Request(self.base + path, method=method,
+                                         data=json.dumps(body).encode() if body is not None else None)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def test_serve_on_a_fresh_folder_keeps_data_and_tokens_across_restarts(tmp_path: Any) -> None:
+    first = Served(str(tmp_path))
+    try:
+        assert first.base.startswith("http://127.0.0.1:")
+        first.call("POST", "/accounts", {"username": "alice", "password": "correct horse"})
+        token = first.call("POST", "/tokens", {"username": "alice", "password": "correct horse"})["token"]["value"]
+    finally:
+        first.stop()
+    assert first.process.returncode == 0
+    assert sorted(p for p in os.listdir(tmp_path) if not p.endswith(("-wal", "-shm"))) == ["gateway.db", "gateway.secret"]
+    assert os.stat(tmp_path / "gateway.secret").st_mode & 0o077 == 0
+    second = Served(str(tmp_path))
+    try:
+        assert second.call("GET", "/accounts/me", token=token)["account"]["username"] == "alice"
+    finally:
+        second.stop()
+
+
+def test_default_config_is_localhost_5000_and_sqlite_in_cwd() -> None:
+    from gateway.config import Config
+
+    config = Config.from_env({})
+    assert (config.host, config.port, config.store) == ("127.0.0.1", 5000, "sqlite:gateway.db")
+    assert config.resolved_secret_file() == os.path.abspath("gateway.secret")

@@ -1,0 +1,138 @@
+"""The store contract: every backend behaves the same through the Store interface."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.store import Change, Conflict, Contains, In, Query, Store
+from tests.stores import BACKENDS, make_store
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: Any, io_loop: Any, tmp_path: Any) -> Any:
+    backend = make_store(request.param, tmp_path)
+    io_loop.run_sync(backend.open)
+    yield backend
+    io_loop.run_sync(backend.close)
+
+
+def doc(id: str, **fields: Any) -> dict:
+    return {"id": id, "owner": "a", **fields}
+
+
+@pytest.mark.gen_test
+async def test_insert_get_and_conflict(store: Store) -> None:
+    stored = await store.insert("contacts", doc("c1", name="Ann", tags=["x"], extra={"k": 1}, gone=None))
+    assert stored == doc("c1", name="Ann", tags=["x"], extra={"k": 1}, gone=None)
+    assert await store.get("contacts", "c1") == stored
+    assert await store.get("contacts", "missing") is None
+    with pytest.raises(Conflict):
+        await store.insert("contacts", doc("c1", name="Other"))
+    assert (await store.get("contacts", "c1"))["name"] == "Ann"
+
+
+@pytest.mark.gen_test
+async def test_update_merges_top_level_fields(store: Store) -> None:
+    await store.insert("contacts", doc("c1", name="Ann", notes="n"))
+    updated = await store.update("contacts", "c1", {"name": "Bea", "email": "b@x"})
+    assert updated == doc("c1", name="Bea", notes="n", email="b@x")
+    assert await store.get("contacts", "c1") == updated
+    assert await store.update("contacts", "missing", {"name": "x"}) is None
+
+
+@pytest.mark.gen_test
+async def test_delete_returns_the_removed_document(store: Store) -> None:
+    await store.insert("contacts", doc("c1", name="Ann"))
+    assert await store.delete("contacts", "c1") == doc("c1", name="Ann")
+    assert await store.delete("contacts", "c1") is None
+    assert await store.get("contacts", "c1") is None
+
+
+@pytest.mark.gen_test
+async def test_find_filters_sorts_and_pages(store: Store) -> None:
+    for i, (owner, name, labels, read) in enumerate([
+        ("a", "d", ["inbox"], False), ("a", "b", ["inbox", "x"], True), ("b", "a", ["inbox"], False),
+        ("a", "c", [], False), ("a", "a", ["x"], True),
+    ]):
+        await store.insert("emails", {"id": f"e{i}", "owner": owner, "subject": name, "labels": labels,
+                                      "read": read, "thread": None if i == 3 else "t"})
+    ids = lambda docs: [d["id"] for d in docs]  # noqa: E731
+    assert ids(await store.find("emails", Query({"owner": "a"}, [("subject", False)]))) == ["e4", "e1", "e3", "e0"]
+    assert ids(await store.find("emails", Query({"owner": "a"}, [("subject", True)]))) == ["e0", "e3", "e1", "e4"]
+    assert ids(await store.find("emails", Query({"owner": "a"}, [("subject", False)], limit=2, offset=1))) == ["e1", "e3"]
+    assert ids(await store.find("emails", Query({"owner": "a"}, [("subject", False)], offset=3))) == ["e0"]
+    assert ids(await store.find("emails", Query({"labels": Contains("x")}))) == ["e1", "e4"]
+    assert ids(await store.find("emails", Query({"owner": "a", "read": False}))) == ["e0", "e3"]
+    assert ids(await store.find("emails", Query({"subject": In(["a", "d"])}))) == ["e0", "e2", "e4"]
+    assert ids(await store.find("emails", Query({"subject": In([])}))) == []
+    assert ids(await store.find("emails", Query({"thread": None}))) == ["e3"]
+    assert await store.count("emails") == 5
+    assert await store.count("emails", {"owner": "a", "labels": Contains("inbox")}) == 2
+
+
+@pytest.mark.gen_test
+async def test_ties_are_broken_by_id(store: Store) -> None:
+    for id in ["b", "c", "a"]:
+        await store.insert("contacts", doc(id, name="same"))
+    assert [d["id"] for d in await store.find("contacts", Query({}, [("name", False)]))] == ["a", "b", "c"]
+
+
+@pytest.mark.gen_test
+async def test_bad_field_names_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError):
+        await store.find("contacts", Query({"name') OR 1=1 --": 1}))
+    with pytest.raises(ValueError):
+        await store.find("contacts", Query({}, [("x;drop", False)]))
+
+
+@pytest.mark.gen_test
+async def test_delete_where(store: Store) -> None:
+    for i in range(4):
+        await store.insert("contacts", {"id": f"c{i}", "owner": "a" if i % 2 else "b"})
+    assert await store.delete_where("contacts", {"owner": "a"}) == 2
+    assert [d["id"] for d in await store.find("contacts", Query())] == ["c0", "c2"]
+
+
+async def next_change(feed: Any) -> Change:
+    return await asyncio.wait_for(feed.__anext__(), 10)
+
+
+@pytest.mark.gen_test
+async def test_changefeed_reports_old_and_new_in_order(store: Store) -> None:
+    feed = await store.changes("emails")
+    other = await store.changes("emails")
+    await store.insert("emails", doc("e1", subject="s"))
+    await store.update("emails", "e1", {"read": True})
+    await store.insert("contacts", doc("c1"))  # another table: not on this feed
+    await store.delete("emails", "e1")
+    await store.insert("emails", doc("e2"))
+    await store.delete_where("emails", {"owner": "a"})
+    changes = [await next_change(feed) for _ in range(5)]
+    assert [(c.old, c.new) for c in changes] == [
+        (None, doc("e1", subject="s")),
+        (doc("e1", subject="s"), doc("e1", subject="s", read=True)),
+        (doc("e1", subject="s", read=True), None),
+        (None, doc("e2")),
+        (doc("e2"), None),
+    ]
+    assert (await next_change(other)).new == doc("e1", subject="s")
+    await feed.aclose()
+    await other.aclose()
+
+
+@pytest.mark.gen_test
+async def test_changefeed_ends_when_the_store_closes(store: Store) -> None:
+    feed = await store.changes("emails")
+    waiter = asyncio.ensure_future(feed.__anext__())
+    await store.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiter, 10)
+    await store.open()  # the fixture closes it again
+
+
+@pytest.mark.gen_test
+async def test_ping(store: Store) -> None:
+    assert await store.ping() is True

@@ -44,7 +44,8 @@ class Config:
     )
     max_body: int = option(1 << 20, "largest accepted request body, in bytes", "GATEWAY_MAX_BODY", "BYTES")
     ws_max_message: int = option(
-        1 << 20, "largest accepted SockJS message, in bytes", "GATEWAY_WS_MAX_MESSAGE", "BYTES"
+        2 << 20, "largest accepted SockJS message, in bytes (room for a --max-body request, JSON-escaped)",
+        "GATEWAY_WS_MAX_MESSAGE", "BYTES"
     )
     ws_max_inflight: int = option(
         32, "tunneled requests in flight per SockJS session; more are answered 429", "GATEWAY_WS_MAX_INFLIGHT", "N"

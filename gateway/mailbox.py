@@ -46,7 +46,8 @@ async def delete_account(store: Store, account: Doc) -> None:
     """Remove an account and everything it owns.
 
     The account record goes first: every token of it is refused from that
-    moment (token checks need the account).
+    moment (token checks need the account), and sessions bound to it hear
+    ``account_deleted`` rather than ``revoked``.
     """
     await store.delete("accounts", account["id"])
     for table in OWNED_TABLES:

@@ -33,7 +33,10 @@ class TokensHandler(APIHandler):
         valid = await self.state.passwords.verify(account["password_hash"] if account else None, body["password"])
         if not (account and valid):
             raise APIError(401, "invalid_credentials", "Wrong username or password", {"WWW-Authenticate": "Bearer"})
-        token, record = await self.state.tokens.issue(account["id"], body.get("expires_in"))
+        token, record = await self.state.tokens.issue(
+            account["id"], body.get("expires_in"), ip=self.request.remote_ip,
+            user_agent=self.request.headers.get("User-Agent", "")[:256],
+        )
         self.reply(201, token={**token_view(record), "value": token})
 
     async def get(self) -> None:

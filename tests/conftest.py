@@ -83,13 +83,13 @@ class Api:
 
 
 def make_config(tmp_path: Any, **overrides: Any) -> Config:
-    return Config(
-        port=0,
-        store=f"sqlite:{tmp_path}/gateway.db",
-        secret_file=str(tmp_path / "gateway.secret"),
-        argon2_memory=TEST_ARGON2_MEMORY,
-        **overrides,
-    )
+    settings: dict[str, Any] = {
+        "port": 0,
+        "store": f"sqlite:{tmp_path}/gateway.db",
+        "secret_file": str(tmp_path / "gateway.secret"),
+        "argon2_memory": TEST_ARGON2_MEMORY,
+    }
+    return Config(**{**settings, **overrides})
 
 
 @pytest.fixture

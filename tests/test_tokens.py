@@ -32,7 +32,7 @@ async def test_login_returns_a_signed_jwt_with_id_and_expiry(api: Api, gateway: 
     claims = jwt.decode(token["value"], secret_of(gateway), algorithms=["HS256"])
     assert claims["sub"] == account["id"] and claims["jti"] == token["id"]
     assert claims["exp"] - claims["iat"] == 600
-    assert set(token) == {"id", "value", "created", "expires"}
+    assert set(token) == {"id", "value", "created", "expires", "ip", "user_agent"} and token["ip"] == "127.0.0.1"
 
 
 @pytest.mark.gen_test

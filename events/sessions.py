@@ -1,0 +1,137 @@
+"""Which sessions are bound to which account, and ending bindings when their token stops being valid.
+
+A session binds with a token (``subscribe``); it stays bound until it
+unsubscribes, rebinds, closes, or the token expires, is revoked or its account
+is deleted.  The last three are noticed here: a timer per binding for expiry,
+and the store's change feeds on ``tokens`` and ``accounts`` for revocations
+and deletions made anywhere (this process, another one, plain HTTP or a
+tunnel), so the session is told at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.store import ChangeFeed, Store
+
+log = logging.getLogger(__name__)
+
+
+class Subscriber(Protocol):
+    """A session that can be bound: the registry tells it when its binding ends."""
+
+    def binding_ended(self, reason: str) -> None:
+        """The binding was ended by the server (``expired``, ``revoked`` or ``account_deleted``)."""
+
+
+@dataclass(eq=False)
+class Binding:
+    """One session bound to one account through one token."""
+
+    subscriber: Subscriber
+    account_id: str
+    token_id: str
+    expires: float
+    events: frozenset[str] | None = None
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+class SessionRegistry:
+    """Sessions by account (many per account, many accounts per process)."""
+
+    def __init__(self) -> None:
+        self._by_subscriber: dict[Subscriber, Binding] = {}
+        self._by_account: dict[str, dict[Subscriber, Binding]] = {}
+        self._watchers: list[asyncio.Task[None]] = []
+        self._feeds: list[ChangeFeed] = []
+
+    # -- bindings -----------------------------------------------------------
+
+    def bind(self, subscriber: Subscriber, account_id: str, token_id: str, expires: float,
+             events: frozenset[str] | None = None) -> Binding:
+        """Bind (or rebind) a session; it is ended with ``expired`` when the token's ``exp`` passes."""
+        self.unbind(subscriber)
+        binding = Binding(subscriber, account_id, token_id, expires, events)
+        loop = asyncio.get_running_loop()
+        binding.timer = loop.call_at(loop.time() + max(0.0, expires - time.time()), self.end, binding, "expired")
+        self._by_subscriber[subscriber] = binding
+        self._by_account.setdefault(account_id, {})[subscriber] = binding
+        return binding
+
+    def unbind(self, subscriber: Subscriber) -> Binding | None:
+        """Forget a session's binding (it unsubscribed or closed); the binding, if it had one."""
+        binding = self._by_subscriber.pop(subscriber, None)
+        if binding is None:
+            return None
+        if binding.timer is not None:
+            binding.timer.cancel()
+        sessions = self._by_account.get(binding.account_id)
+        if sessions is not None:
+            sessions.pop(subscriber, None)
+            if not sessions:
+                del self._by_account[binding.account_id]
+        return binding
+
+    def end(self, binding: Binding, reason: str) -> None:
+        """End a binding from the server side and tell its session why."""
+        if self._by_subscriber.get(binding.subscriber) is not binding:
+            return  # already unbound or rebound
+        self.unbind(binding.subscriber)
+        log.info("session binding to account %s ended: %s", binding.account_id, reason)
+        binding.subscriber.binding_ended(reason)
+
+    def binding(self, subscriber: Subscriber) -> Binding | None:
+        return self._by_subscriber.get(subscriber)
+
+    def bindings(self, account_id: str) -> list[Binding]:
+        """Every binding of an account in this process."""
+        return list(self._by_account.get(account_id, {}).values())
+
+    def counts(self) -> dict[str, int]:
+        return {"sessions": len(self._by_subscriber), "accounts": len(self._by_account)}
+
+    # -- watching the store -------------------------------------------------
+
+    async def start(self, store: Store) -> None:
+        """Watch token revocations and account deletions; live when this returns."""
+        tokens = await store.changes("tokens")
+        accounts = await store.changes("accounts")
+        self._feeds = [tokens, accounts]
+        self._watchers = [
+            asyncio.ensure_future(self._watch(tokens, self._token_deleted, store)),
+            asyncio.ensure_future(self._watch(accounts, self._account_deleted, store)),
+        ]
+
+    async def stop(self) -> None:
+        for feed in self._feeds:
+            await feed.aclose()
+        for task in self._watchers:
+            task.cancel()
+        self._watchers = []
+
+    async def _watch(self, feed: ChangeFeed, on_delete: Any, store: Store) -> None:
+        try:
+            async for change in feed:
+                if change.old is not None and change.new is None:
+                    await on_delete(change.old, store)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("binding watcher stopped")
+
+    async def _token_deleted(self, token: dict, store: Store) -> None:
+        ended = [b for b in self.bindings(token.get("owner", "")) if b.token_id == token["id"]]
+        if not ended:
+            return
+        # Deleting an account also deletes its tokens: name the real cause.
+        reason = "revoked" if await store.get("accounts", token["owner"]) else "account_deleted"
+        for binding in ended:
+            self.end(binding, reason)
+
+    async def _account_deleted(self, account: dict, store: Store) -> None:
+        for binding in self.bindings(account["id"]):
+            self.end(binding, "account_deleted")

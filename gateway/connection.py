@@ -1,0 +1,239 @@
+"""One SockJS session at ``/ws``: tunneled requests, subscribe and unsubscribe.
+
+Every SockJS message is one JSON object with a ``type``.  Requests run
+concurrently through the application (see :mod:`gateway.tunnel`) and are
+answered as each finishes; ``subscribe``/``unsubscribe`` run one at a time in
+the order they came.  Anything malformed gets an ``error`` message and the
+session stays open.  The protocol is documented in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import tornado.web
+from sockjs.tornado import SockJSConnection
+
+from gateway.auth import InvalidToken
+from gateway.state import State
+from gateway.tunnel import Tunnel
+from events.sessions import SessionRegistry
+
+log = logging.getLogger("gateway.ws")
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+RATE_LIMITED_BODY = json.dumps(
+    {"success": False, "message": "Too many requests in flight on this session", "code": "rate_limited"},
+    separators=(",", ":"),
+)
+
+
+class MessageError(Exception):
+    """A message that is answered with ``{"type": "error"}`` instead of being run."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class WsContext:
+    """What every session of one gateway shares: state, the application, the registry, live sessions."""
+
+    state: State
+    registry: SessionRegistry
+    prefix: str = "/ws"
+    app: tornado.web.Application | None = None
+    live: set["GatewayConnection"] = field(default_factory=set)
+
+
+class GatewayConnection(SockJSConnection):
+    """The server side of one SockJS session."""
+
+    context: WsContext
+
+    def on_open(self, info: Any) -> None:
+        self.context = self.session.server.context
+        self.config = self.context.state.config
+        host = info.headers.get("Host") or f"{self.config.host}:{self.config.port}"
+        assert self.context.app is not None
+        self.tunnel = Tunnel(self.context.app, info.ip, host)
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.running_requests = 0
+        self.control = asyncio.Lock()  # subscribe/unsubscribe run in arrival order
+        self.context.live.add(self)
+        log.debug("session opened from %s", info.ip)
+
+    def on_close(self) -> None:
+        self.context.live.discard(self)
+        self.context.registry.unbind(self)
+        self.tunnel.close()
+        for task in list(self.inflight):
+            task.cancel()
+        self.inflight.clear()
+
+    # -- sending ------------------------------------------------------------
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        if not self.is_closed:
+            self.send(json.dumps(message, separators=(",", ":")))
+
+    def send_error(self, code: str, message: str, message_id: Any = None) -> None:
+        error: dict[str, Any] = {"type": "error", "error": message, "code": code}
+        if message_id is not None:
+            error["id"] = message_id
+        self.send_json(error)
+
+    def binding_ended(self, reason: str) -> None:
+        self.send_json({"type": "unsubscribed", "reason": reason})
+
+    # -- receiving ----------------------------------------------------------
+
+    def on_message(self, raw: str) -> None:
+        message_id = None
+        try:
+            if len(raw) > self.config.ws_max_message:
+                raise MessageError("too_large", f"Message exceeds {self.config.ws_max_message} bytes")
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                raise MessageError("invalid_json", "Message is not valid JSON") from None
+            if not isinstance(message, dict):
+                raise MessageError("invalid_message", "Message must be a JSON object")
+            message_id = message.get("id")
+            kind = message.get("type")
+            if kind is None:
+                raise MessageError("missing_field", "Missing field: type")
+            if kind == "request":
+                self.request(message)
+            elif kind in ("subscribe", "unsubscribe"):
+                self.start(self.in_order(self.handle_subscribe(message) if kind == "subscribe"
+                                         else self.handle_unsubscribe(message)))
+            else:
+                raise MessageError("unknown_type", f"Unknown message type: {str(kind)[:64]!r}")
+        except MessageError as exc:
+            self.send_error(exc.code, str(exc), message_id if isinstance(message_id, str) else None)
+
+    def start(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+
+    async def in_order(self, work: Any) -> None:
+        async with self.control:
+            await work
+
+    # -- request ------------------------------------------------------------
+
+    def request(self, message: dict[str, Any]) -> None:
+        """Check a request message and start it, or answer 429 at once when the session is at its limit."""
+        method, target, headers, body = self.parse_request(message)
+        if self.running_requests >= self.config.ws_max_inflight:
+            self.send_json({"type": "response", "id": message["id"], "status": 429,
+                            "headers": {"Content-Type": ["application/json; charset=utf-8"]},
+                            "body": RATE_LIMITED_BODY})
+            return
+        self.running_requests += 1
+        self.start(self.run_request(message["id"], method, target, headers, body))
+
+    async def run_request(self, message_id: str, method: str, target: str,
+                          headers: list[tuple[str, str]], body: bytes) -> None:
+        try:
+            response = await self.tunnel.fetch(method, target, headers, body)
+        except asyncio.CancelledError:
+            return  # the session closed while the request ran
+        except Exception:
+            log.exception("tunneled %s %s failed", method, target)
+            self.send_error("internal_error", "The request could not be run", message_id)
+            return
+        finally:
+            self.running_requests -= 1
+        self.send_json({"type": "response", "id": message_id, "status": response.status,
+                        "headers": response.headers, "body": response.body.decode("utf-8", "replace")})
+
+    def parse_request(self, message: dict[str, Any]) -> tuple[str, str, list[tuple[str, str]], bytes]:
+        """Check a request message; its method, target, header list and body bytes."""
+        for name in ("id", "method", "path"):
+            if name not in message:
+                raise MessageError("missing_field", f"Missing field: {name}")
+            if not isinstance(message[name], str):
+                raise MessageError("invalid_field", f"Field '{name}' must be a string")
+        unknown = set(message) - {"type", "id", "method", "path", "body", "headers"}
+        if unknown:
+            raise MessageError("unknown_field", f"Unknown field: {', '.join(sorted(unknown))}")
+        method = message["method"].upper()
+        if method not in METHODS:
+            raise MessageError("invalid_field", f"Field 'method' must be one of {', '.join(sorted(METHODS))}")
+        target = message["path"]
+        self.check_path(target)
+        body = message.get("body", "")
+        if body is None:
+            body = ""
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body, separators=(",", ":"))
+        if not isinstance(body, str):
+            raise MessageError("invalid_field", "Field 'body' must be a string, an object or an array")
+        return method, target, self.parse_headers(message.get("headers", {})), body.encode("utf-8")
+
+    def check_path(self, target: str) -> None:
+        if not target.startswith("/") or target.startswith("//") or any(c in target for c in " \t\r\n\x00"):
+            raise MessageError("invalid_field", "Field 'path' must be an absolute path such as /emails?limit=20")
+        path = posixpath.normpath(unquote(urlsplit(target).path))
+        prefix = self.context.prefix
+        if path == prefix or path.startswith(prefix + "/"):
+            raise MessageError("forbidden_path", f"Paths under {prefix} cannot be tunneled")
+
+    @staticmethod
+    def parse_headers(headers: Any) -> list[tuple[str, str]]:
+        if not isinstance(headers, dict):
+            raise MessageError("invalid_headers", "Field 'headers' must map names to a string or a list of strings")
+        pairs: list[tuple[str, str]] = []
+        for name, value in headers.items():
+            values = value if isinstance(value, list) else [value]
+            if not HEADER_NAME.match(name) or not all(isinstance(v, str) for v in values) \
+                    or any("\r" in v or "\n" in v or "\x00" in v for v in values):
+                raise MessageError("invalid_headers", f"Header {name[:64]!r} must be a valid name with string values")
+            pairs.extend((name, v) for v in values)
+        return pairs
+
+    # -- subscribe ----------------------------------------------------------
+
+    async def handle_subscribe(self, message: dict[str, Any]) -> None:
+        message_id = message.get("id") if isinstance(message.get("id"), str) else None
+        token = message.get("token")
+        if "token" not in message:
+            self.send_error("missing_field", "Missing field: token", message_id)
+            return
+        if not isinstance(token, str):
+            self.send_error("invalid_token", "Invalid token", message_id)
+            return
+        try:
+            session = await self.context.state.tokens.verify(token)
+        except InvalidToken:
+            self.send_error("invalid_token", "Invalid token", message_id)
+            return
+        if self.is_closed:
+            return
+        self.context.registry.bind(self, session.account["id"], session.token["id"], float(session.token["exp"]))
+        reply: dict[str, Any] = {"type": "subscribed"}
+        if message_id is not None:
+            reply["id"] = message_id
+        self.send_json(reply)
+
+    async def handle_unsubscribe(self, message: dict[str, Any]) -> None:
+        message_id = message.get("id") if isinstance(message.get("id"), str) else None
+        if self.context.registry.unbind(self) is None:
+            self.send_error("not_subscribed", "Not subscribed", message_id)
+            return
+        reply: dict[str, Any] = {"type": "unsubscribed"}
+        if message_id is not None:
+            reply["id"] = message_id
+        self.send_json(reply)

@@ -1,0 +1,342 @@
+"""The SockJS endpoint at /ws: info, transports, tunneled requests, subscribe and unsubscribe."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+from gateway.server import Gateway
+from tests.conftest import PASSWORD, Api, make_config
+from tests.sockjs_clients import TRANSPORTS, Client, connect
+
+ALL = list(TRANSPORTS)
+
+
+async def wait_until(predicate: Any, timeout: float = 10) -> None:
+    """Wait for server-side state the client cannot observe directly (e.g. cleanup after a close)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.gen_test
+async def test_info_answers_the_contract(api: Api) -> None:
+    for _ in range(50):
+        reply = await api.get("/ws/info", check_spec=False)
+        info = reply.json
+        assert reply.status == 200 and set(info) == {"websocket", "cookie_needed", "origins", "entropy"}
+        assert (info["websocket"], info["cookie_needed"], info["origins"]) == (True, False, ["*:*"])
+        assert isinstance(info["entropy"], int) and 0 <= info["entropy"] <= 2**32 - 1
+
+
+@pytest.mark.gen_test
+async def test_greeting(api: Api) -> None:
+    reply = await api.get("/ws", check_spec=False)
+    assert reply.status == 200 and reply.body == b"Welcome to SockJS!\n"
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("transport", ALL)
+async def test_scenario_on_every_transport(api: Api, transport: str) -> None:
+    """Register, log in and use the API over the tunnel; subscribe; unsubscribe."""
+    client = await connect(transport, api.base_url)
+    try:
+        created = await client.request("POST", "/accounts", {"username": "alice", "password": PASSWORD})
+        assert created["status"] == 201 and json.loads(created["body"])["account"]["username"] == "alice"
+        token = await client.login("alice", PASSWORD)
+        sent = await client.request("POST", "/emails", json.dumps({"to": ["bob@x.org"], "text": "hi"}), token=token)
+        assert sent["status"] == 201
+        listed = await client.request("GET", "/emails?limit=20", token=token)
+        assert listed["status"] == 200 and listed["headers"]["X-Total-Count"] == ["1"]
+        me = await client.request("GET", "/accounts/me", token=token)
+        assert me["headers"]["Content-Type"] == ["application/json; charset=utf-8"]
+
+        await client.send({"type": "subscribe", "token": token})
+        assert await client.recv() == {"type": "subscribed"}
+        await client.send({"type": "unsubscribe"})
+        assert await client.recv() == {"type": "unsubscribed"}
+        await client.send({"type": "unsubscribe"})
+        assert (await client.recv())["code"] == "not_subscribed"
+    finally:
+        await client.close()
+
+
+def normalized(body: bytes) -> bytes:
+    """Ids, timestamps and tokens differ between two creations; everything else must not."""
+    import re
+
+    text = re.sub(rb"[0-9a-f]{24}", b"<id>", body)
+    text = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", b"<time>", text)
+    return re.sub(rb"eyJ[\w-]+\.[\w-]+\.[\w-]+", b"<jwt>", text)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_tunnel_answers_byte_for_byte_like_http(api: Api) -> None:
+    _, token = await api.register("alice")
+    _, bob = await api.register("bob")
+    email = (await api.post("/emails", {"to": ["b@x.org"], "subject": "s", "text": "t"}, token=token)).json["email"]
+    label = (await api.post("/labels", {"name": "Work"}, token=token)).json["label"]
+    contact = (await api.post("/contacts", {"name": "C", "email": "c@x.org"}, token=token)).json["contact"]
+    bobs_token_id = (await api.get("/tokens", token=bob)).json["tokens"][0]["id"]
+    auth = {"Authorization": f"Bearer {token}", "User-Agent": "tests"}
+    big = json.dumps({"to": ["b@x.org"], "text": "x" * (1 << 20)})
+    table: list[tuple[str, str, str | None, dict[str, str], bool]] = [
+        # method, path, body, headers, creates something (compare with ids/times normalized)
+        ("GET", "/", None, {}, False),
+        ("GET", "/health", None, {}, False),
+        ("POST", "/accounts", json.dumps({"username": "alice", "password": PASSWORD}), {}, False),
+        ("POST", "/accounts", json.dumps({"username": "x"}), {}, False),
+        ("POST", "/accounts", "{not json", {}, False),
+        ("GET", "/accounts/me", None, auth, False),
+        ("GET", "/accounts/me", None, {}, False),
+        ("GET", "/accounts/me", None, {"Authorization": "Bearer forged.token.value"}, False),
+        ("PUT", "/accounts/me", json.dumps({"display_name": "Al"}), auth, True),
+        ("PUT", "/accounts/me", json.dumps({"nope": 1}), auth, False),
+        ("POST", "/tokens", json.dumps({"username": "alice", "password": "wrong password"}), {}, False),
+        ("POST", "/tokens", json.dumps({"username": "alice", "password": PASSWORD}), {}, True),
+        ("GET", "/tokens", None, auth, False),
+        ("DELETE", f"/tokens/{bobs_token_id}", None, auth, False),
+        ("POST", "/emails", json.dumps({"to": ["b@x.org"], "text": "again"}), auth, True),
+        ("POST", "/emails", json.dumps({"to": "b@x.org"}), auth, False),
+        ("POST", "/emails", big, auth, False),
+        ("GET", "/emails?limit=1&sort=subject", None, auth, False),
+        ("GET", "/emails?limit=0", None, auth, False),
+        ("GET", f"/emails/{email['id']}", None, auth, False),
+        ("PUT", f"/emails/{email['id']}", json.dumps({"read": True}), auth, False),
+        ("PUT", f"/emails/{email['id']}", json.dumps({"labels": ["nope"]}), auth, False),
+        ("DELETE", "/emails/" + "0" * 24, None, auth, False),
+        ("GET", "/threads", None, auth, False),
+        ("GET", f"/threads/{email['thread']}", None, auth, False),
+        ("PUT", f"/threads/{email['thread']}", json.dumps({"read": True}), auth, False),
+        ("DELETE", "/threads/nope", None, auth, False),
+        ("GET", "/labels", None, auth, False),
+        ("POST", "/labels", json.dumps({"name": "Work"}), auth, False),
+        ("GET", f"/labels/{label['id']}", None, auth, False),
+        ("PUT", f"/labels/{label['id']}", json.dumps({"name": "Work"}), auth, False),
+        ("DELETE", "/labels/inbox", None, auth, False),
+        ("GET", "/contacts", None, auth, False),
+        ("POST", "/contacts", json.dumps({"name": "D", "email": "c@x.org"}), auth, False),
+        ("GET", f"/contacts/{contact['id']}", None, auth, False),
+        ("PUT", f"/contacts/{contact['id']}", json.dumps({"phone": "1"}), auth, False),
+        ("DELETE", f"/contacts/{contact['id']}", None, {}, False),
+        ("GET", "/nowhere", None, {}, False),
+        ("PATCH", "/accounts", "{}", {}, False),
+        ("HEAD", "/", None, {}, False),
+    ]
+    client = await connect("websocket", api.base_url)
+    try:
+        for method, path, body, headers, creates in table:
+            headers = {"User-Agent": "tests", **headers}
+            http = await api.call(method, path, raw=body, headers=headers, check_spec=False)
+            tunneled = await client.request(method, path, body, headers=headers)
+            http_headers: dict[str, list[str]] = {}
+            for name, value in http.headers.get_all():
+                http_headers.setdefault(name, []).append(value)
+            for both in (http_headers, tunneled["headers"]):
+                both.pop("Date")  # the clock moves between the two calls
+            # hop-by-hop: the HTTP/1.1 layer says it will close this test client's socket
+            assert http_headers.pop("Connection") == ["close"]
+            http_body, tunneled_body = http.body, tunneled["body"].encode()
+            if creates:
+                http_body, tunneled_body = normalized(http_body), normalized(tunneled_body)
+            assert (tunneled["status"], tunneled["headers"], tunneled_body) == (http.status, http_headers, http_body), \
+                (method, path)
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test
+async def test_tunneled_client_address_is_the_connections(api: Api, gateway: Gateway) -> None:
+    await api.register("alice")
+    client = await connect("websocket", api.base_url)
+    try:
+        reply = await client.request("POST", "/tokens", {"username": "alice", "password": PASSWORD},
+                                     headers={"X-Forwarded-For": "203.0.113.9", "X-Real-Ip": "203.0.113.9"})
+        token_id = json.loads(reply["body"])["token"]["id"]
+        assert (await gateway.store.get("tokens", token_id))["ip"] == "127.0.0.1"
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("message,code", [
+    ({"type": "request", "id": "1", "method": "GET", "path": "/ws/info"}, "forbidden_path"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "/ws"}, "forbidden_path"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "//ws/info"}, "invalid_field"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "/%77s/info"}, "forbidden_path"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "/./ws/x"}, "forbidden_path"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "http://evil/"}, "invalid_field"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "/a b"}, "invalid_field"),
+    ({"type": "request", "method": "GET", "path": "/"}, "missing_field"),
+    ({"type": "request", "id": "1", "path": "/"}, "missing_field"),
+    ({"type": "request", "id": "1", "method": "GET"}, "missing_field"),
+    ({"type": "request", "id": 1, "method": "GET", "path": "/"}, "invalid_field"),
+    ({"type": "request", "id": "1", "method": "BREW", "path": "/"}, "invalid_field"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "/", "headers": ["Host: x"]}, "invalid_headers"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "/", "headers": {"X-A": 1}}, "invalid_headers"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "/", "headers": {"X-A": "a\r\nX-B: b"}}, "invalid_headers"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "/", "headers": {"Bad Name": "x"}}, "invalid_headers"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "/", "body": 5}, "invalid_field"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "/", "extra": 5}, "unknown_field"),
+    ({"id": "1"}, "missing_field"),
+    ({"type": "publish", "id": "1"}, "unknown_type"),
+    ({"type": "subscribe", "id": "1"}, "missing_field"),
+    ([1, 2], "invalid_message"),
+    ("just a string", "invalid_message"),
+    (17, "invalid_message"),
+])
+async def test_bad_messages_get_an_error_and_the_session_stays_usable(api: Api, message: Any, code: str) -> None:
+    client = await connect("websocket", api.base_url)
+    try:
+        await client.send(json.dumps(message))
+        error = await client.recv()
+        assert error["type"] == "error" and error["code"] == code and error["error"]
+        if isinstance(message, dict) and isinstance(message.get("id"), str):
+            assert error["id"] == message["id"]
+        assert (await client.request("GET", "/"))["status"] == 200
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test
+async def test_non_json_and_oversized_messages(api: Api, gateway: Gateway) -> None:
+    client = await connect("websocket", api.base_url)
+    try:
+        await client.send("{not json")
+        assert (await client.recv())["code"] == "invalid_json"
+        huge = json.dumps({"type": "request", "id": "big", "method": "POST", "path": "/accounts",
+                           "body": "x" * gateway.config.ws_max_message})
+        await client.send(huge)
+        assert await client.recv() == {"type": "error", "error": f"Message exceeds {gateway.config.ws_max_message} bytes",
+                                       "code": "too_large"}
+        assert (await client.request("GET", "/health"))["status"] == 200
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def slow_gateway(io_loop: Any, tmp_path: Any) -> Any:
+    """Full-cost Argon2id makes a login take far longer than a GET, and two requests may run at once."""
+    server = Gateway(make_config(tmp_path, argon2_memory=65536, ws_max_inflight=2))
+    io_loop.run_sync(server.start)
+    yield server
+    io_loop.run_sync(server.stop)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_requests_run_concurrently_and_the_limit_answers_429(slow_gateway: Gateway) -> None:
+    api = Api(f"http://127.0.0.1:{slow_gateway.port}")
+    await api.register("alice")
+    client = await connect("websocket", api.base_url)
+    try:
+        login = {"type": "request", "method": "POST", "path": "/tokens",
+                 "body": {"username": "alice", "password": PASSWORD}}
+        # one frame: a slow login, a fast GET, then three more that exceed the limit of 2
+        await client.send({**login, "id": "slow"}, {"type": "request", "id": "fast", "method": "GET", "path": "/"},
+                          *({**login, "id": f"over{i}"} for i in range(3)))
+        answers = [await client.recv() for _ in range(5)]
+        assert [(a["id"], a["status"]) for a in answers[:3]] == [("over0", 429), ("over1", 429), ("over2", 429)]
+        assert json.loads(answers[0]["body"])["code"] == "rate_limited"
+        assert [(a["id"], a["status"]) for a in answers[3:]] == [("fast", 200), ("slow", 201)]
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("transport", ["websocket", "xhr-streaming"])
+async def test_subscribe_refuses_bad_tokens_and_rebinds(api: Api, gateway: Gateway, transport: str) -> None:
+    alice, token = await api.register("alice")
+    bob, bob_token = await api.register("bob")
+    secret = gateway.state.tokens.secret
+    claims = jwt.decode(token, secret, algorithms=["HS256"])
+    expired = jwt.encode({**claims, "exp": int(time.time()) - 5}, secret, algorithm="HS256")
+    revoked = (await api.post("/tokens", {"username": "alice", "password": PASSWORD})).json["token"]
+    await api.delete(f"/tokens/{revoked['id']}", token=token)
+    client = await connect(transport, api.base_url)
+    try:
+        for bad in ("", "forged", jwt.encode(claims, b"k" * 32, algorithm="HS256"), expired, revoked["value"], 42):
+            await client.send({"type": "subscribe", "token": bad, "id": "s"})
+            assert await client.recv() == {"type": "error", "error": "Invalid token", "code": "invalid_token", "id": "s"}
+        await client.send({"type": "subscribe", "token": token})
+        assert await client.recv() == {"type": "subscribed"}
+        assert gateway.registry.binding(next(iter(gateway.ws.live))).account_id == alice["id"]
+        await client.send({"type": "subscribe", "token": bob_token})
+        assert await client.recv() == {"type": "subscribed"}
+        assert [b.account_id for b in gateway.registry.bindings(bob["id"])] == [bob["id"]]
+        assert gateway.registry.bindings(alice["id"]) == []
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
+async def test_revocation_anywhere_unsubscribes_the_session(api: Api, transport: str) -> None:
+    _, token = await api.register("alice")
+    client = await connect(transport, api.base_url)
+    other = await connect("websocket", api.base_url)
+    try:
+        await client.send({"type": "subscribe", "token": token})
+        assert await client.recv() == {"type": "subscribed"}
+        # revoked over plain HTTP
+        assert (await api.delete("/tokens", token=token)).status == 200
+        assert await client.recv() == {"type": "unsubscribed", "reason": "revoked"}
+        # revoked from another session's tunnel
+        second = await other.login("alice", PASSWORD)
+        await client.send({"type": "subscribe", "token": second})
+        assert await client.recv() == {"type": "subscribed"}
+        assert (await other.request("DELETE", "/tokens", token=second))["status"] == 200
+        assert await client.recv() == {"type": "unsubscribed", "reason": "revoked"}
+    finally:
+        await client.close()
+        await other.close()
+
+
+@pytest.mark.gen_test
+async def test_account_deletion_and_expiry_unsubscribe(api: Api) -> None:
+    _, token = await api.register("alice")
+    short = (await api.post("/tokens", {"username": "alice", "password": PASSWORD, "expires_in": 2})).json["token"]
+    client = await connect("websocket", api.base_url)
+    try:
+        await client.send({"type": "subscribe", "token": short["value"]})
+        assert await client.recv() == {"type": "subscribed"}
+        assert await client.recv(timeout=5) == {"type": "unsubscribed", "reason": "expired"}
+        await client.send({"type": "subscribe", "token": token})
+        assert await client.recv() == {"type": "subscribed"}
+        assert (await api.delete("/accounts/me", token=token)).status == 200
+        assert await client.recv() == {"type": "unsubscribed", "reason": "account_deleted"}
+        await client.send({"type": "unsubscribe"})
+        assert (await client.recv())["code"] == "not_subscribed"
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def quick_expiry_gateway(io_loop: Any, tmp_path: Any) -> Any:
+    server = Gateway(make_config(tmp_path, ws_disconnect_delay=0.2, argon2_memory=65536))
+    io_loop.run_sync(server.start)
+    yield server
+    io_loop.run_sync(server.stop)
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("transport", ALL)
+async def test_closing_a_session_releases_its_binding_and_work(quick_expiry_gateway: Gateway, transport: str) -> None:
+    gateway = quick_expiry_gateway
+    api = Api(f"http://127.0.0.1:{gateway.port}")
+    _, token = await api.register("alice")
+    client = await connect(transport, api.base_url)
+    await client.send({"type": "subscribe", "token": token})
+    assert await client.recv() == {"type": "subscribed"}
+    # a slow login still running when the session goes away
+    await client.send({"type": "request", "id": "slow", "method": "POST", "path": "/tokens",
+                       "body": {"username": "alice", "password": PASSWORD}})
+    await wait_until(lambda: any(c.running_requests for c in gateway.ws.live))
+    await client.close()
+    await wait_until(lambda: not gateway.ws.live)
+    assert gateway.registry.counts() == {"sessions": 0, "accounts": 0}

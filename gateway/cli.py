@@ -24,6 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the HTTP API and SockJS endpoint. Every option can also be set "
         "by the environment variable named in its help; the command line wins.",
     )
+    conformance = commands.add_parser(
+        "conformance",
+        help="serve the SockJS protocol suite's endpoints",
+        description="Serve /echo, /close, /disabled_websocket_echo and /cookie_needed_echo for the public "
+        "sockjs-protocol suite, built from the same SockJS layer and settings as /ws (see docs/protocol.md).",
+    )
+    conformance.add_argument("--host", default="127.0.0.1", help="address to listen on [default: 127.0.0.1]")
+    conformance.add_argument("--port", type=int, default=8081, help="port [default: 8081, the suite's default]")
     for f in OPTIONS:
         flag = "--" + f.name.replace("_", "-")
         serve.add_argument(
@@ -49,6 +57,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "conformance":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from gateway.conformance import run_conformance
+
+        return run_conformance(Config.from_env(host=args.host, port=args.port))
     if args.command != "serve":
         parser.print_help()
         return 2

@@ -1,45 +1,24 @@
-"""The project's SockJS layer: sockjs-tornado's router with the fixes the wire contract needs.
+"""The project's SockJS layer: sockjs-tornado's router with the project's transports.
 
-``/ws/info`` must say ``cookie_needed: false`` (no JSESSIONID: the router gets
-``jsessionid: False``) and an ``entropy`` within 0..2^32-1 (sockjs-tornado
-draws it up to ``sys.maxsize``).
+``/ws`` and ``gateway conformance`` are both built from :class:`Router` and
+:func:`router_settings`, so the conformance suite measures what users get.
+``/ws/info`` says ``cookie_needed: false`` (the router gets ``jsessionid:
+False``); the transport fixes are in :mod:`gateway.sockjs_transports`.
 """
 
 from __future__ import annotations
 
-import json
-import random
 from typing import Any
 
 import tornado.web
-from sockjs.tornado import SockJSRouter, static
+from sockjs.tornado import SockJSRouter
 
 from gateway.config import Config
-
-MAX_ENTROPY = 2**32 - 1
-
-
-class InfoHandler(static.InfoHandler):
-    """``GET /ws/info`` with the contract's keys and an entropy that fits 32 bits."""
-
-    def get(self) -> None:
-        self.preflight()
-        self.disable_cache()
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.write(json.dumps({
-            "websocket": self.server.websockets_enabled,
-            "cookie_needed": self.server.cookie_needed,
-            "origins": ["*:*"],
-            "entropy": random.randint(0, MAX_ENTROPY),
-        }))
-
-
-#: sockjs-tornado's handlers replaced by the project's own, keyed by the original class.
-OVERRIDES: dict[type, type] = {static.InfoHandler: InfoHandler}
+from gateway.sockjs_transports import OVERRIDES
 
 
 def router_settings(config: Config, **extra: Any) -> dict[str, Any]:
-    """The sockjs-tornado settings a gateway runs with."""
+    """The sockjs-tornado settings a gateway runs with (``extra`` on top)."""
     return {
         "jsessionid": False,
         "disconnect_delay": config.ws_disconnect_delay,
@@ -55,7 +34,8 @@ class Router(SockJSRouter):
     """A SockJS router whose URL table uses the project's fixed handlers.
 
     Create it inside the running event loop (sockjs-tornado takes the current
-    loop at construction).  ``context`` is handed to every connection.
+    loop at construction).  ``context`` is there for the connections, as
+    ``self.session.server.context``.
     """
 
     def __init__(self, connection: type, prefix: str, settings: dict[str, Any], context: Any = None) -> None:

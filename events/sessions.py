@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 
 
 class Subscriber(Protocol):
-    """A session that can be bound: the registry tells it when its binding ends."""
+    """A session that can be bound: it gets events, and is told when its binding ends."""
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        """Deliver one event message."""
 
     def binding_ended(self, reason: str) -> None:
         """The binding was ended by the server (``expired``, ``revoked`` or ``account_deleted``)."""
@@ -38,6 +41,10 @@ class Binding:
     expires: float
     events: frozenset[str] | None = None
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    #: Sort key of the last event cursor sent (or replayed past): nothing at or before it is sent again.
+    last_key: Any = None
+    #: While a replay runs, live events wait here as (key, event).
+    held: list[tuple[Any, dict[str, Any]]] | None = field(default=None, repr=False)
 
 
 class SessionRegistry:

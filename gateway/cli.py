@@ -54,6 +54,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return Config.from_env(**overrides)
 
 
+def check(config: Config) -> None:
+    """Raise ValueError for option values that cannot work, before anything starts."""
+    from gateway.mail_out import Relay
+    from gateway.store import store_from_url
+
+    config.smtp_address()
+    Relay.from_url(config.relay)
+    store_from_url(config.store)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -67,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         config = config_from_args(args)
+        check(config)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(

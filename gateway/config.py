@@ -37,6 +37,22 @@ class Config:
         "GATEWAY_SECRET_FILE",
         "PATH",
     )
+    smtp: str = option(
+        "127.0.0.1:2525", "inbound SMTP listener as HOST:PORT (port 0 picks a free one), or 'off'", "GATEWAY_SMTP",
+        "HOST:PORT"
+    )
+    smtp_max_size: int = option(
+        10 << 20, "largest inbound message, in bytes (larger ones get 552)", "GATEWAY_SMTP_MAX_SIZE", "BYTES"
+    )
+    relay: str = option(
+        "", "SMTP relay for external mail: smtp://[USER:PASS@]HOST:PORT, smtp+starttls://... or smtps://... "
+        "(none: external mail fails with a clear reason)", "GATEWAY_RELAY", "URL"
+    )
+    delivery_attempts: int = option(8, "delivery attempts before an email is marked failed", "GATEWAY_DELIVERY_ATTEMPTS", "N")
+    delivery_backoff: float = option(
+        30.0, "seconds before the first retry; each further retry waits twice as long", "GATEWAY_DELIVERY_BACKOFF",
+        "SECONDS"
+    )
     mail_domain: str = option("localhost", "domain of account addresses (user@DOMAIN)", "GATEWAY_MAIL_DOMAIN")
     token_ttl: int = option(86400, "lifetime of issued tokens, in seconds", "GATEWAY_TOKEN_TTL", "SECONDS")
     argon2_memory: int = option(
@@ -49,6 +65,13 @@ class Config:
     )
     ws_max_inflight: int = option(
         32, "tunneled requests in flight per SockJS session; more are answered 429", "GATEWAY_WS_MAX_INFLIGHT", "N"
+    )
+    ws_max_queue: int = option(
+        1 << 20, "bytes a session's client may fall behind before the session is closed (it can resume by cursor)",
+        "GATEWAY_WS_MAX_QUEUE", "BYTES"
+    )
+    event_history: int = option(
+        100_000, "changes kept for subscribers resuming with since=<cursor>", "GATEWAY_EVENT_HISTORY", "N"
     )
     ws_heartbeat: float = option(25.0, "seconds between SockJS heartbeats", "GATEWAY_WS_HEARTBEAT", "SECONDS")
     ws_disconnect_delay: float = option(
@@ -70,6 +93,15 @@ class Config:
                 values[f.name] = parse_value(f, raw)
         values.update(overrides)
         return cls(**values)
+
+    def smtp_address(self) -> tuple[str, int] | None:
+        """Where to listen for SMTP, or None when it is off."""
+        if self.smtp.lower() == "off":
+            return None
+        host, _, port = self.smtp.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"GATEWAY_SMTP: expected HOST:PORT or off, got {self.smtp!r}")
+        return host, int(port)
 
     def sqlite_path(self) -> str | None:
         """The SQLite file of a ``sqlite:`` store URL, else None."""

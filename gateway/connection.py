@@ -24,6 +24,7 @@ from sockjs.tornado import SockJSConnection
 from gateway.auth import InvalidToken
 from gateway.state import State
 from gateway.tunnel import Tunnel
+from events.dispatcher import EVENT_TYPES, EventDispatcher
 from events.sessions import SessionRegistry
 
 log = logging.getLogger("gateway.ws")
@@ -50,6 +51,7 @@ class WsContext:
 
     state: State
     registry: SessionRegistry
+    dispatcher: EventDispatcher
     prefix: str = "/ws"
     app: tornado.web.Application | None = None
     live: set["GatewayConnection"] = field(default_factory=set)
@@ -94,6 +96,34 @@ class GatewayConnection(SockJSConnection):
 
     def binding_ended(self, reason: str) -> None:
         self.send_json({"type": "unsubscribed", "reason": reason})
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        """Send an event, or close the session if its client is not keeping up."""
+        if self.is_closed:
+            return
+        if self.backlog() > self.config.ws_max_queue:
+            log.warning("closing a session whose client fell %d bytes behind", self.backlog())
+            self.context.registry.unbind(self)
+            self.session.close(4000, "Outgoing queue overflow: reconnect and subscribe with since=<last cursor>")
+            return
+        self.send_json(event)
+
+    def backlog(self) -> int:
+        """Bytes sent to this session that its client has not taken yet.
+
+        That is what the socket could not send yet, plus the session's queue
+        while no transport is attached (a polling client that stopped polling).
+        The queue of an attached transport is flushed every loop turn: not a backlog.
+        """
+        handler = self.session.handler
+        connection = getattr(handler, "ws_connection", None)
+        stream = getattr(connection, "stream", None) or getattr(getattr(handler, "request", None), "connection", None)
+        stream = getattr(stream, "stream", stream)
+        # tornado's IOStream keeps its unsent byte count in a private field
+        unsent = getattr(stream, "_write_buffer_size", 0)
+        if handler is None or not handler.active:
+            unsent += len(self.session.send_queue)
+        return unsent
 
     # -- receiving ----------------------------------------------------------
 
@@ -208,25 +238,42 @@ class GatewayConnection(SockJSConnection):
 
     async def handle_subscribe(self, message: dict[str, Any]) -> None:
         message_id = message.get("id") if isinstance(message.get("id"), str) else None
-        token = message.get("token")
+        token, since, kinds = message.get("token"), message.get("since"), message.get("events")
         if "token" not in message:
             self.send_error("missing_field", "Missing field: token", message_id)
             return
-        if not isinstance(token, str):
-            self.send_error("invalid_token", "Invalid token", message_id)
+        if since is not None and not isinstance(since, str):
+            self.send_error("invalid_field", "Field 'since' must be a cursor string", message_id)
             return
+        if kinds is not None and (not isinstance(kinds, list) or not kinds or not set(kinds) <= EVENT_TYPES):
+            self.send_error("invalid_field", "Field 'events' must list some of: delivery, receipt", message_id)
+            return
+        if since is not None:
+            try:
+                self.context.state.store.cursor_key(since)
+            except ValueError:
+                self.send_error("invalid_cursor", "Field 'since' is not a cursor this server issued", message_id)
+                return
         try:
-            session = await self.context.state.tokens.verify(token)
+            session = await self.context.state.tokens.verify(token if isinstance(token, str) else "")
         except InvalidToken:
             self.send_error("invalid_token", "Invalid token", message_id)
             return
         if self.is_closed:
             return
-        self.context.registry.bind(self, session.account["id"], session.token["id"], float(session.token["exp"]))
+        binding = self.context.registry.bind(self, session.account["id"], session.token["id"],
+                                             float(session.token["exp"]), frozenset(kinds) if kinds else None)
         reply: dict[str, Any] = {"type": "subscribed"}
         if message_id is not None:
             reply["id"] = message_id
-        self.send_json(reply)
+        if since is None:
+            self.send_json(reply)
+            return
+
+        def announce(recovered: bool) -> None:
+            self.send_json({**reply, "recovered": recovered})
+
+        await self.context.dispatcher.resume(binding, since, announce)
 
     async def handle_unsubscribe(self, message: dict[str, Any]) -> None:
         message_id = message.get("id") if isinstance(message.get("id"), str) else None

@@ -25,6 +25,17 @@ def public(doc: Doc, *hidden: str) -> Doc:
     return {k: v for k, v in doc.items() if k != "owner" and k not in hidden}
 
 
+#: Delivery bookkeeping that is nobody's business but the worker's.
+EMAIL_INTERNAL = ("claimed_at",)
+#: Large fields left out of lists; ``GET /emails/{id}`` has them.
+EMAIL_DETAIL = ("raw", "headers")
+
+
+def public_email(email: Doc, detail: bool = False) -> Doc:
+    """An email as clients see it: in full with ``detail``, else without the raw message and headers."""
+    return public(email, *EMAIL_INTERNAL, *(() if detail else EMAIL_DETAIL))
+
+
 def public_account(account: Doc) -> Doc:
     return public(account, "password_hash")
 

@@ -14,12 +14,23 @@ from gateway.app import make_app
 from gateway.auth import Passwords, Tokens, load_or_create_secret
 from gateway.config import Config
 from gateway.connection import GatewayConnection, WsContext
+from gateway.mail_in import start_smtp
+from gateway.mail_out import DeliveryWorker, Relay
 from gateway.sockjs import Router, router_settings
 from gateway.state import State
 from gateway.store import Store, store_from_url
+from events.dispatcher import EventDispatcher
 from events.sessions import SessionRegistry
 
 log = logging.getLogger("gateway")
+
+
+class CannotListen(Exception):
+    """A listening socket could not be bound (address in use, no permission, ...)."""
+
+
+def listen_error(what: str, host: str, port: int, exc: OSError) -> CannotListen:
+    return CannotListen(f"cannot listen on {host}:{port} for {what}: {exc.strerror or exc}")
 
 
 class Gateway:
@@ -32,10 +43,13 @@ class Gateway:
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port: int = 0
         self.ws: WsContext | None = None
+        self.smtp: asyncio.Server | None = None
+        self.smtp_port: int = 0
+        self.delivery: DeliveryWorker | None = None
 
     async def start(self) -> None:
         """Open the store and listen; :attr:`port` is the bound HTTP port."""
-        self.store = store_from_url(self.config.store)
+        self.store = store_from_url(self.config.store, self.config.event_history)
         await self.store.open()
         secret = load_or_create_secret(self.config.resolved_secret_file())
         self.state = State(
@@ -46,26 +60,51 @@ class Gateway:
         )
         self.registry = SessionRegistry()
         await self.registry.start(self.store)
-        self.ws = WsContext(self.state, self.registry)
+        self.dispatcher = EventDispatcher(self.store, self.registry)
+        await self.dispatcher.start()
+        self.ws = WsContext(self.state, self.registry, self.dispatcher)
         self.router = Router(GatewayConnection, self.ws.prefix, router_settings(self.config), self.ws)
         app = make_app(self.state, self.router.routes,
                        # over the limit, tornado drops the websocket; under it, the session answers too_large
                        websocket_max_message_size=4 * self.config.ws_max_message + 65536)
         self.ws.app = app
+        self.delivery = DeliveryWorker(self.store, self.config.mail_domain, Relay.from_url(self.config.relay),
+                                       self.config.delivery_attempts, self.config.delivery_backoff)
+        await self.delivery.start()
+        smtp = self.config.smtp_address()
+        if smtp is not None:
+            try:
+                self.smtp = await start_smtp(self.store, self.config.mail_domain, smtp[0], smtp[1],
+                                             self.config.smtp_max_size)
+            except OSError as exc:
+                await self.stop()
+                raise listen_error("SMTP", smtp[0], smtp[1], exc) from None
+            self.smtp_port = self.smtp.sockets[0].getsockname()[1]
+            log.info("SMTP for @%s on %s:%d", self.config.mail_domain, smtp[0], self.smtp_port)
         # Bodies up to max_body get the API's own 413; far larger ones are cut off unread.
         self.http = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=4 * self.config.max_body + 65536)
-        sockets = tornado.netutil.bind_sockets(self.config.port, self.config.host, family=socket.AF_INET)
+        try:
+            sockets = tornado.netutil.bind_sockets(self.config.port, self.config.host, family=socket.AF_INET)
+        except OSError as exc:
+            await self.stop()
+            raise listen_error("HTTP", self.config.host, self.config.port, exc) from None
         self.http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         log.info("HTTP API on http://%s:%d/ and SockJS on /ws (store %s)", self.config.host, self.port, self.config.store)
 
     async def stop(self) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+            self.smtp = None
+        if self.delivery is not None:
+            await self.delivery.stop()
         if self.http is not None:
             self.http.stop()
         if self.ws is not None:
             for connection in list(self.ws.live):
                 connection.session.close(1001, "Server shutting down")
             self.router.stop()
+            await self.dispatcher.stop()
             await self.registry.stop()
         if self.http is not None:
             await self.http.close_all_connections()
@@ -87,5 +126,9 @@ def run(config: Config) -> int:
         log.info("shutting down")
         await gateway.stop()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except CannotListen as exc:
+        log.error("%s", exc)
+        return 1
     return 0

@@ -45,6 +45,7 @@ from tornado.websocket import WebSocketHandler, WebSocketProtocol
 from gateway.hixie76 import WebSocketProtocol76
 
 MAX_ENTROPY = 2**32 - 1
+EVENTSOURCE_ESCAPES = str.maketrans({"%": "%25", "\r": "%0D", "\n": "%0A", "\x00": "%00"})
 
 LOG = logging.getLogger("tornado.general")
 
@@ -288,6 +289,12 @@ class EventSourceTransport(NoTransformMixin, Http10StreamingMixin, eventsource.E
     set inside the stock ``get`` before the prelude is flushed, so ``get``
     is re-implemented.
     """
+
+    def send_pack(self, message: str, binary: bool = False) -> None:
+        # sockjs-client passes every eventsource message through decodeURI (as
+        # sockjs-node encodes them): a raw '%' would be mangled or throw, and a
+        # line break would end the event early.
+        super().send_pack(message.translate(EVENTSOURCE_ESCAPES), binary)
 
     @asynchronous
     def get(self, session_id: str) -> None:

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from gateway.ids import is_id, new_id, now_iso
-from gateway.mailbox import add_email, delete_email, label_ids_exist, public, update_email
+from gateway.mailbox import add_email, delete_email, label_ids_exist, public_email, update_email
 from gateway.store import Contains
 from handlers.base import APIError, APIHandler, Field
 
@@ -72,7 +72,7 @@ class EmailsHandler(APIHandler):
             "created": now_iso(),
         }
         stored = await add_email(self.store, email)
-        self.reply(201, email=public(stored))
+        self.reply(201, email=public_email(stored, detail=True))
 
     async def get(self) -> None:
         where: dict[str, Any] = {"owner": self.account["id"]}
@@ -84,14 +84,14 @@ class EmailsHandler(APIHandler):
             where["thread"] = thread
         query = self.page(where, {"created", "subject"}, "-created")
         emails = await self.list_page("emails", query)
-        self.reply(emails=[public(e) for e in emails])
+        self.reply(emails=[public_email(e) for e in emails])
 
 
 class EmailHandler(APIHandler):
     """``/emails/{id}``: read, relabel or mark read, delete."""
 
     async def get(self, email_id: str) -> None:
-        self.reply(email=public(await self.owned("emails", email_id, "Email")))
+        self.reply(email=public_email(await self.owned("emails", email_id, "Email"), detail=True))
 
     async def put(self, email_id: str) -> None:
         email = await self.owned("emails", email_id, "Email")
@@ -104,7 +104,7 @@ class EmailHandler(APIHandler):
             unknown = await label_ids_exist(self.store, self.account["id"], body["labels"])
             if unknown:
                 raise APIError(400, "unknown_label", f"Unknown label: {', '.join(unknown)}")
-        self.reply(email=public(await update_email(self.store, email, body)))
+        self.reply(email=public_email(await update_email(self.store, email, body), detail=True))
 
     async def delete(self, email_id: str) -> None:
         await delete_email(self.store, await self.owned("emails", email_id, "Email"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.mailbox import delete_email, label_ids_exist, public, refresh_thread, update_email
+from gateway.mailbox import delete_email, label_ids_exist, public, public_email, refresh_thread, update_email
 from gateway.store import Contains, Query
 from handlers.base import APIError, APIHandler, Field
 from handlers.emails import MAX_LABELS
@@ -33,7 +33,7 @@ class ThreadHandler(APIHandler):
 
     async def get(self, thread_id: str) -> None:
         thread = await self.owned("threads", thread_id, "Thread")
-        self.reply(thread=public(thread), emails=[public(e) for e in await self.emails_of(thread)])
+        self.reply(thread=public(thread), emails=[public_email(e) for e in await self.emails_of(thread)])
 
     async def put(self, thread_id: str) -> None:
         thread = await self.owned("threads", thread_id, "Thread")

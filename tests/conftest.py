@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,7 @@ from tornado.httputil import HTTPHeaders
 
 from gateway.config import Config
 from gateway.server import Gateway
+from gateway.store import In
 from tests.spec import check_response
 
 #: Cheap Argon2id for tests: the same algorithm, a fraction of the memory.
@@ -82,12 +85,29 @@ class Api:
         return reply.json["account"], login.json["token"]["value"]
 
 
+async def wait_until(predicate: Any, timeout: float = 10) -> None:
+    """Wait for server-side state a client cannot observe directly (checked on every loop turn, bounded)."""
+    deadline = time.monotonic() + timeout
+    while not (await predicate() if asyncio.iscoroutinefunction(predicate) else predicate()):
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def settled(gateway: Gateway) -> None:
+    """Wait until the delivery worker has nothing queued or in progress."""
+    async def idle() -> bool:
+        return await gateway.store.count("emails", {"direction": "out", "status": In(["queued", "sending"])}) == 0
+
+    await wait_until(idle)
+
+
 def make_config(tmp_path: Any, **overrides: Any) -> Config:
     settings: dict[str, Any] = {
         "port": 0,
         "store": f"sqlite:{tmp_path}/gateway.db",
         "secret_file": str(tmp_path / "gateway.secret"),
         "argon2_memory": TEST_ARGON2_MEMORY,
+        "smtp": "127.0.0.1:0",
     }
     return Config(**{**settings, **overrides})
 

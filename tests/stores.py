@@ -9,7 +9,7 @@ from gateway.store import Store, store_from_url
 BACKENDS = ["sqlite"]
 
 
-def make_store(backend: str, tmp_path: Any) -> Store:
+def make_store(backend: str, tmp_path: Any, history_limit: int = 100_000) -> Store:
     if backend == "sqlite":
-        return store_from_url(f"sqlite:{tmp_path}/contract.db")
+        return store_from_url(f"sqlite:{tmp_path}/contract.db", history_limit)
     raise ValueError(backend)

@@ -33,13 +33,17 @@ def test_bad_option_values_are_refused() -> None:
     assert result.returncode == 2 and "GATEWAY_PORT: expected int" in result.stderr
     result = run("serve", env={**os.environ, "GATEWAY_PORT": "x"})
     assert result.returncode == 2 and "GATEWAY_PORT" in result.stderr
+    for args, message in [(["--smtp", "nowhere"], "GATEWAY_SMTP"), (["--relay", "http://x"], "relay URL"),
+                          (["--store", "mongodb://x"], "unknown store URL")]:
+        result = run("serve", *args)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, args
 
 
 class Served:
     """``gateway serve`` in a folder, on a free port, until stopped."""
 
     def __init__(self, cwd: str) -> None:
-        env = {**os.environ, "GATEWAY_PORT": "0", "GATEWAY_ARGON2_MEMORY": "1024"}
+        env = {**os.environ, "GATEWAY_PORT": "0", "GATEWAY_SMTP": "127.0.0.1:0", "GATEWAY_ARGON2_MEMORY": "1024"}
         self.process = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=cwd, env=env,
                                         stderr=subprocess.PIPE, text=True)
         for line in self.process.stderr:  # the log line that says where it listens
@@ -77,6 +81,18 @@ def test_serve_on_a_fresh_folder_keeps_data_and_tokens_across_restarts(tmp_path:
         assert second.call("GET", "/accounts/me", token=token)["account"]["username"] == "alice"
     finally:
         second.stop()
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path: Any) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("serve", "--port", str(port), "--smtp", "127.0.0.1:0", cwd=str(tmp_path))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_default_config_is_localhost_5000_and_sqlite_in_cwd() -> None:

@@ -134,5 +134,56 @@ async def test_changefeed_ends_when_the_store_closes(store: Store) -> None:
 
 
 @pytest.mark.gen_test
+async def test_conditional_update_is_a_claim(store: Store) -> None:
+    await store.insert("emails", doc("e1", status="queued"))
+    claims = await asyncio.gather(*(store.update("emails", "e1", {"status": "sending", "by": i}, only_if={"status": "queued"})
+                                    for i in range(5)))
+    assert [c is not None for c in claims].count(True) == 1
+    assert (await store.get("emails", "e1"))["status"] == "sending"
+    assert await store.update("emails", "missing", {"x": 1}, only_if={"status": "queued"}) is None
+
+
+@pytest.mark.gen_test
+async def test_history_and_feed_share_cursors_in_commit_order(store: Store) -> None:
+    feed = await store.changes("emails")
+    await store.insert("emails", doc("e1"))
+    await store.insert("emails", {"id": "x1", "owner": "b"})
+    await store.update("emails", "e1", {"read": True})
+    await store.delete("emails", "e1")
+    live = [await next_change(feed) for _ in range(4)]
+    keys = [store.cursor_key(c.cursor) for c in live]
+    assert keys == sorted(keys) and len(set(keys)) == 4
+    history = await store.history("emails", "a", None, 100)
+    assert history.complete
+    assert [(c.cursor, c.old, c.new) for c in history.changes] == [
+        (c.cursor, c.old, c.new) for c in live if c.owner == "a"]
+    after_first = await store.history("emails", "a", live[0].cursor, 100)
+    assert [c.cursor for c in after_first.changes] == [live[2].cursor, live[3].cursor]
+    assert (await store.history("emails", "a", live[0].cursor, 1)).changes[0].cursor == live[2].cursor
+    assert (await store.history("emails", "a", live[3].cursor, 100)).changes == []
+    with pytest.raises(ValueError):
+        await store.history("emails", "a", "not a cursor", 10)
+    await feed.aclose()
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_history_says_when_it_was_pruned(backend: str, tmp_path: Any) -> None:
+    store = make_store(backend, tmp_path, history_limit=5)
+    await store.open()
+    try:
+        feed = await store.changes("emails")
+        for i in range(20):
+            await store.insert("emails", doc(f"e{i:02}"))
+        cursors = [(await next_change(feed)).cursor for _ in range(20)]
+        assert not (await store.history("emails", "a", cursors[0], 100)).complete
+        recent = await store.history("emails", "a", cursors[-3], 100)
+        assert recent.complete and [c.new["id"] for c in recent.changes] == ["e18", "e19"]
+        await feed.aclose()
+    finally:
+        await store.close()
+
+
+@pytest.mark.gen_test
 async def test_ping(store: Store) -> None:
     assert await store.ping() is True

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from gateway.store.base import TABLES, Change, ChangeFeed, Conflict, Contains, Doc, In, Query, Store, StoreError, StoreUnavailable
+from gateway.store.base import (
+    HISTORY_TABLES, TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError,
+    StoreUnavailable,
+)
 
 __all__ = [
-    "TABLES", "Change", "ChangeFeed", "Conflict", "Contains", "Doc", "In", "Query", "Store", "StoreError",
+    "HISTORY_TABLES", "TABLES", "Change", "ChangeFeed", "History", "Conflict", "Contains", "Doc", "In", "Query", "Store", "StoreError",
     "StoreUnavailable", "store_from_url",
 ]
 
 
-def store_from_url(url: str) -> Store:
-    """The backend for a store URL (``sqlite:PATH``); not yet opened."""
+def store_from_url(url: str, history_limit: int = 100_000) -> Store:
+    """The backend for a store URL (``sqlite:PATH``), keeping about ``history_limit`` changes; not yet opened."""
     if url.startswith("sqlite:"):
         from gateway.store.sqlite import SQLiteStore
 
         path = url[len("sqlite:"):]
-        return SQLiteStore(path[2:] if path.startswith("//") else path)
+        return SQLiteStore(path[2:] if path.startswith("//") else path, history_limit)
     raise ValueError(f"unknown store URL {url!r}: expected sqlite:PATH or rethinkdb://HOST:PORT/DB")

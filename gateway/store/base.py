@@ -71,13 +71,36 @@ class Query:
                 raise ValueError(f"bad field name {name!r}")
 
 
+#: Tables whose changes are kept in a history, each with a cursor.
+HISTORY_TABLES: tuple[str, ...] = ("emails",)
+
+
 @dataclass(frozen=True)
 class Change:
-    """One write to a watched table: ``old`` is None for an insert, ``new`` for a delete."""
+    """One write to a watched table: ``old`` is None for an insert, ``new`` for a delete.
+
+    For :data:`HISTORY_TABLES`, ``cursor`` is the change's position in the
+    table's history: an opaque string, and cursors of one table compare in
+    commit order with :meth:`Store.cursor_key`.
+    """
 
     table: str
     old: Doc | None
     new: Doc | None
+    cursor: str | None = None
+
+    @property
+    def owner(self) -> str | None:
+        doc = self.new if self.new is not None else self.old
+        return doc.get("owner") if doc else None
+
+
+@dataclass
+class History:
+    """Changes after a cursor, in commit order; ``complete`` is False when older ones were already pruned."""
+
+    changes: list[Change]
+    complete: bool
 
 
 class ChangeFeed(abc.ABC):
@@ -119,8 +142,12 @@ class Store(abc.ABC):
         """Store a new document (it must have an ``id``); :class:`Conflict` if the id is taken."""
 
     @abc.abstractmethod
-    async def update(self, table: str, id: str, changes: Doc) -> Doc | None:
-        """Merge ``changes`` into the document's top-level fields; the new document, or None if absent."""
+    async def update(self, table: str, id: str, changes: Doc, only_if: dict[str, Any] | None = None) -> Doc | None:
+        """Merge ``changes`` into the document's top-level fields; the new document, or None.
+
+        With ``only_if`` (field -> value), the update applies atomically only
+        when the document's fields have those values (a claim); else None.
+        """
 
     @abc.abstractmethod
     async def delete(self, table: str, id: str) -> Doc | None:
@@ -137,6 +164,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_where(self, table: str, where: dict[str, Any]) -> int:
         """Remove every matching document; how many were removed."""
+
+    @abc.abstractmethod
+    async def history(self, table: str, owner: str, after: str | None, limit: int) -> History:
+        """Up to ``limit`` changes of the owner's documents committed after cursor ``after``
+        (None: the oldest kept), in commit order.  Raises ValueError for a malformed cursor."""
+
+    @abc.abstractmethod
+    def cursor_key(self, cursor: str) -> Any:
+        """A sort key for a cursor of this store: keys compare in commit order."""
 
     @abc.abstractmethod
     async def changes(self, table: str = "emails") -> ChangeFeed:

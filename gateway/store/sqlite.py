@@ -14,13 +14,16 @@ few transactions.  ``synchronous=FULL`` is one option away if that matters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
-from gateway.store.base import TABLES, Change, ChangeFeed, Conflict, Contains, Doc, In, Query, Store, StoreUnavailable
+from gateway.store.base import (
+    HISTORY_TABLES, TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,7 +41,35 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX IF NOT EXISTS emails_owner_message_id ON emails "
         "(json_extract(doc, '$.owner'), json_extract(doc, '$.message_id'))",
     ],
+    [
+        # The change history of HISTORY_TABLES, written in the transaction of each write:
+        # seq is the cursor, so history and feed agree on one commit order.
+        "CREATE TABLE IF NOT EXISTS changelog (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, "
+        "owner TEXT, old TEXT, new TEXT)",
+        "CREATE INDEX IF NOT EXISTS changelog_owner ON changelog (tbl, owner, seq)",
+        "CREATE INDEX IF NOT EXISTS emails_status ON emails (json_extract(doc, '$.status'))",
+    ],
 ]
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction (the connection is in autocommit mode otherwise)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _dump(doc: Doc | None) -> str | None:
+    return None if doc is None else json.dumps(doc, separators=(",", ":"))
+
+
+def _load(text: str | None) -> Doc | None:
+    return None if text is None else json.loads(text)
 
 
 def _field(name: str) -> str:
@@ -74,8 +105,10 @@ def _where_sql(table: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
 class SQLiteStore(Store):
     """The default store, in one SQLite file (``:memory:`` works for tests)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, history_limit: int = 100_000) -> None:
         self.path = path
+        self.history_limit = history_limit
+        self._writes_since_prune = 0
         self._db: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,6 +124,21 @@ class SQLiteStore(Store):
             return await asyncio.get_running_loop().run_in_executor(self._thread, fn, db)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+    def _log(self, db: sqlite3.Connection, table: str, old: Doc | None, new: Doc | None) -> Change:
+        """Record a change (inside the write's transaction) and give it its cursor."""
+        if table not in HISTORY_TABLES:
+            return Change(table, old, new)
+        owner = (new or old or {}).get("owner")
+        seq = db.execute(
+            "INSERT INTO changelog (tbl, owner, old, new) VALUES (?, ?, ?, ?)",
+            (table, owner, _dump(old), _dump(new)),
+        ).lastrowid
+        self._writes_since_prune += 1
+        if self._writes_since_prune >= min(1000, self.history_limit):  # keep about the last history_limit
+            self._writes_since_prune = 0
+            db.execute("DELETE FROM changelog WHERE seq <= ?", (seq - self.history_limit,))
+        return Change(table, old, new, str(seq))
 
     def _publish(self, change: Change) -> None:
         """Called on the worker thread right after a commit: keeps feed order = commit order."""
@@ -155,43 +203,48 @@ class SQLiteStore(Store):
         text = json.dumps(doc, separators=(",", ":"))
 
         def insert(db: sqlite3.Connection) -> Doc:
-            try:
-                db.execute(f"INSERT INTO {table} (id, doc) VALUES (?, ?)", (doc["id"], text))
-            except sqlite3.IntegrityError:
-                raise Conflict(f"{table}/{doc['id']} exists") from None
             new = json.loads(text)
-            self._publish(Change(table, None, new))
+            with _transaction(db):
+                try:
+                    db.execute(f"INSERT INTO {table} (id, doc) VALUES (?, ?)", (doc["id"], text))
+                except sqlite3.IntegrityError:
+                    raise Conflict(f"{table}/{doc['id']} exists") from None
+                change = self._log(db, table, None, new)
+            self._publish(change)
             return new
 
         return await self._run(insert)
 
-    async def update(self, table: str, id: str, changes: Doc) -> Doc | None:
+    async def update(self, table: str, id: str, changes: Doc, only_if: dict[str, Any] | None = None) -> Doc | None:
         def update(db: sqlite3.Connection) -> Doc | None:
             db.execute("BEGIN IMMEDIATE")
             try:
                 old = self._read(db, table, id)
-                if old is None:
+                if old is None or any(old.get(k) != v for k, v in (only_if or {}).items()):
                     db.execute("ROLLBACK")
                     return None
-                new = {**old, **changes, "id": id}
-                db.execute(f"UPDATE {table} SET doc = ? WHERE id = ?", (json.dumps(new, separators=(",", ":")), id))
+                new = json.loads(json.dumps({**old, **changes, "id": id}))
+                db.execute(f"UPDATE {table} SET doc = ? WHERE id = ?", (_dump(new), id))
+                change = self._log(db, table, old, new)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
-            self._publish(Change(table, old, new))
+            self._publish(change)
             return new
 
         return await self._run(update)
 
     async def delete(self, table: str, id: str) -> Doc | None:
         def delete(db: sqlite3.Connection) -> Doc | None:
-            row = db.execute(f"DELETE FROM {table} WHERE id = ? RETURNING doc", (id,)).fetchone()
-            if row is None:
-                return None
-            old = json.loads(row[0])
-            self._publish(Change(table, old, None))
+            with _transaction(db):
+                row = db.execute(f"DELETE FROM {table} WHERE id = ? RETURNING doc", (id,)).fetchone()
+                if row is None:
+                    return None
+                old = json.loads(row[0])
+                change = self._log(db, table, old, None)
+            self._publish(change)
             return old
 
         return await self._run(delete)
@@ -216,14 +269,38 @@ class SQLiteStore(Store):
         clause, params = _where_sql(table, where)
 
         def delete_where(db: sqlite3.Connection) -> int:
-            rows = db.execute(f"DELETE FROM {table}{clause} RETURNING doc", params).fetchall()
-            for (text,) in rows:
-                self._publish(Change(table, json.loads(text), None))
+            with _transaction(db):
+                rows = db.execute(f"DELETE FROM {table}{clause} RETURNING doc", params).fetchall()
+                changes = [self._log(db, table, json.loads(text), None) for (text,) in rows]
+            for change in changes:
+                self._publish(change)
             return len(rows)
 
         return await self._run(delete_where)
 
-    # -- change feed ------------------------------------------------------
+    # -- history and change feed --------------------------------------------
+
+    def cursor_key(self, cursor: str) -> int:
+        if not cursor.isdigit() or len(cursor) > 18:
+            raise ValueError(f"malformed cursor {cursor[:40]!r}")
+        return int(cursor)
+
+    async def history(self, table: str, owner: str, after: str | None, limit: int) -> History:
+        start = 0 if after is None else self.cursor_key(after)
+
+        def history(db: sqlite3.Connection) -> History:
+            oldest = db.execute("SELECT min(seq) FROM changelog WHERE tbl = ?", (table,)).fetchone()[0]
+            rows = db.execute(
+                "SELECT seq, old, new FROM changelog WHERE tbl = ? AND owner = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (table, owner, start, limit),
+            ).fetchall()
+            changes = [Change(table, _load(old), _load(new), str(seq)) for seq, old, new in rows]
+            # complete unless changes after `start` were pruned (the oldest kept is further on)
+            complete = after is None or oldest is None or oldest <= start + 1
+            return History(changes, complete)
+
+        return await self._run(history)
+
 
     async def changes(self, table: str = "emails") -> ChangeFeed:
         return _Feed(self._feeds[table])

@@ -1,0 +1,129 @@
+"""Turns the store's email changes into ``delivery`` and ``receipt`` events for bound sessions.
+
+One feed per process (``store.changes("emails")``) is read here, never the
+handlers: an inserted inbound email is a ``receipt`` for its owner, an
+outbound email whose status becomes ``delivered`` is a ``delivery`` for its
+sender.  Each event carries the change's cursor and is sent to every session
+bound to the account, at most once and in cursor order.
+
+Resuming (``subscribe`` with ``since``): live events for the binding are held
+back while its history after ``since`` is replayed; then the held events
+newer than the last replayed one follow.  History and feed share cursors, so
+there is no gap and no duplicate even for events that happen during the replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from events.sessions import Binding, SessionRegistry
+from gateway.store import Change, ChangeFeed, Store
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = frozenset({"delivery", "receipt"})
+REPLAY_PAGE = 500
+
+
+def event_of(change: Change) -> dict[str, Any] | None:
+    """The event a change makes, or None (most changes make none)."""
+    new, old = change.new, change.old
+    if new is None:
+        return None
+    if old is None and new.get("direction") == "in":
+        kind = "receipt"
+    elif new.get("direction") == "out" and new.get("status") == "delivered" and (old or {}).get("status") != "delivered":
+        kind = "delivery"
+    else:
+        return None
+    return {"type": kind, "id": new["id"], "name": new.get("subject", ""), "thread": new.get("thread"),
+            "labels": list(new.get("labels", [])), "cursor": change.cursor}
+
+
+class EventDispatcher:
+    """Reads the email change feed and delivers events to the registry's bindings."""
+
+    def __init__(self, store: Store, registry: SessionRegistry) -> None:
+        self.store = store
+        self.registry = registry
+        self._feed: ChangeFeed | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+
+    async def start(self) -> None:
+        """Live when this returns: every change committed after it becomes an event."""
+        self._feed = await self.store.changes("emails")
+        self._task = asyncio.ensure_future(self._run(self._feed))
+
+    async def stop(self) -> None:
+        if self._feed is not None:
+            await self._feed.aclose()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self, feed: ChangeFeed) -> None:
+        try:
+            async for change in feed:
+                event = event_of(change)
+                if event is not None and change.owner is not None:
+                    key = self.store.cursor_key(event["cursor"])
+                    for binding in self.registry.bindings(change.owner):
+                        self.deliver(binding, event, key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("event feed stopped")
+
+    def deliver(self, binding: Binding, event: dict[str, Any], key: Any) -> None:
+        """Send one event to one binding, unless held back for a replay, already sent, or filtered out."""
+        if binding.held is not None:
+            binding.held.append((key, event))
+            return
+        if binding.last_key is not None and key <= binding.last_key:
+            return
+        binding.last_key = key
+        if binding.events is None or event["type"] in binding.events:
+            self.delivered += 1
+            binding.subscriber.send_event(event)
+
+    async def resume(self, binding: Binding, since: str, announce: Any) -> None:
+        """Replay the binding's events after cursor ``since``, then go live.
+
+        ``announce(recovered)`` is called once the first page of history is
+        read, before any replayed event is sent.  Raises ValueError for a
+        malformed cursor (before anything is held back).
+        """
+        after = since
+        self.store.cursor_key(since)
+        binding.held = []
+        binding.last_key = self.store.cursor_key(since)
+        try:
+            first = True
+            while True:
+                page = await self.store.history("emails", binding.account_id, after, REPLAY_PAGE)
+                if first:
+                    announce(page.complete)
+                    first = False
+                if self.registry.binding(binding.subscriber) is not binding:
+                    return  # unsubscribed, rebound or closed during the replay
+                for change in page.changes:
+                    event = event_of(change)
+                    if event is not None:
+                        self._send_replayed(binding, event)
+                if len(page.changes) < REPLAY_PAGE:
+                    break
+                after = page.changes[-1].cursor
+        finally:
+            held, binding.held = binding.held or [], None
+        for key, event in held:
+            self.deliver(binding, event, key)
+
+    def _send_replayed(self, binding: Binding, event: dict[str, Any]) -> None:
+        key = self.store.cursor_key(event["cursor"])
+        if key <= binding.last_key:
+            return
+        binding.last_key = key
+        if binding.events is None or event["type"] in binding.events:
+            binding.subscriber.send_event(event)

@@ -1,0 +1,73 @@
+"""Inbound mail: an SMTP server (aiosmtpd) on the event loop that files mail for local accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway.ids import new_id, now_iso
+from gateway.mailbox import add_email
+from gateway.message import parse_message
+from gateway.store import Store
+
+log = logging.getLogger("gateway.smtp")
+
+
+class InboundHandler:
+    """aiosmtpd handler: accepts recipients that are local accounts, stores one copy per recipient."""
+
+    def __init__(self, store: Store, domain: str) -> None:
+        self.store = store
+        self.domain = domain.lower()
+
+    async def local_account(self, address: str) -> str | None:
+        """The account id behind a local address, or None."""
+        local, _, domain = address.rpartition("@")
+        if domain.lower() != self.domain or not local:
+            return None
+        entry = await self.store.get("usernames", local.lower())
+        return entry["account"] if entry else None
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if await self.local_account(address) is None:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content or b""
+        raw = raw if isinstance(raw, bytes) else raw.encode()
+        try:
+            fields = parse_message(raw)
+        except Exception:
+            log.exception("could not parse a message from %s", session.peer)
+            return "554 5.6.0 Message could not be parsed"
+        if not fields["from"]:
+            fields["from"] = envelope.mail_from or ""
+        stored = 0
+        for address in dict.fromkeys(envelope.rcpt_tos):
+            owner = await self.local_account(address)
+            if owner is None:  # deleted since RCPT
+                continue
+            await add_email(self.store, {
+                **fields, "id": new_id(), "owner": owner, "direction": "in", "status": "received",
+                "message_id": fields["message_id"] or f"<{new_id()}@{self.domain}>",
+                "bcc": [], "labels": ["inbox"], "read": False, "created": now_iso(),
+            })
+            stored += 1
+        log.info("accepted a %d-byte message from %s for %d local recipient(s)", len(raw), envelope.mail_from, stored)
+        return "250 2.0.0 Message accepted"
+
+
+async def start_smtp(store: Store, domain: str, host: str, port: int, max_size: int) -> asyncio.Server:
+    """Listen for SMTP on the running loop; the server (its socket tells the bound port)."""
+    handler = InboundHandler(store, domain)
+
+    def protocol() -> Any:
+        return SMTP(handler, data_size_limit=max_size, hostname=domain, ident="gateway SMTP", decode_data=False)
+
+    return await asyncio.get_running_loop().create_server(protocol, host, port)

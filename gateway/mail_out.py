@@ -1,0 +1,213 @@
+"""Outbound mail: delivers queued emails to local accounts and, for other addresses, through an SMTP relay.
+
+The queue is the emails table itself (``direction: out``, ``status: queued``):
+the worker claims an email atomically (``queued`` -> ``sending``), delivers it
+to the recipients not yet in its ``delivered_to``, and records each recipient
+as soon as it is done, so a restart resumes where it stopped and sends nothing
+twice that the relay accepted.  A failed attempt is retried with doubling
+backoff up to ``delivery_attempts``, then the email is ``failed`` with the reason.
+A local recipient's copy has an id derived from the email and the account, so
+delivering it twice stores it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from gateway.ids import iso_from_epoch, now_iso
+from gateway.mailbox import add_email
+from gateway.message import build_message
+from gateway.store import ChangeFeed, Conflict, Doc, Query, Store
+
+log = logging.getLogger("gateway.delivery")
+
+CONCURRENT_DELIVERIES = 8
+
+
+@dataclass(frozen=True)
+class Relay:
+    """Where external mail goes: ``smtp://[user:pass@]host:port``, ``smtp+starttls://...`` or ``smtps://...``."""
+
+    host: str
+    port: int
+    starttls: bool = False
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> "Relay | None":
+        if not url:
+            return None
+        parts = urlsplit(url)
+        schemes = {"smtp": (False, False, 25), "smtp+starttls": (True, False, 587), "smtps": (False, True, 465)}
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"relay URL must be smtp://, smtp+starttls:// or smtps://HOST[:PORT], got {url!r}")
+        starttls, tls, default_port = schemes[parts.scheme]
+        return cls(parts.hostname, parts.port or default_port, starttls, tls,
+                   unquote(parts.username) if parts.username else None,
+                   unquote(parts.password) if parts.password else None)
+
+
+class PermanentFailure(Exception):
+    """This recipient will never accept this email."""
+
+
+def copy_id(email_id: str, account_id: str) -> str:
+    """The id of a local recipient's copy: the same for every attempt."""
+    return hashlib.sha256(f"{email_id}:{account_id}".encode()).hexdigest()[:24]
+
+
+class DeliveryWorker:
+    """Delivers the queue in the background; ``start()`` resumes what a previous run left."""
+
+    def __init__(self, store: Store, domain: str, relay: Relay | None, attempts: int, backoff: float) -> None:
+        self.store = store
+        self.domain = domain.lower()
+        self.relay = relay
+        self.max_attempts = attempts
+        self.backoff = backoff
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(CONCURRENT_DELIVERIES)
+        self._feed: ChangeFeed | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._feed = await self.store.changes("emails")
+        self._watch = asyncio.ensure_future(self._watch_queue(self._feed))
+        # emails a previous run had claimed but not finished go back to the queue
+        for email in await self.store.find("emails", Query({"direction": "out", "status": "sending"})):
+            await self.store.update("emails", email["id"], {"status": "queued"}, only_if={"status": "sending"})
+        for email in await self.store.find("emails", Query({"direction": "out", "status": "queued"})):
+            self.schedule(email)
+
+    async def stop(self) -> None:
+        if self._feed is not None:
+            await self._feed.aclose()
+        if self._watch is not None:
+            self._watch.cancel()
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _watch_queue(self, feed: ChangeFeed) -> None:
+        async for change in feed:
+            new = change.new
+            if new and new.get("direction") == "out" and new.get("status") == "queued" \
+                    and (change.old is None or change.old.get("status") != "queued"):
+                self.schedule(new)
+
+    def schedule(self, email: Doc) -> None:
+        """Attempt delivery when the email is due."""
+        if email["id"] in self._timers:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, float(email.get("next_attempt_at") or 0) - time.time())
+        self._timers[email["id"]] = loop.call_later(delay, self._launch, email["id"])
+
+    def _launch(self, email_id: str) -> None:
+        del self._timers[email_id]
+        task = asyncio.ensure_future(self._attempt(email_id))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _attempt(self, email_id: str) -> None:
+        async with self._slots:
+            email = await self.store.update("emails", email_id, {"status": "sending", "claimed_at": now_iso()},
+                                            only_if={"status": "queued"})
+            if email is None:
+                return  # delivered, deleted or claimed by another worker meanwhile
+            try:
+                await self._deliver(email)
+            except Exception:
+                log.exception("delivery of %s failed unexpectedly", email_id)
+                await self._retry_or_fail(email, "internal error during delivery", permanent=False)
+
+    async def _deliver(self, email: Doc) -> None:
+        done = list(email.get("delivered_to", []))
+        pending = [a for a in dict.fromkeys(email.get("to", []) + email.get("cc", []) + email.get("bcc", []))
+                   if a not in done]
+        temporary: dict[str, str] = {}
+        permanent: dict[str, str] = {}
+        external = [a for a in pending if a.rpartition("@")[2].lower() != self.domain]
+        for address in [a for a in pending if a not in external]:
+            try:
+                await self._deliver_locally(email, address)
+                done.append(address)
+                await self.store.update("emails", email["id"], {"delivered_to": done})
+            except PermanentFailure as exc:
+                permanent[address] = str(exc)
+        if external:
+            accepted, failed = await self._relay(email, external)
+            done.extend(accepted)
+            if accepted:
+                await self.store.update("emails", email["id"], {"delivered_to": done})
+            for address, (is_permanent, reason) in failed.items():
+                (permanent if is_permanent else temporary)[address] = reason
+        if not temporary and not permanent:
+            await self.store.update("emails", email["id"], {
+                "status": "delivered", "delivered_at": now_iso(), "last_error": None, "next_attempt_at": None,
+                "attempts": email.get("attempts", 0) + 1})
+            log.info("delivered %s to %d recipient(s)", email["id"], len(done))
+            return
+        reason = "; ".join(f"{a}: {r}" for a, r in {**permanent, **temporary}.items())
+        await self._retry_or_fail(email, reason, permanent=not temporary)
+
+    async def _retry_or_fail(self, email: Doc, reason: str, permanent: bool) -> None:
+        attempts = email.get("attempts", 0) + 1
+        if permanent or attempts >= self.max_attempts:
+            await self.store.update("emails", email["id"], {
+                "status": "failed", "attempts": attempts, "last_error": reason, "next_attempt_at": None,
+                "failed_at": now_iso()})
+            log.warning("email %s failed after %d attempt(s): %s", email["id"], attempts, reason)
+            return
+        due = time.time() + self.backoff * 2 ** (attempts - 1)
+        log.info("email %s: attempt %d failed (%s); retrying at %s", email["id"], attempts, reason, iso_from_epoch(due))
+        await self.store.update("emails", email["id"], {
+            "status": "queued", "attempts": attempts, "last_error": reason, "next_attempt_at": due})
+
+    async def _deliver_locally(self, email: Doc, address: str) -> None:
+        entry = await self.store.get("usernames", address.rpartition("@")[0].lower())
+        if entry is None:
+            raise PermanentFailure("no such local account")
+        copy = {
+            "id": copy_id(email["id"], entry["account"]), "owner": entry["account"], "direction": "in",
+            "status": "received", "message_id": email["message_id"], "from": email["from"], "to": email["to"],
+            "cc": email.get("cc", []), "bcc": [], "subject": email.get("subject", ""), "text": email.get("text"),
+            "html": email.get("html"), "in_reply_to": email.get("in_reply_to"),
+            "references": email.get("references", []), "labels": ["inbox"], "read": False, "created": now_iso(),
+        }
+        try:
+            await add_email(self.store, copy)
+        except Conflict:
+            pass  # stored by an earlier attempt
+
+    async def _relay(self, email: Doc, recipients: list[str]) -> tuple[list[str], dict[str, tuple[bool, str]]]:
+        """Hand the email to the relay: the recipients it accepted, and per failed one (permanent?, reason)."""
+        if self.relay is None:
+            return [], {a: (True, "no SMTP relay configured for external mail") for a in recipients}
+        relay = self.relay
+        try:
+            errors, _ = await aiosmtplib.send(
+                build_message(email), sender=email["from"], recipients=recipients, hostname=relay.host,
+                port=relay.port, start_tls=relay.starttls, use_tls=relay.tls, username=relay.username,
+                password=relay.password, timeout=30)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            return [], {r.recipient: (r.code >= 500, f"{r.code} {r.message}") for r in exc.recipients}
+        except aiosmtplib.SMTPResponseException as exc:
+            return [], {a: (exc.code >= 500, f"relay said {exc.code} {exc.message}") for a in recipients}
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return [], {a: (False, f"relay unreachable: {exc}") for a in recipients}
+        failed = {a: (code >= 500, f"{code} {message}") for a, (code, message) in errors.items()}
+        return [a for a in recipients if a not in failed], failed

@@ -96,9 +96,8 @@ class EventDispatcher:
         malformed cursor (before anything is held back).
         """
         after = since
-        self.store.cursor_key(since)
-        binding.held = []
         binding.last_key = self.store.cursor_key(since)
+        binding.held = []
         try:
             first = True
             while True:

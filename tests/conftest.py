@@ -127,5 +127,21 @@ def gateway(io_loop: Any, config: Config) -> Any:
 
 
 @pytest.fixture
+def start_gateway(io_loop: Any, tmp_path: Any) -> Any:
+    """Start gateways with config overrides (``await start_gateway(ws_max_inflight=2)``); all stop after the test."""
+    started: list[Gateway] = []
+
+    async def start(**overrides: Any) -> Gateway:
+        server = Gateway(make_config(tmp_path, **overrides))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        io_loop.run_sync(server.stop)
+
+
+@pytest.fixture
 def api(gateway: Gateway) -> Api:
     return Api(f"http://127.0.0.1:{gateway.port}")

@@ -15,7 +15,7 @@ from aiosmtpd.smtp import SMTP
 
 from gateway.ids import new_id, now_iso
 from gateway.server import Gateway
-from tests.conftest import PASSWORD, Api, make_config, settled, wait_until
+from tests.conftest import PASSWORD, Api, settled, wait_until
 from tests.sockjs_clients import Client, connect
 
 
@@ -54,22 +54,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def start_gateway(io_loop: Any, tmp_path: Any) -> Any:
-    """Start gateways with config overrides; all are stopped after the test."""
-    started: list[Gateway] = []
-
-    async def start(**overrides: Any) -> Gateway:
-        server = Gateway(make_config(tmp_path, delivery_backoff=0.05, **overrides))
-        await server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        io_loop.run_sync(server.stop)
 
 
 async def subscribed(transport: str, base_url: str, token: str, **fields: Any) -> Client:
@@ -207,7 +191,7 @@ async def test_relay_accepts_and_the_sender_gets_a_delivery(start_gateway: Any, 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_relay_refusal_and_outage_retry_then_fail(start_gateway: Any, relay: Relay) -> None:
-    gateway = await start_gateway(relay=relay.url, delivery_attempts=3)
+    gateway = await start_gateway(relay=relay.url, delivery_attempts=3, delivery_backoff=0.05)
     api = Api(f"http://127.0.0.1:{gateway.port}")
     _, token = await api.register("alice")
     # a permanent refusal fails at once
@@ -224,7 +208,7 @@ async def test_relay_refusal_and_outage_retry_then_fail(start_gateway: Any, rela
     assert (email["status"], email["attempts"]) == ("delivered", 2)
     # no relay at all (down): retried with backoff, then failed with the reason
     await gateway.stop()
-    down = await start_gateway(relay=f"smtp://127.0.0.1:{closed_port()}", delivery_attempts=3)
+    down = await start_gateway(relay=f"smtp://127.0.0.1:{closed_port()}", delivery_attempts=3, delivery_backoff=0.05)
     api = Api(f"http://127.0.0.1:{down.port}")
     token = (await api.post("/tokens", {"username": "alice", "password": PASSWORD})).json["token"]["value"]
     lost = (await api.post("/emails", {"to": ["dan@example.org"], "text": "x"}, token=token)).json["email"]

@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from gateway.server import Gateway
-from tests.conftest import PASSWORD, Api, make_config, settled, wait_until
+from tests.conftest import PASSWORD, Api, settled, wait_until
 from tests.sockjs_clients import TRANSPORTS, Client, connect
 
 ALL = list(TRANSPORTS)
@@ -213,17 +213,10 @@ async def test_non_json_and_oversized_messages(api: Api, gateway: Gateway) -> No
         await client.close()
 
 
-@pytest.fixture
-def slow_gateway(io_loop: Any, tmp_path: Any) -> Any:
-    """Full-cost Argon2id makes a login take far longer than a GET, and two requests may run at once."""
-    server = Gateway(make_config(tmp_path, argon2_memory=65536, ws_max_inflight=2))
-    io_loop.run_sync(server.start)
-    yield server
-    io_loop.run_sync(server.stop)
-
-
 @pytest.mark.gen_test(timeout=30)
-async def test_requests_run_concurrently_and_the_limit_answers_429(slow_gateway: Gateway) -> None:
+async def test_requests_run_concurrently_and_the_limit_answers_429(start_gateway: Any) -> None:
+    # full-cost Argon2id makes a login take far longer than a GET; two requests may run at once
+    slow_gateway = await start_gateway(argon2_memory=65536, ws_max_inflight=2)
     api = Api(f"http://127.0.0.1:{slow_gateway.port}")
     await api.register("alice")
     client = await connect("websocket", api.base_url)
@@ -309,18 +302,10 @@ async def test_account_deletion_and_expiry_unsubscribe(api: Api) -> None:
         await client.close()
 
 
-@pytest.fixture
-def quick_expiry_gateway(io_loop: Any, tmp_path: Any) -> Any:
-    server = Gateway(make_config(tmp_path, ws_disconnect_delay=0.2, argon2_memory=65536))
-    io_loop.run_sync(server.start)
-    yield server
-    io_loop.run_sync(server.stop)
-
-
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.parametrize("transport", ALL)
-async def test_closing_a_session_releases_its_binding_and_work(quick_expiry_gateway: Gateway, transport: str) -> None:
-    gateway = quick_expiry_gateway
+async def test_closing_a_session_releases_its_binding_and_work(start_gateway: Any, transport: str) -> None:
+    gateway = await start_gateway(ws_disconnect_delay=0.2, argon2_memory=65536)
     api = Api(f"http://127.0.0.1:{gateway.port}")
     _, token = await api.register("alice")
     client = await connect(transport, api.base_url)

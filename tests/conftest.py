@@ -15,6 +15,7 @@ from tornado.httputil import HTTPHeaders
 from gateway.config import Config
 from gateway.server import Gateway
 from gateway.store import In
+from tests import rethinkdb_server
 from tests.spec import check_response
 
 #: Cheap Argon2id for tests: the same algorithm, a fraction of the memory.
@@ -110,6 +111,13 @@ def make_config(tmp_path: Any, **overrides: Any) -> Config:
         "smtp": "127.0.0.1:0",
     }
     return Config(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def rethinkdb_test_server() -> Any:
+    """Stops the RethinkDB server the tests started (lazily, on first use), once the session ends."""
+    yield
+    rethinkdb_server.stop()
 
 
 @pytest.fixture

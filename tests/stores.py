@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.store import Store, store_from_url
+from tests import rethinkdb_server
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "rethinkdb"]
 
 
 def make_store(backend: str, tmp_path: Any, history_limit: int = 100_000) -> Store:
     if backend == "sqlite":
         return store_from_url(f"sqlite:{tmp_path}/contract.db", history_limit)
+    if backend == "rethinkdb":
+        # a database of its own on the session's server; skips the test when there is no server
+        return store_from_url(rethinkdb_server.store_url(), history_limit)
     raise ValueError(backend)

@@ -14,10 +14,15 @@ __all__ = [
 
 
 def store_from_url(url: str, history_limit: int = 100_000) -> Store:
-    """The backend for a store URL (``sqlite:PATH``), keeping about ``history_limit`` changes; not yet opened."""
+    """The backend for a store URL (``sqlite:PATH`` or ``rethinkdb://HOST:PORT/DB``), keeping about
+    ``history_limit`` changes; not yet opened.  ValueError for a URL it cannot use."""
     if url.startswith("sqlite:"):
         from gateway.store.sqlite import SQLiteStore
 
         path = url[len("sqlite:"):]
         return SQLiteStore(path[2:] if path.startswith("//") else path, history_limit)
+    if url.startswith("rethinkdb://"):
+        from gateway.store.rethink import RethinkStore
+
+        return RethinkStore.from_url(url, history_limit)
     raise ValueError(f"unknown store URL {url!r}: expected sqlite:PATH or rethinkdb://HOST:PORT/DB")

@@ -1,0 +1,170 @@
+"""A RethinkDB server for the tests: ``RETHINKDB_URL`` if set, else one started from PATH.
+
+The server is started lazily, the first time a test asks for it, and once per
+test session (``stop()`` runs from a session fixture in ``conftest.py``): a
+RethinkDB start takes a few seconds, far more than the tests that use it.
+Each store the tests make gets a database of its own (:func:`new_db_name`),
+so tests never see each other's data; on a server of our own they vanish with
+its data directory, on a ``RETHINKDB_URL`` server :func:`stop` drops them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+
+#: How long a started server may take to accept driver connections.
+START_TIMEOUT = 60.0
+SKIP_REASON = "no rethinkdb on PATH and RETHINKDB_URL unset"
+
+
+@dataclass
+class _Server:
+    host: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    directory: str | None = None
+
+
+_server: _Server | None = None
+_failure: str | None = None  # why starting failed, so later tests fail fast with the same reason
+_databases: list[str] = []
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _can_connect(host: str, port: int) -> bool:
+    """Whether the server completes a driver handshake (a bound port alone is not enough)."""
+    from rethinkdb import RethinkDB
+    from rethinkdb.errors import ReqlDriverError
+
+    r = RethinkDB()  # the default, blocking loop type: no event loop needed here
+    try:
+        conn = r.connect(host=host, port=port, timeout=2)
+    except (ReqlDriverError, OSError):
+        return False
+    conn.close(noreply_wait=False)
+    return True
+
+
+def _log_tail(directory: str) -> str:
+    try:
+        with open(os.path.join(directory, "server.log"), "rb") as log:
+            return log.read()[-2000:].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _start() -> _Server:
+    binary = shutil.which("rethinkdb")
+    assert binary is not None
+    failure = ""
+    for _ in range(3):  # a free port can be taken between our probe and the server's bind: try others
+        directory = tempfile.mkdtemp(prefix="gateway-rethinkdb-")
+        driver_port, cluster_port = _free_port(), _free_port()
+        with open(os.path.join(directory, "server.log"), "wb") as log:
+            process = subprocess.Popen(
+                [binary, "--directory", os.path.join(directory, "data"), "--bind", "127.0.0.1",
+                 "--driver-port", str(driver_port), "--cluster-port", str(cluster_port), "--no-http-admin",
+                 "--no-update-check", "--server-name", "gateway_tests", "--cache-size", "256"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        server = _Server("127.0.0.1", driver_port, process, directory)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _can_connect(server.host, server.port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            return server
+        exited = process.poll() is not None
+        failure = f"rethinkdb did not start (exit code {process.poll()}):\n{_log_tail(directory)}"
+        _stop_process(server)
+        if not exited:
+            break  # hung rather than exited: another try would not help
+    raise RuntimeError(failure)
+
+
+def _stop_process(server: _Server) -> None:
+    if server.process is not None and server.process.poll() is None:
+        server.process.terminate()  # SIGTERM: a clean shutdown
+        try:
+            server.process.wait(10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    if server.directory is not None:
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
+def server_address() -> tuple[str, int]:
+    """The test server's host and driver port; skips the calling test when there is none."""
+    global _server, _failure
+    if _server is None:
+        url = os.environ.get("RETHINKDB_URL")
+        if url:
+            parts = urlsplit(url)
+            _server = _Server(parts.hostname or "localhost", parts.port or 28015)
+        elif shutil.which("rethinkdb") is None:
+            pytest.skip(SKIP_REASON)
+        else:
+            if _failure is None:
+                try:
+                    _server = _start()
+                    atexit.register(stop)  # in case the session fixture never runs its teardown
+                except RuntimeError as exc:
+                    _failure = str(exc)
+            if _failure is not None:  # a broken install fails every test that needs it, at once
+                pytest.fail(_failure, pytrace=False)
+    assert _server is not None
+    return _server.host, _server.port
+
+
+def new_db_name() -> str:
+    """A database name no other test uses; dropped by :func:`stop` on a server we did not start."""
+    name = f"gateway_test_{uuid.uuid4().hex}"
+    _databases.append(name)
+    return name
+
+
+def store_url() -> str:
+    """A ``rethinkdb://`` store URL with a fresh database; skips the calling test when there is no server."""
+    host, port = server_address()
+    return f"rethinkdb://{host}:{port}/{new_db_name()}"
+
+
+def stop() -> None:
+    """Stop the server we started, or drop the test databases from a ``RETHINKDB_URL`` server."""
+    global _server
+    server, _server = _server, None
+    names, _databases[:] = list(_databases), []
+    if server is None:
+        return
+    if server.process is not None:
+        _stop_process(server)
+        return
+    from rethinkdb import RethinkDB
+
+    r = RethinkDB()
+    try:
+        with r.connect(host=server.host, port=server.port, timeout=5) as conn:
+            existing = set(r.db_list().run(conn))
+            for name in names:
+                if name in existing:
+                    r.db_drop(name).run(conn)
+    except Exception as exc:  # cleanup only: never fail the session for it
+        print(f"could not drop the test databases on {server.host}:{server.port}: {exc}")

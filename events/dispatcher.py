@@ -14,12 +14,12 @@ there is no gap and no duplicate even for events that happen during the replay.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from events.sessions import Binding, SessionRegistry
-from gateway.store import Change, ChangeFeed, Store
+from gateway.store import Change, Store
+from gateway.store.follow import Follower
 
 log = logging.getLogger(__name__)
 
@@ -48,33 +48,49 @@ class EventDispatcher:
     def __init__(self, store: Store, registry: SessionRegistry) -> None:
         self.store = store
         self.registry = registry
-        self._feed: ChangeFeed | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.follower = Follower(store, "emails", self._changed, self._catch_up, "event feed")
+        #: The newest cursor seen; after an outage, events after it are read from history.
+        self.last_cursor: str | None = None
         self.delivered = 0
 
     async def start(self) -> None:
         """Live when this returns: every change committed after it becomes an event."""
-        self._feed = await self.store.changes("emails")
-        self._task = asyncio.ensure_future(self._run(self._feed))
+        self.last_cursor = await self.store.latest_cursor("emails")
+        await self.follower.start()
 
     async def stop(self) -> None:
-        if self._feed is not None:
-            await self._feed.aclose()
-        if self._task is not None:
-            self._task.cancel()
+        await self.follower.stop()
 
-    async def _run(self, feed: ChangeFeed) -> None:
-        try:
-            async for change in feed:
-                event = event_of(change)
-                if event is not None and change.owner is not None:
-                    key = self.store.cursor_key(event["cursor"])
-                    for binding in self.registry.bindings(change.owner):
-                        self.deliver(binding, event, key)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("event feed stopped")
+    async def _changed(self, change: Change) -> None:
+        if change.cursor is not None:
+            self.last_cursor = change.cursor
+        self.route(change)
+
+    def route(self, change: Change) -> None:
+        event = event_of(change)
+        if event is not None and change.owner is not None:
+            key = self.store.cursor_key(event["cursor"])
+            for binding in self.registry.bindings(change.owner):
+                self.deliver(binding, event, key)
+
+    async def _catch_up(self) -> None:
+        """After the feed was down: the events of bound accounts that happened meanwhile, in order."""
+        since = self.last_cursor
+        newest = since
+        for account_id in self.registry.accounts():
+            after = since
+            while True:
+                page = await self.store.history("emails", account_id, after, REPLAY_PAGE)
+                for change in page.changes:
+                    self.route(change)
+                if page.changes:
+                    after = page.changes[-1].cursor
+                    if newest is None or self.store.cursor_key(after) > self.store.cursor_key(newest):
+                        newest = after
+                if len(page.changes) < REPLAY_PAGE:
+                    break
+        self.last_cursor = newest
+        log.info("event feed caught up from cursor %s to %s", since, newest)
 
     def deliver(self, binding: Binding, event: dict[str, Any], key: Any) -> None:
         """Send one event to one binding, unless held back for a replay, already sent, or filtered out."""

@@ -5,7 +5,8 @@ unsubscribes, rebinds, closes, or the token expires, is revoked or its account
 is deleted.  The last three are noticed here: a timer per binding for expiry,
 and the store's change feeds on ``tokens`` and ``accounts`` for revocations
 and deletions made anywhere (this process, another one, plain HTTP or a
-tunnel), so the session is told at once.
+tunnel), so the session is told at once.  After a store outage every binding
+is checked again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.store import ChangeFeed, Store
+from gateway.store import Change, Store
+from gateway.store.follow import Follower
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,8 @@ class SessionRegistry:
     def __init__(self) -> None:
         self._by_subscriber: dict[Subscriber, Binding] = {}
         self._by_account: dict[str, dict[Subscriber, Binding]] = {}
-        self._watchers: list[asyncio.Task[None]] = []
-        self._feeds: list[ChangeFeed] = []
+        self._followers: list[Follower] = []
+        self._store: Store | None = None
 
     # -- bindings -----------------------------------------------------------
 
@@ -98,6 +100,10 @@ class SessionRegistry:
         """Every binding of an account in this process."""
         return list(self._by_account.get(account_id, {}).values())
 
+    def accounts(self) -> list[str]:
+        """The accounts with at least one bound session here."""
+        return list(self._by_account)
+
     def counts(self) -> dict[str, int]:
         return {"sessions": len(self._by_subscriber), "accounts": len(self._by_account)}
 
@@ -105,40 +111,39 @@ class SessionRegistry:
 
     async def start(self, store: Store) -> None:
         """Watch token revocations and account deletions; live when this returns."""
-        tokens = await store.changes("tokens")
-        accounts = await store.changes("accounts")
-        self._feeds = [tokens, accounts]
-        self._watchers = [
-            asyncio.ensure_future(self._watch(tokens, self._token_deleted, store)),
-            asyncio.ensure_future(self._watch(accounts, self._account_deleted, store)),
+        self._store = store
+        self._followers = [
+            Follower(store, "tokens", self._token_changed, self._recheck_all, "token feed"),
+            Follower(store, "accounts", self._account_changed, self._recheck_all, "account feed"),
         ]
+        for follower in self._followers:
+            await follower.start()
 
     async def stop(self) -> None:
-        for feed in self._feeds:
-            await feed.aclose()
-        for task in self._watchers:
-            task.cancel()
-        self._watchers = []
+        for follower in self._followers:
+            await follower.stop()
 
-    async def _watch(self, feed: ChangeFeed, on_delete: Any, store: Store) -> None:
-        try:
-            async for change in feed:
-                if change.old is not None and change.new is None:
-                    await on_delete(change.old, store)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("binding watcher stopped")
-
-    async def _token_deleted(self, token: dict, store: Store) -> None:
+    async def _token_changed(self, change: Change) -> None:
+        if change.old is None or change.new is not None:
+            return
+        token = change.old
         ended = [b for b in self.bindings(token.get("owner", "")) if b.token_id == token["id"]]
         if not ended:
             return
         # Deleting an account also deletes its tokens: name the real cause.
-        reason = "revoked" if await store.get("accounts", token["owner"]) else "account_deleted"
+        reason = "revoked" if await self._store.get("accounts", token["owner"]) else "account_deleted"
         for binding in ended:
             self.end(binding, reason)
 
-    async def _account_deleted(self, account: dict, store: Store) -> None:
-        for binding in self.bindings(account["id"]):
-            self.end(binding, "account_deleted")
+    async def _account_changed(self, change: Change) -> None:
+        if change.old is not None and change.new is None:
+            for binding in self.bindings(change.old["id"]):
+                self.end(binding, "account_deleted")
+
+    async def _recheck_all(self) -> None:
+        """After a feed outage: end the bindings whose token or account went away meanwhile."""
+        for binding in list(self._by_subscriber.values()):
+            if await self._store.get("accounts", binding.account_id) is None:
+                self.end(binding, "account_deleted")
+            elif await self._store.get("tokens", binding.token_id) is None:
+                self.end(binding, "revoked")

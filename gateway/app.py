@@ -22,8 +22,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     status = handler.get_status()
     if status < 400:
         level = logging.INFO
-    elif status < 500 or isinstance(handler, SockJSHandler):
-        level = logging.WARNING
+    elif status < 500 or status == 503 or isinstance(handler, SockJSHandler):
+        level = logging.WARNING  # 503: the store is away, which is logged where it is noticed
     else:
         level = logging.ERROR
     request = handler.request

@@ -53,6 +53,10 @@ class Config:
         30.0, "seconds before the first retry; each further retry waits twice as long", "GATEWAY_DELIVERY_BACKOFF",
         "SECONDS"
     )
+    delivery_lease: float = option(
+        300.0, "with a shared store: seconds after which another process may take over an unfinished delivery",
+        "GATEWAY_DELIVERY_LEASE", "SECONDS"
+    )
     mail_domain: str = option("localhost", "domain of account addresses (user@DOMAIN)", "GATEWAY_MAIL_DOMAIN")
     token_ttl: int = option(86400, "lifetime of issued tokens, in seconds", "GATEWAY_TOKEN_TTL", "SECONDS")
     argon2_memory: int = option(

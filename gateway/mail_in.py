@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gateway.ids import new_id, now_iso
+from gateway.ids import now_iso
 from gateway.mailbox import add_email
 from gateway.message import parse_message
-from gateway.store import Store
+from gateway.store import Conflict, Store, StoreError
 
 log = logging.getLogger("gateway.smtp")
+
+TRY_LATER = "451 4.3.0 Mail store unavailable, try again later"
 
 
 class InboundHandler:
@@ -33,7 +36,12 @@ class InboundHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
-        if await self.local_account(address) is None:
+        try:
+            account = await self.local_account(address)
+        except StoreError as exc:
+            log.warning("RCPT %s deferred: %s", address, exc)
+            return TRY_LATER
+        if account is None:
             return "550 5.1.1 No such user here"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -48,19 +56,34 @@ class InboundHandler:
             return "554 5.6.0 Message could not be parsed"
         if not fields["from"]:
             fields["from"] = envelope.mail_from or ""
+        try:
+            stored = await self.store_copies(envelope, fields, hashlib.sha256(raw).hexdigest())
+        except StoreError as exc:
+            # nothing is lost: the sender keeps the message and retries it, and the copies stored
+            # before the failure have ids derived from the message, so the retry does not repeat them
+            log.warning("message from %s deferred: %s", envelope.mail_from, exc)
+            return TRY_LATER
+        log.info("accepted a %d-byte message from %s for %d local recipient(s)", len(raw), envelope.mail_from, stored)
+        return "250 2.0.0 Message accepted"
+
+    async def store_copies(self, envelope: Envelope, fields: dict[str, Any], digest: str) -> int:
+        """One copy per local recipient; the same message delivered again is not stored twice."""
         stored = 0
         for address in dict.fromkeys(envelope.rcpt_tos):
             owner = await self.local_account(address)
             if owner is None:  # deleted since RCPT
                 continue
-            await add_email(self.store, {
-                **fields, "id": new_id(), "owner": owner, "direction": "in", "status": "received",
-                "message_id": fields["message_id"] or f"<{new_id()}@{self.domain}>",
-                "bcc": [], "labels": ["inbox"], "read": False, "created": now_iso(),
-            })
-            stored += 1
-        log.info("accepted a %d-byte message from %s for %d local recipient(s)", len(raw), envelope.mail_from, stored)
-        return "250 2.0.0 Message accepted"
+            copy_id = hashlib.sha256(f"{digest}:{owner}".encode()).hexdigest()[:24]
+            try:
+                await add_email(self.store, {
+                    **fields, "id": copy_id, "owner": owner, "direction": "in", "status": "received",
+                    "message_id": fields["message_id"] or f"<{copy_id}@{self.domain}>",
+                    "bcc": [], "labels": ["inbox"], "read": False, "created": now_iso(),
+                })
+                stored += 1
+            except Conflict:
+                pass  # the same bytes were filed for this account before (a sender's retry)
+        return stored
 
 
 async def start_smtp(store: Store, domain: str, host: str, port: int, max_size: int) -> asyncio.Server:

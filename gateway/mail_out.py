@@ -8,6 +8,11 @@ twice that the relay accepted.  A failed attempt is retried with doubling
 backoff up to ``delivery_attempts``, then the email is ``failed`` with the reason.
 A local recipient's copy has an id derived from the email and the account, so
 delivering it twice stores it once.
+
+With a shared store (several gateway processes on one RethinkDB), every
+process watches the queue and the atomic claim makes exactly one deliver each
+email; a claim carries its time, and one older than ``lease`` seconds (its
+process died) is put back in the queue by whichever process sweeps first.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import aiosmtplib
 from gateway.ids import iso_from_epoch, now_iso
 from gateway.mailbox import add_email
 from gateway.message import build_message
-from gateway.store import ChangeFeed, Conflict, Doc, Query, Store
+from gateway.store import Change, Conflict, Doc, Query, Store, StoreError
+from gateway.store.follow import Follower
 
 log = logging.getLogger("gateway.delivery")
 
@@ -69,44 +75,66 @@ def copy_id(email_id: str, account_id: str) -> str:
 class DeliveryWorker:
     """Delivers the queue in the background; ``start()`` resumes what a previous run left."""
 
-    def __init__(self, store: Store, domain: str, relay: Relay | None, attempts: int, backoff: float) -> None:
+    def __init__(self, store: Store, domain: str, relay: Relay | None, attempts: int, backoff: float,
+                 lease: float = 300.0) -> None:
         self.store = store
         self.domain = domain.lower()
         self.relay = relay
         self.max_attempts = attempts
         self.backoff = backoff
+        self.lease = lease
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(CONCURRENT_DELIVERIES)
-        self._feed: ChangeFeed | None = None
-        self._watch: asyncio.Task[None] | None = None
+        self.follower = Follower(store, "emails", self._changed, self._rescan, "delivery queue feed")
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._feed = await self.store.changes("emails")
-        self._watch = asyncio.ensure_future(self._watch_queue(self._feed))
-        # emails a previous run had claimed but not finished go back to the queue
-        for email in await self.store.find("emails", Query({"direction": "out", "status": "sending"})):
-            await self.store.update("emails", email["id"], {"status": "queued"}, only_if={"status": "sending"})
-        for email in await self.store.find("emails", Query({"direction": "out", "status": "queued"})):
-            self.schedule(email)
+        await self.follower.start()
+        # An embedded store is this process's alone: what it had claimed when it stopped is unfinished.
+        await self._requeue_claims(older_than=None if not self.store.shared else self.lease)
+        await self._rescan()
+        if self.store.shared:
+            self._sweeper = asyncio.ensure_future(self._sweep())
 
     async def stop(self) -> None:
-        if self._feed is not None:
-            await self._feed.aclose()
-        if self._watch is not None:
-            self._watch.cancel()
+        await self.follower.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for timer in self._timers.values():
             timer.cancel()
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
 
-    async def _watch_queue(self, feed: ChangeFeed) -> None:
-        async for change in feed:
-            new = change.new
-            if new and new.get("direction") == "out" and new.get("status") == "queued" \
-                    and (change.old is None or change.old.get("status") != "queued"):
-                self.schedule(new)
+    async def _changed(self, change: Change) -> None:
+        new = change.new
+        if new and new.get("direction") == "out" and new.get("status") == "queued" \
+                and (change.old is None or change.old.get("status") != "queued"):
+            self.schedule(new)
+
+    async def _rescan(self) -> None:
+        """Schedule everything queued (at start, and after the queue feed was down)."""
+        for email in await self.store.find("emails", Query({"direction": "out", "status": "queued"})):
+            self.schedule(email)
+
+    async def _requeue_claims(self, older_than: float | None) -> None:
+        """Put claimed emails back in the queue: all of them, or those claimed over ``older_than`` seconds ago."""
+        for email in await self.store.find("emails", Query({"direction": "out", "status": "sending"})):
+            claimed = email.get("claimed_at")
+            if older_than is None or not isinstance(claimed, (int, float)) or claimed < time.time() - older_than:
+                if await self.store.update("emails", email["id"], {"status": "queued"},
+                                           only_if={"status": "sending", "claimed_at": claimed}):
+                    log.info("email %s: claim from %s released", email["id"], claimed)
+
+    async def _sweep(self) -> None:
+        """On a shared store: release the claims of processes that died, now and then."""
+        while True:
+            await asyncio.sleep(self.lease / 4)
+            try:
+                await self._requeue_claims(older_than=self.lease)
+            except StoreError as exc:
+                log.warning("claim sweep skipped: %s", exc)
 
     def schedule(self, email: Doc) -> None:
         """Attempt delivery when the email is due."""
@@ -124,15 +152,21 @@ class DeliveryWorker:
 
     async def _attempt(self, email_id: str) -> None:
         async with self._slots:
-            email = await self.store.update("emails", email_id, {"status": "sending", "claimed_at": now_iso()},
-                                            only_if={"status": "queued"})
-            if email is None:
-                return  # delivered, deleted or claimed by another worker meanwhile
             try:
-                await self._deliver(email)
-            except Exception:
-                log.exception("delivery of %s failed unexpectedly", email_id)
-                await self._retry_or_fail(email, "internal error during delivery", permanent=False)
+                email = await self.store.update("emails", email_id, {"status": "sending", "claimed_at": time.time()},
+                                                only_if={"status": "queued"})
+                if email is None:
+                    return  # delivered, deleted or claimed by another worker meanwhile
+                try:
+                    await self._deliver(email)
+                except StoreError:
+                    raise
+                except Exception:
+                    log.exception("delivery of %s failed unexpectedly", email_id)
+                    await self._retry_or_fail(email, "internal error during delivery", permanent=False)
+            except StoreError as exc:
+                # the claim (if made) is released by the lease sweep, or at the next start
+                log.warning("delivery of %s interrupted: %s", email_id, exc)
 
     async def _deliver(self, email: Doc) -> None:
         done = list(email.get("delivered_to", []))

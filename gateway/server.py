@@ -69,7 +69,8 @@ class Gateway:
                        websocket_max_message_size=4 * self.config.ws_max_message + 65536)
         self.ws.app = app
         self.delivery = DeliveryWorker(self.store, self.config.mail_domain, Relay.from_url(self.config.relay),
-                                       self.config.delivery_attempts, self.config.delivery_backoff)
+                                       self.config.delivery_attempts, self.config.delivery_backoff,
+                                       self.config.delivery_lease)
         await self.delivery.start()
         smtp = self.config.smtp_address()
         if smtp is not None:

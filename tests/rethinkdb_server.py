@@ -168,3 +168,48 @@ def stop() -> None:
                     r.db_drop(name).run(conn)
     except Exception as exc:  # cleanup only: never fail the session for it
         print(f"could not drop the test databases on {server.host}:{server.port}: {exc}")
+
+
+class OwnServer:
+    """A RethinkDB server of one test's own, to kill and restart (same data, same ports).
+
+    Needs a ``rethinkdb`` on PATH (a ``RETHINKDB_URL`` server cannot be killed): skips otherwise.
+    ``start()`` blocks until the server takes driver connections: run it in a thread from async tests.
+    """
+
+    def __init__(self) -> None:
+        binary = shutil.which("rethinkdb")
+        if binary is None:
+            pytest.skip("needs a rethinkdb on PATH to kill and restart")
+        self.binary = binary
+        self.directory = tempfile.mkdtemp(prefix="gateway-rethinkdb-own-")
+        self.port, self.cluster_port = _free_port(), _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"rethinkdb://127.0.0.1:{self.port}/gateway"
+
+    def start(self) -> None:
+        with open(os.path.join(self.directory, "server.log"), "ab") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "--directory", os.path.join(self.directory, "data"), "--bind", "127.0.0.1",
+                 "--driver-port", str(self.port), "--cluster-port", str(self.cluster_port), "--no-http-admin",
+                 "--no-update-check", "--server-name", "gateway_own", "--cache-size", "128"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _can_connect("127.0.0.1", self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"rethinkdb did not start:\n{_log_tail(self.directory)}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: the database goes away without a goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def remove(self) -> None:
+        self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)

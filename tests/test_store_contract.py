@@ -145,6 +145,7 @@ async def test_conditional_update_is_a_claim(store: Store) -> None:
 
 @pytest.mark.gen_test
 async def test_history_and_feed_share_cursors_in_commit_order(store: Store) -> None:
+    assert await store.latest_cursor("emails") is None
     feed = await store.changes("emails")
     await store.insert("emails", doc("e1"))
     await store.insert("emails", {"id": "x1", "owner": "b"})
@@ -161,6 +162,7 @@ async def test_history_and_feed_share_cursors_in_commit_order(store: Store) -> N
     assert [c.cursor for c in after_first.changes] == [live[2].cursor, live[3].cursor]
     assert (await store.history("emails", "a", live[0].cursor, 1)).changes[0].cursor == live[2].cursor
     assert (await store.history("emails", "a", live[3].cursor, 100)).changes == []
+    assert await store.latest_cursor("emails") == live[3].cursor
     with pytest.raises(ValueError):
         await store.history("emails", "a", "not a cursor", 10)
     await feed.aclose()

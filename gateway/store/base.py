@@ -121,6 +121,9 @@ class ChangeFeed(abc.ABC):
 class Store(abc.ABC):
     """What handlers and events may ask of storage."""
 
+    #: Whether other gateway processes may use the same store at once (then claims expire, see mail_out).
+    shared: bool = False
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect, and create or migrate the schema."""
@@ -169,6 +172,10 @@ class Store(abc.ABC):
     async def history(self, table: str, owner: str, after: str | None, limit: int) -> History:
         """Up to ``limit`` changes of the owner's documents committed after cursor ``after``
         (None: the oldest kept), in commit order.  Raises ValueError for a malformed cursor."""
+
+    @abc.abstractmethod
+    async def latest_cursor(self, table: str) -> str | None:
+        """The cursor of the newest change of ``table`` so far (None before the first)."""
 
     @abc.abstractmethod
     def cursor_key(self, cursor: str) -> Any:

@@ -180,6 +180,8 @@ def _table_name(table: str) -> str:
 class RethinkStore(Store):
     """A store in one RethinkDB database; create it with :meth:`from_url` or directly."""
 
+    shared = True
+
     def __init__(self, host: str = "localhost", port: int = DEFAULT_PORT, db: str = DEFAULT_DB,
                  user: str = "admin", password: str = "", history_limit: int = 100_000,
                  pool_size: int = POOL_SIZE) -> None:
@@ -399,8 +401,10 @@ class RethinkStore(Store):
                     await conn.close(noreply_wait=False)
 
     async def ping(self) -> bool:
+        """Whether the tables answer (a server that just restarted takes connections before its tables are ready)."""
         try:
-            return bool(await self._run(r.expr(1)) == 1)
+            await self._run(r.db(self.db).wait(wait_for="ready_for_writes", timeout=2))
+            return True
         except StoreError:
             return False
 
@@ -532,6 +536,10 @@ class RethinkStore(Store):
                 [table, r.minval], [table, upto], index="tbl_seq", right_bound="closed").delete(durability="soft"))
         except StoreError as exc:  # the write itself succeeded; the next prune catches up
             log.warning("pruning the %s history failed: %s", table, exc)
+
+    async def latest_cursor(self, table: str) -> str | None:
+        seq = await self._run(r.table(COUNTERS).get(table)["seq"].default(0))
+        return str(seq) if seq else None
 
     def cursor_key(self, cursor: str) -> int:
         if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:

@@ -280,6 +280,10 @@ class SQLiteStore(Store):
 
     # -- history and change feed --------------------------------------------
 
+    async def latest_cursor(self, table: str) -> str | None:
+        seq = await self._run(lambda db: db.execute("SELECT max(seq) FROM changelog WHERE tbl = ?", (table,)).fetchone()[0])
+        return None if seq is None else str(seq)
+
     def cursor_key(self, cursor: str) -> int:
         if not cursor.isdigit() or len(cursor) > 18:
             raise ValueError(f"malformed cursor {cursor[:40]!r}")
@@ -303,6 +307,8 @@ class SQLiteStore(Store):
 
 
     async def changes(self, table: str = "emails") -> ChangeFeed:
+        if self._db is None:
+            raise StoreUnavailable("the store is closed")
         return _Feed(self._feeds[table])
 
 

@@ -1,0 +1,179 @@
+"""Several gateways on one RethinkDB, and the database going away: the tests start real RethinkDB servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import smtplib
+import sys
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP
+
+from gateway.server import Gateway
+from gateway.store import store_from_url
+from tests import rethinkdb_server
+from tests.conftest import PASSWORD, Api, settled, wait_until
+from tests.sockjs_clients import Client, connect
+from tests.test_mail_events import Relay, in_thread, next_event, smtp_send, subscribed
+
+
+class Subprocess:
+    """``gateway serve`` in a process of its own, on free ports."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = {**os.environ, "GATEWAY_PORT": "0", "GATEWAY_SMTP": "127.0.0.1:0",
+                    "GATEWAY_ARGON2_MEMORY": "1024", **env}
+        self.base = ""
+        self.smtp_port = 0
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", env=self.env, stderr=asyncio.subprocess.PIPE)
+        assert self.process.stderr is not None
+        while not self.base:  # the log lines that say where it listens
+            line = (await asyncio.wait_for(self.process.stderr.readline(), 60)).decode()
+            assert line, "the gateway process exited"
+            if "SMTP for @" in line:
+                self.smtp_port = int(line.rsplit(":", 1)[1])
+            if "HTTP API on http://" in line:
+                self.base = line.split("HTTP API on ")[1].split()[0].rstrip("/")
+        self.drain = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        assert self.process.stderr is not None
+        while await self.process.stderr.readline():
+            pass
+
+    async def stop(self) -> None:
+        self.process.terminate()
+        await asyncio.wait_for(self.process.wait(), 30)
+        await self.drain
+
+
+@pytest.fixture
+def relay(io_loop: Any) -> Any:
+    handler = Relay()
+
+    async def start() -> asyncio.Server:
+        return await asyncio.get_running_loop().create_server(lambda: SMTP(handler), "127.0.0.1", 0)
+
+    server = io_loop.run_sync(start)
+    handler.url = f"smtp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    yield handler
+    server.close()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_two_gateway_processes_share_users_events_and_the_queue(start_gateway: Any, tmp_path: Any,
+                                                                      relay: Relay) -> None:
+    url = rethinkdb_server.store_url()
+    a = await start_gateway(store=url, relay=relay.url)
+    b = Subprocess({"GATEWAY_STORE": url, "GATEWAY_SECRET_FILE": a.config.secret_file, "GATEWAY_RELAY": relay.url})
+    await b.start()
+    api_a, api_b = Api(f"http://127.0.0.1:{a.port}"), Api(b.base)
+    client: Client | None = None
+    try:
+        alice, alice_token = await api_a.register("alice")
+        _, bob_token = await api_b.register("bob")  # registered at B, logs in at A: same users
+        assert (await api_a.get("/accounts/me", token=bob_token)).json["account"]["username"] == "bob"
+        client = await subscribed("websocket", api_a.base_url, alice_token)
+
+        # mail sent through B and mail arriving over SMTP at B: each a receipt at A, exactly once
+        sent = await api_b.post("/emails", {"to": ["alice@localhost"], "subject": "via B", "text": "x"}, token=bob_token)
+        assert sent.status == 201
+        await in_thread(smtp_send, b.smtp_port, "ann@example.org", ["alice@localhost"], "Subject: smtp at B\r\n\r\nx")
+        assert [(await next_event(client))["name"] for _ in range(2)] == ["via B", "smtp at B"]
+
+        # external mail from A: both processes watch the queue, each email goes out once
+        for i in range(10):
+            await api_a.post("/emails", {"to": [f"dan{i}@example.org"], "subject": f"out {i}", "text": "x"},
+                             token=alice_token)
+        deliveries = [await next_event(client) for _ in range(10)]
+        assert sorted(e["name"] for e in deliveries) == sorted(f"out {i}" for i in range(10))
+        assert all(e["type"] == "delivery" for e in deliveries)
+        assert sorted(r[1][0] for r in relay.received) == sorted(f"dan{i}@example.org" for i in range(10))
+
+        # nothing more was queued for this session: the next event is the next mail
+        await in_thread(smtp_send, b.smtp_port, "ann@example.org", ["alice@localhost"], "Subject: marker\r\n\r\nx")
+        assert (await next_event(client))["name"] == "marker"
+        assert client.inbox.empty()
+        # a revocation made at B ends the binding at A
+        assert (await api_b.delete("/tokens", token=alice_token)).status == 200
+        assert await client.wait_for(lambda m: m["type"] == "unsubscribed") == {"type": "unsubscribed",
+                                                                                 "reason": "revoked"}
+    finally:
+        if client is not None:
+            await client.close()
+        await b.stop()
+
+
+@pytest.mark.gen_test(timeout=180)
+async def test_the_database_going_away_and_coming_back(start_gateway: Any) -> None:
+    server = rethinkdb_server.OwnServer()
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, server.start)
+    try:
+        gateway = await start_gateway(store=server.url)
+        api = Api(f"http://127.0.0.1:{gateway.port}")
+        _, token = await api.register("bob")
+        client = await subscribed("websocket", api.base_url, token)
+        mail = lambda name: in_thread(smtp_send, gateway.smtp_port, "x@example.org",  # noqa: E731
+                                      ["bob@localhost"], f"Subject: {name}\r\n\r\nbody")
+        for i in range(3):
+            await mail(f"before {i}")
+        assert [(await next_event(client))["name"] for _ in range(3)] == [f"before {i}" for i in range(3)]
+
+        server.kill()
+        down = await api.get("/emails", token=token)
+        assert (down.status, down.json["code"]) == (503, "store_unavailable")
+        health = await api.get("/health")
+        assert (health.status, health.json["store"]) == (503, "down")
+        with pytest.raises((smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)) as deferred:
+            await mail("while down")
+        assert "451" in str(deferred.value)
+
+        await loop.run_in_executor(None, server.start)
+        async def healthy() -> bool:
+            return (await api.get("/health")).status == 200
+        await wait_until(healthy, timeout=30)
+        # mail written while the event feed may still be reconnecting: delivered when it is back.
+        # Like any MTA, the sender retries a 451 (tables can come back one by one).
+        for i in range(3):
+            for _ in range(100):
+                try:
+                    await mail(f"after {i}")
+                    break
+                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
+                    assert "451" in str(exc)
+                    await asyncio.sleep(0.1)
+        events = [await next_event(client) for _ in range(3)]
+        assert [e["name"] for e in events] == [f"after {i}" for i in range(3)]
+        assert client.close_frame is None  # the session stayed open throughout
+        await mail("marker")
+        assert (await next_event(client))["name"] == "marker" and client.inbox.empty()  # no duplicates
+        await client.close()
+    finally:
+        server.remove()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_concurrent_startup_makes_one_schema(io_loop: Any) -> None:
+    url = rethinkdb_server.store_url()
+    stores = [store_from_url(url) for _ in range(6)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        from gateway.store.rethink import r
+
+        conn = await r.connect(*rethinkdb_server.server_address())
+        names = await r.db(url.rsplit("/", 1)[1]).table_list().run(conn)
+        await conn.close()
+        assert len(names) == len(set(names)), names
+        for i, store in enumerate(stores):  # every process can write and read
+            await store.insert("contacts", {"id": f"c{i}", "owner": "x"})
+        assert await stores[0].count("contacts") == 6
+    finally:
+        for store in stores:
+            await store.close()

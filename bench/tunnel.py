@@ -1,0 +1,732 @@
+"""Tunnel vs plain HTTP: server CPU per request, throughput and latency, in one run.
+
+Starts a gateway (``python -m gateway serve``) as its own process on a free
+port in a temporary folder, registers an account, logs in and creates 40
+emails, then drives the same mix of calls -- alternately
+``GET /emails?limit=20`` and ``GET /accounts/me``, both with a bearer token --
+at the same concurrency through each variant:
+
+``http``
+    plain HTTP/1.1 keep-alive: ``--concurrency`` persistent connections, each
+    sending one request and reading its response in a loop (a hand-written
+    client on asyncio streams: nothing else runs per request);
+``tunnel``
+    ONE SockJS websocket (``/ws/000/<session>/websocket``) with
+    ``--concurrency`` request messages in flight, each sent as its own frame;
+``tunnel-packed`` (with ``--pack``)
+    the same socket, but every batch of requests that becomes due at once (the
+    replacements for the responses of one incoming frame) sent as one frame.
+
+The server's CPU time (user + system, every thread) is read from
+``/proc/<pid>/stat`` before and after each run, so it is measured from outside
+and the load generator (this process) costs it nothing.  Variants run
+interleaved (http, tunnel, http, tunnel, ...) for ``--rounds`` rounds against
+the same server, after an unmeasured warm-up, and each figure reported is the
+best (or, with ``--pick median``, the median) of its rounds.  Every response
+must be a 200: any other status or a broken exchange is counted and the
+script exits 1.
+
+Each run's line also gives the client's own CPU (to show it is not the
+bottleneck), the CPU every other process on the machine used meanwhile
+("others", from ``/proc/stat``), the bytes the client read per response and,
+for the tunnel, how many responses shared a frame.  On a shared machine the
+figures move with the neighbours' load: compare the ratios within one run
+(each round's ratio is printed too), never figures across runs.
+
+Run (from the repository root, with the project installed)::
+
+    python bench/tunnel.py                      # 20000 requests per run, 32 in flight
+    python bench/tunnel.py --pack               # also the packed tunnel variant
+    python bench/tunnel.py --pack --pin         # server on one CPU, client on the others
+    python bench/tunnel.py --pack --mix root    # GET / only: the transports' own cost
+    python bench/tunnel.py --requests 5000 --rounds 6 --pick median
+    python bench/tunnel.py --variants tunnel --server-prefix 'py-spy record --gil -f raw -o tunnel.txt --'
+
+The websocket client is the ``websockets`` package when it is installed
+(``pip install websockets``), else Tornado's own (``--ws-client`` chooses).
+Linux only (``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+REPO = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: What each run sends, alternately: ``api`` is the issue's mix; ``root`` (``GET /``: no auth, no store)
+#: leaves almost nothing but the transport, to show what each path costs on its own.
+MIXES = {"api": ("/emails?limit=20", "/accounts/me"), "root": ("/",)}
+LISTEN_LINE = re.compile(r"HTTP API on (http://([0-9.]+):(\d+))/")
+VARIANTS = ("http", "tunnel", "tunnel-packed")
+SETUP_EMAILS = 40
+MAX_ERROR_SAMPLES = 5
+
+try:
+    import websockets.asyncio.client as websockets_client
+except ImportError:  # pragma: no cover - depends on the environment
+    websockets_client = None  # type: ignore[assignment]
+
+
+# -- the server process -------------------------------------------------------
+
+
+class ServerProcess:
+    """A ``gateway serve`` child process on a free port, logging to a file in ``workdir``."""
+
+    def __init__(self, workdir: Path, *, max_inflight: int, log_level: str, prefix: Sequence[str] = (),
+                 source: Path = REPO) -> None:
+        self.workdir = workdir
+        self.source = source
+        self.log_path = workdir / "server.log"
+        self.host = "127.0.0.1"
+        # The bound port is read from the server's info log line; above info there is none, so pick one here.
+        self.port = 0 if log_level.lower() in ("debug", "info") else _free_port(self.host)
+        env = {name: value for name, value in os.environ.items() if not name.startswith("GATEWAY_")}
+        env.update({
+            "GATEWAY_HOST": self.host,
+            "GATEWAY_PORT": str(self.port),
+            "GATEWAY_SMTP": "off",  # no inbound mail; several benches may run at once
+            "GATEWAY_STORE": f"sqlite:{workdir / 'gateway.db'}",
+            "GATEWAY_ARGON2_MEMORY": "1024",  # setup logins stay cheap
+            "GATEWAY_WS_MAX_INFLIGHT": str(max_inflight),
+            "GATEWAY_LOG_LEVEL": log_level,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")])),
+        })
+        with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [*prefix, sys.executable, "-m", "gateway", "serve"],
+                cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+            )
+        self.pid = self.process.pid
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        """Wait for the log line naming the bound port (or a port that accepts); find the gateway's pid."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.port == 0:
+                match = LISTEN_LINE.search(self.log_path.read_text(errors="replace"))
+                if match:
+                    self.host, self.port = match.group(2), int(match.group(3))
+                    self.pid = self._server_pid()
+                    return
+            elif _accepts(self.host, self.port):
+                self.pid = self._server_pid()
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"the gateway did not start; its log:\n{self.log_path.read_text(errors='replace')}")
+
+    def _server_pid(self) -> int:
+        """The pid of the gateway itself: the child, or (under a wrapper such as py-spy) its descendant."""
+        pending = [self.process.pid]
+        while pending:
+            pid = pending.pop(0)
+            if _argv(pid)[1:4] == ["-m", "gateway", "serve"]:
+                return pid
+            pending += _children(pid)
+        return self.process.pid
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """User and system CPU time of the server so far, all threads, from ``/proc/<pid>/stat``."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # After "pid (comm)": state is field 3, utime field 14, stime field 15.
+        return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)  # the gateway itself, so a profiling wrapper can write its output
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+# -- a minimal HTTP/1.1 keep-alive client --------------------------------------
+
+
+class HTTPConnection:
+    """One persistent HTTP/1.1 connection: a request, then its Content-Length response, in a loop."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.host = host
+        self.bytes_in = 0  # response bytes read, head and body
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> HTTPConnection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer, f"{host}:{port}")
+
+    def encode(self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host}"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        """Send encoded request bytes; the response's status and body."""
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lowered = head.lower()
+        at = lowered.find(b"\r\ncontent-length:")
+        if at < 0:
+            raise ValueError(f"response without Content-Length: {head[:200]!r}")
+        end = lowered.find(b"\r\n", at + 17)
+        body = await self.reader.readexactly(int(lowered[at + 17:end]))
+        self.bytes_in += len(head) + len(body)
+        return status, body
+
+    async def request(self, method: str, target: str, headers: dict[str, str] | None = None,
+                      payload: object = None) -> tuple[int, Any]:
+        """One JSON call; its status and decoded body."""
+        body = b"" if payload is None else json.dumps(payload).encode()
+        status, raw = await self.exchange(self.encode(method, target, headers, body))
+        return status, json.loads(raw) if raw else {}
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except OSError:
+            pass
+
+
+async def set_up(host: str, port: int) -> str:
+    """An account with SETUP_EMAILS sent emails; a bearer token for it."""
+    conn = await HTTPConnection.open(host, port)
+    try:
+        credentials = {"username": "bench", "password": "tunnel-load-" + secrets.token_hex(4)}
+        status, body = await conn.request("POST", "/accounts", payload=credentials)
+        _expect(status, 201, "register", body)
+        status, body = await conn.request("POST", "/tokens", payload=credentials)
+        _expect(status, 201, "log in", body)
+        auth = {"Authorization": f"Bearer {body['token']['value']}"}
+        for n in range(SETUP_EMAILS):
+            email = {"to": ["bob@example.com"], "subject": f"Benchmark {n}", "text": f"Email number {n}.\n" * 8}
+            status, body = await conn.request("POST", "/emails", auth, email)
+            _expect(status, 201, "create an email", body)
+        for target in MIXES["api"] + MIXES["root"]:
+            status, body = await conn.request("GET", target, auth)
+            _expect(status, 200, f"GET {target}", body)
+        return auth["Authorization"]
+    finally:
+        await conn.close()
+
+
+def _expect(status: int, wanted: int, what: str, body: object) -> None:
+    if status != wanted:
+        raise RuntimeError(f"setup: {what} answered {status}, not {wanted}: {body}")
+
+
+# -- one measured run ---------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What one run of one variant measured."""
+
+    variant: str
+    requests: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    wall: float = 0.0
+    server_cpu: float = 0.0
+    server_sys: float = 0.0
+    others_cpu: float = 0.0  # what every other process on the machine used meanwhile
+    client_cpu: float = 0.0
+    frames_sent: int = 0
+    frames_received: int = 0
+    bytes_received: int = 0  # what the client read: HTTP heads and bodies, or SockJS frames
+
+    def error(self, text: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < MAX_ERROR_SAMPLES:
+            self.error_samples.append(text[:300])
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.wall if self.wall else 0.0
+
+    def percentile(self, q: float) -> float:
+        """Latency at quantile ``q`` (nearest rank), in milliseconds."""
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU microseconds per request."""
+        return self.server_cpu / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def client_us(self) -> float:
+        return self.client_cpu / self.requests * 1e6 if self.requests else 0.0
+
+
+class Load:
+    """Hands out request numbers until ``total`` are issued or the deadline passes."""
+
+    def __init__(self, total: int, duration: float) -> None:
+        self.total = total
+        self.duration = duration
+        self.issued = 0
+        self.deadline = 0.0
+
+    def start(self) -> None:
+        self.deadline = time.perf_counter() + self.duration
+
+    def take(self) -> int | None:
+        if self.issued >= self.total or time.perf_counter() >= self.deadline:
+            return None
+        self.issued += 1
+        return self.issued - 1
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every process on the machine has used so far (all CPUs), from ``/proc/stat``."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+async def measured(run: Run, server: ServerProcess, load: Load, body: Callable[[], Awaitable[None]]) -> Run:
+    """Run ``body`` (the load, already connected) between two readings of server, client and machine CPU."""
+    server_before, client_before = server.cpu_seconds(), time.process_time()
+    machine_before = machine_busy_seconds()
+    started = time.perf_counter()
+    load.start()
+    try:
+        await asyncio.wait_for(body(), load.duration + 60)
+    except TimeoutError:
+        raise RuntimeError(f"{run.variant}: responses stopped coming ({run.requests} of {load.issued} answered)") from None
+    run.wall = time.perf_counter() - started
+    (user_before, sys_before), (user_after, sys_after) = server_before, server.cpu_seconds()
+    run.server_cpu = user_after + sys_after - user_before - sys_before
+    run.server_sys = sys_after - sys_before
+    run.others_cpu = max(0.0, machine_busy_seconds() - machine_before - run.server_cpu - run.client_cpu)
+    run.client_cpu = time.process_time() - client_before
+    return run
+
+
+async def run_http(server: ServerProcess, auth: str, load: Load, concurrency: int, paths: Sequence[str]) -> Run:
+    run = Run("http")
+    connections = [await HTTPConnection.open(server.host, server.port) for _ in range(concurrency)]
+    requests = [connections[0].encode("GET", path, {"Authorization": auth}) for path in paths]
+    kinds = len(paths)
+
+    async def worker(conn: HTTPConnection) -> None:
+        latencies = run.latencies
+        clock = time.perf_counter
+        while (n := load.take()) is not None:
+            sent = clock()
+            try:
+                status, body = await conn.exchange(requests[n % kinds])
+            except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+                run.error(f"request {n}: {exc!r}")
+                return
+            latencies.append(clock() - sent)
+            run.requests += 1
+            if status != 200:
+                run.error(f"{paths[n % kinds]} -> {status}: {body[:200]!r}")
+
+    async def drive() -> None:
+        await asyncio.gather(*(worker(conn) for conn in connections))
+
+    try:
+        return await measured(run, server, load, drive)
+    finally:
+        run.bytes_received = sum(conn.bytes_in for conn in connections)
+        for conn in connections:
+            await conn.close()
+
+
+class WebSocket(Protocol):
+    """The little of a websocket client the bench uses: text frames out and in."""
+
+    async def send(self, text: str) -> None: ...
+    async def recv(self) -> str: ...
+    async def close(self) -> None: ...
+
+
+class WebsocketsSocket:
+    """A ``websockets`` connection (no compression, no size limit, no pings)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    @classmethod
+    async def open(cls, url: str) -> WebsocketsSocket:
+        return cls(await websockets_client.connect(url, compression=None, max_size=None, ping_interval=None))
+
+    async def send(self, text: str) -> None:
+        await self.connection.send(text)
+
+    async def recv(self) -> str:
+        text: str = await self.connection.recv(decode=True)
+        return text
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+class TornadoSocket:
+    """A Tornado websocket client connection."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    @classmethod
+    async def open(cls, url: str) -> TornadoSocket:
+        from tornado.websocket import websocket_connect
+
+        return cls(await websocket_connect(url, max_message_size=1 << 30))
+
+    async def send(self, text: str) -> None:
+        await self.connection.write_message(text)
+
+    async def recv(self) -> str:
+        message = await self.connection.read_message()
+        if message is None:
+            raise ConnectionError("websocket closed")
+        return message if isinstance(message, str) else message.decode()
+
+    async def close(self) -> None:
+        self.connection.close()
+
+
+async def open_websocket(url: str, client: str) -> WebSocket:
+    return await (WebsocketsSocket if client == "websockets" else TornadoSocket).open(url)
+
+
+async def run_tunnel(server: ServerProcess, auth: str, load: Load, concurrency: int, paths: Sequence[str], *,
+                     pack: bool, client: str) -> Run:
+    run = Run("tunnel-packed" if pack else "tunnel")
+    url = f"ws://{server.host}:{server.port}/ws/000/{secrets.token_hex(8)}/websocket"
+    ws = await open_websocket(url, client)
+    opening = await ws.recv()
+    if opening != "o":
+        raise RuntimeError(f"SockJS session did not open: {opening!r}")
+    headers = {"Authorization": auth}
+    sent_at: dict[str, float] = {}
+
+    def message(n: int) -> str:
+        request_id = str(n)
+        sent_at[request_id] = time.perf_counter()
+        return json.dumps({"type": "request", "id": request_id, "method": "GET", "path": paths[n % len(paths)],
+                           "headers": headers}, separators=(",", ":"))
+
+    async def send(numbers: list[int]) -> None:
+        if not numbers:
+            return
+        if pack:
+            await ws.send(json.dumps([message(n) for n in numbers]))
+            run.frames_sent += 1
+        else:
+            for n in numbers:
+                await ws.send(json.dumps([message(n)]))
+            run.frames_sent += len(numbers)
+
+    def take(count: int) -> list[int]:
+        numbers: list[int] = []
+        while len(numbers) < count and (n := load.take()) is not None:
+            numbers.append(n)
+        return numbers
+
+    async def drive() -> None:
+        latencies = run.latencies
+        clock = time.perf_counter
+        await send(take(concurrency))
+        while sent_at:
+            frame = await ws.recv()
+            kind = frame[:1]
+            if kind == "h":
+                continue
+            if kind != "a":
+                raise RuntimeError(f"unexpected SockJS frame: {frame[:200]!r}")
+            run.frames_received += 1
+            run.bytes_received += len(frame)  # ASCII: json.dumps escapes the rest
+            now = clock()
+            answered = 0
+            for raw in json.loads(frame[1:]):
+                reply = json.loads(raw)
+                started = sent_at.pop(reply.get("id"), None)
+                if started is None or reply.get("type") != "response":
+                    run.error(f"unexpected message: {raw[:200]}")
+                    if started is None:
+                        return  # a request it may stand for would never be answered: stop here
+                    continue
+                latencies.append(now - started)
+                run.requests += 1
+                answered += 1
+                if reply["status"] != 200:
+                    run.error(f"request {reply['id']} -> {reply['status']}: {reply.get('body', '')[:200]}")
+            await send(take(answered))
+
+    try:
+        return await measured(run, server, load, drive)
+    finally:
+        await ws.close()
+
+
+# -- the whole benchmark ----------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """One figure per metric for a variant, picked from its rounds."""
+
+    variant: str
+    rps: float
+    p50: float
+    p99: float
+    cpu_us: float
+    client_us: float
+    frames_per_request: float
+
+
+def summarize(variant: str, runs: list[Run], pick: str) -> Summary:
+    def choose(values: list[float], higher_is_better: bool) -> float:
+        if pick == "median":
+            return statistics.median(values)
+        return max(values) if higher_is_better else min(values)
+
+    frames = sum(r.frames_received for r in runs) / max(1, sum(r.requests for r in runs))
+    return Summary(
+        variant,
+        rps=choose([r.rps for r in runs], True),
+        p50=choose([r.percentile(0.50) for r in runs], False),
+        p99=choose([r.percentile(0.99) for r in runs], False),
+        cpu_us=choose([r.cpu_us for r in runs], False),
+        client_us=choose([r.client_us for r in runs], False),
+        frames_per_request=frames,
+    )
+
+
+def describe(run: Run) -> str:
+    line = (f"  {run.variant:<14} {run.requests:>7} req in {run.wall:6.2f}s  {run.rps:8.0f} req/s  "
+            f"p50 {run.percentile(0.50):6.2f} ms  p99 {run.percentile(0.99):6.2f} ms  "
+            f"server {run.cpu_us:6.0f} us/req ({run.server_cpu / run.wall:4.0%} of a core, "
+            f"{run.server_sys / run.server_cpu if run.server_cpu else 0:3.0%} sys)  "
+            f"client {run.client_us:5.0f} us/req ({run.client_cpu / run.wall:4.0%})  "
+            f"others {run.others_cpu / run.wall:4.2f} CPUs  "
+            f"{run.bytes_received / max(1, run.requests) / 1024:4.1f} KiB/response")
+    if run.frames_received:
+        line += f"  {run.requests / run.frames_received:4.1f} responses/frame in"
+    if run.frames_sent and run.variant == "tunnel-packed":
+        line += f", {run.requests / run.frames_sent:4.1f} requests/frame out"
+    return line
+
+
+async def one_run(variant: str, server: ServerProcess, auth: str, args: argparse.Namespace, total: int) -> Run:
+    load = Load(total, args.duration)
+    if variant == "http":
+        return await run_http(server, auth, load, args.concurrency, MIXES[args.mix])
+    return await run_tunnel(server, auth, load, args.concurrency, MIXES[args.mix], pack=variant == "tunnel-packed",
+                            client=args.ws_client)
+
+
+async def bench(server: ServerProcess, args: argparse.Namespace) -> int:
+    auth = await set_up(server.host, server.port)
+    variants: list[str] = args.variants
+    print(f"warm-up: {args.warmup} requests per variant (not counted)", flush=True)
+    for variant in variants:
+        warm = await one_run(variant, server, auth, args, args.warmup)
+        if warm.errors:
+            return report_errors([warm])
+    runs: dict[str, list[Run]] = {variant: [] for variant in variants}
+    for round_no in range(1, args.rounds + 1):
+        print(f"round {round_no}/{args.rounds}:", flush=True)
+        for variant in variants:
+            run = await one_run(variant, server, auth, args, args.requests)
+            runs[variant].append(run)
+            print(describe(run), flush=True)
+            if run.errors:
+                return report_errors([run])
+
+    summaries = {variant: summarize(variant, runs[variant], args.pick) for variant in variants}
+    print()
+    print(f"{args.pick} of {args.rounds} rounds per figure "
+          f"({'max req/s, min latency and CPU' if args.pick == 'best' else 'median of the rounds'}), "
+          f"{args.concurrency} in flight, {args.requests} requests per run, mix {args.mix} ({', '.join(MIXES[args.mix])}):")
+    print(f"  {'variant':<14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'server us/req':>14} {'client us/req':>14}"
+          f" {'CPU vs http':>12} {'p50 vs http':>12}")
+    base = summaries.get("http")
+    for s in summaries.values():
+        ratios = (f" {s.cpu_us / base.cpu_us:12.2f} {s.p50 / base.p50:12.2f}" if base and s is not base
+                  else f" {'':>12} {'':>12}")
+        print(f"  {s.variant:<14} {s.rps:8.0f} {s.p50:8.2f} {s.p99:8.2f} {s.cpu_us:14.0f} {s.client_us:14.0f}{ratios}")
+    if base:
+        for s in summaries.values():
+            if s is base:
+                continue
+            cpu_ok = s.cpu_us <= base.cpu_us * 2 / 3
+            p50_ok = s.p50 <= base.p50
+            per_round = [t.cpu_us / h.cpu_us for t, h in zip(runs[s.variant], runs["http"])]
+            print(f"target for {s.variant} (CPU/req <= 2/3 of http and p50 no worse): "
+                  f"CPU {s.cpu_us / base.cpu_us:.2f}x {'met' if cpu_ok else 'MISSED'}, "
+                  f"p50 {s.p50 / base.p50:.2f}x {'met' if p50_ok else 'MISSED'}; CPU ratio within each round: "
+                  f"{', '.join(f'{r:.2f}' for r in per_round)} (median {statistics.median(per_round):.2f})")
+    busiest = max(run.others_cpu / run.wall for variant_runs in runs.values() for run in variant_runs)
+    print(f"other processes used up to {busiest:.2f} of the machine's {os.cpu_count()} CPUs during a run"
+          + (": a busy machine, expect noisy figures" if busiest > 0.25 else ""))
+    return 0
+
+
+def report_errors(runs: list[Run]) -> int:
+    for run in runs:
+        print(f"FAILED: {run.variant}: {run.errors} bad responses; first ones:", file=sys.stderr)
+        for sample in run.error_samples:
+            print(f"  {sample}", file=sys.stderr)
+    return 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Server CPU per request, throughput and latency of the same API calls over plain "
+        "HTTP/1.1 keep-alive and tunneled over one SockJS websocket, against one gateway process.",
+        epilog="Figures are comparable only within one run: read the ratios.",
+    )
+    parser.add_argument("--requests", type=int, default=20000, help="requests per measured run (default 20000)")
+    parser.add_argument("--duration", type=float, default=60.0,
+                        help="cap on one run's length in seconds; a run stops issuing then (default 60)")
+    parser.add_argument("--concurrency", type=int, default=32,
+                        help="requests in flight: HTTP connections, or tunneled requests on the one socket (default 32)")
+    parser.add_argument("--pack", action="store_true",
+                        help="also run tunnel-packed: requests due together go out in one SockJS frame")
+    parser.add_argument("--variants", type=lambda s: s.split(","), default=None, metavar="LIST",
+                        help=f"comma-separated variants to run, of {', '.join(VARIANTS)} "
+                        "(default http,tunnel, plus tunnel-packed with --pack)")
+    parser.add_argument("--mix", choices=tuple(MIXES), default="api",
+                        help="api: GET /emails?limit=20 and GET /accounts/me alternately (default); "
+                        "root: GET / only, a handler that does almost nothing, to see the transports' own cost")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved measured runs per variant (default 2)")
+    parser.add_argument("--pick", choices=("best", "median"), default="best",
+                        help="which of a variant's rounds each reported figure is (default best)")
+    parser.add_argument("--warmup", type=int, default=2000, help="unmeasured requests per variant first (default 2000)")
+    parser.add_argument("--ws-client", choices=("websockets", "tornado"),
+                        default="websockets" if websockets_client is not None else "tornado",
+                        help="websocket client library (default websockets when installed, else tornado)")
+    parser.add_argument("--server-log-level", default="info",
+                        help="the server's GATEWAY_LOG_LEVEL (default info, as deployed: one access-log line per request)")
+    parser.add_argument("--server-prefix", default="", metavar="CMD",
+                        help="command to run the server under, e.g. 'py-spy record -o tunnel.svg --'")
+    parser.add_argument("--server-source", type=Path, default=REPO, metavar="DIR",
+                        help="checkout whose gateway to run, put first on PYTHONPATH (default: this script's, "
+                        f"{REPO}), e.g. an exported older commit to compare")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the server (all its threads) to the last CPU and this client to the others, so "
+                        "the server's threads never run on two cores at once and the client never takes its CPU")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (database, server log)")
+    args = parser.parse_args(argv)
+    if args.variants is None:
+        args.variants = ["http", "tunnel"] + (["tunnel-packed"] if args.pack else [])
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown or not args.variants:
+        parser.error(f"--variants: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}")
+    if args.ws_client == "websockets" and websockets_client is None:
+        parser.error("--ws-client websockets: the websockets package is not installed")
+    if min(args.requests, args.concurrency, args.rounds) < 1 or args.warmup < 0:
+        parser.error("--requests, --concurrency and --rounds must be at least 1")
+    return args
+
+
+def describe_source(source: Path) -> str:
+    """The checkout a server runs from, with its commit when it is a git work tree."""
+    try:
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(source)
+    return f"{source} (commit {commit}, plus any uncommitted changes)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import tornado
+
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpus: set[int] | None = None
+    if args.pin:
+        if len(cpus) < 2:
+            raise SystemExit("--pin needs at least two CPUs")
+        server_cpus = {cpus[-1]}
+        os.sched_setaffinity(0, server_cpus)  # the server inherits it, and so does every thread it starts
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    server = ServerProcess(workdir, max_inflight=max(64, 2 * args.concurrency), log_level=args.server_log_level,
+                           prefix=shlex.split(args.server_prefix), source=args.server_source.resolve())
+    if server_cpus:
+        os.sched_setaffinity(0, set(cpus[:-1]))
+    try:
+        server.wait_listening()
+        print(f"gateway pid {server.pid} on {server.host}:{server.port} from {describe_source(server.source)}; "
+              f"Python {sys.version.split()[0]}, Tornado {tornado.version}, {os.cpu_count()} CPUs, "
+              f"websocket client {args.ws_client}; server log level {args.server_log_level}"
+              + (f"; server pinned to CPU {min(server_cpus)}, client to {sorted(os.sched_getaffinity(0))}"
+                 if server_cpus else ""), flush=True)
+        return asyncio.run(bench(server, args))
+    finally:
+        server.stop()
+        if args.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,7 +18,8 @@ says how to run it); ``tests/test_sockjs_conformance.py`` keeps each fix.
   logged as server errors.
 * iframe page of the current protocol; ``/info`` entropy within 32 bits.
 * websocket: bodiless 405 with ``Allow: GET`` for non-GET; broken JSON drops
-  the connection without a traceback; raw ``/websocket`` closes with the
+  the connection without a traceback; a send to a closing websocket ends the
+  session instead of raising ``WebSocketClosedError``; raw ``/websocket`` closes with the
   session's code and reason; hixie-76 (:mod:`gateway.hixie76`).
 """
 
@@ -40,7 +41,7 @@ from sockjs.tornado.transports.htmlfile import HTMLFILE_HEAD
 from sockjs.tornado.util import asynchronous, bytes_to_str
 from tornado.escape import utf8
 from tornado.web import RequestHandler
-from tornado.websocket import WebSocketHandler, WebSocketProtocol
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
 from gateway.hixie76 import WebSocketProtocol76
 
@@ -434,6 +435,14 @@ class WebSocketFixesMixin(WebSocketHandler):
             self.finish()
             return
         await super()._execute(transforms, *args, **kwargs)
+
+    def send_pack(self, message: str, binary: bool = False) -> None:
+        # Stock catches only IOError, but Tornado 6 raises WebSocketClosedError (not an IOError)
+        # for a websocket that is closing: it escaped into heartbeats and event fan-out.
+        try:
+            self.write_message(message, binary)
+        except (OSError, WebSocketClosedError):
+            self.server.io_loop.add_callback(self.on_close)
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         headers = self.request.headers

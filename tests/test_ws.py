@@ -318,3 +318,14 @@ async def test_closing_a_session_releases_its_binding_and_work(start_gateway: An
     await client.close()
     await wait_until(lambda: not gateway.ws.live)
     assert gateway.registry.counts() == {"sessions": 0, "accounts": 0}
+
+
+@pytest.mark.gen_test
+async def test_sending_to_a_closing_websocket_ends_the_session_quietly(api: Api, gateway: Gateway, caplog: Any) -> None:
+    client = await connect("websocket", api.base_url)
+    connection = next(iter(gateway.ws.live))
+    connection.session.handler.ws_connection.close()  # closing: the client has not answered yet
+    connection.send_json({"type": "probe"})  # flushed on the next loop turn, to a closing websocket
+    await wait_until(lambda: not gateway.ws.live)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+    await client.close()

@@ -1,0 +1,908 @@
+"""Events under load: write-to-client latency of ``receipt`` events with N subscribed sessions.
+
+For each N in ``--sessions`` (100, 1000, 5000) the script starts a fresh
+gateway (``python -m gateway serve``) as its own process in a temporary
+folder (HTTP and SMTP on free loopback ports), registers one account per
+``--per-account`` sessions (10), logs each in once, and opens N SockJS
+websockets (``/ws/000/<session>/websocket``), each subscribed with its
+account's token.  The sessions are spread over ``--clients`` client processes
+(2), each a bare asyncio websocket client (one ``asyncio.Protocol`` per
+socket, frames parsed in ``data_received``: no task per socket, nothing
+between the socket and the clock reading).
+
+Then mail is written into the store the way it arrives in production: over
+inbound SMTP, ``--rate`` messages a second (200) for ``--duration`` seconds
+(10), each to one account's address (``benchNNNN@localhost``, round robin), on
+``--smtp-connections`` persistent SMTP connections (16) fed by one ticker.  Each
+message's subject is ``bench <seq> <time.time()>``, stamped just before its
+DATA is sent, and every session bound to that account must get one
+``receipt`` event for it.  The client notes the wall clock when the frame
+holding the event arrives: latency = arrival - stamp (one machine, one clock),
+so it covers SMTP parsing, the SQLite write, the change feed, the dispatcher,
+SockJS and the socket.
+
+After the last SMTP reply the script waits until every expected event has
+arrived, or ``--drain`` seconds (5).  Per N it prints: writes/s achieved
+(messages accepted / time from the first scheduled write to the last 250),
+events/s delivered, latency p50/p99/max, events lost (expected - received),
+duplicates, events out of cursor order, sessions closed by the server; and,
+to read those figures with: the SMTP reply time (DATA sent -> 250), how late
+the sender got behind its schedule, and the CPU used meanwhile by the
+gateway, by the load generator (client processes and this one) and by
+everything else on the machine (``/proc/stat``; on a shared machine other
+jobs are the main source of latency spikes).  Exit status 1 when an event was
+lost, duplicated or out of order, a write failed, or a run could not be set up.
+
+Run (from the repository root, with the project installed)::
+
+    python bench/events.py                                   # N = 100, 1000, 5000; 200 writes/s for 10 s
+    python bench/events.py --sessions 1000 --rate 400 --duration 20
+    python bench/events.py --sessions 1000 --rounds 3 --json /tmp/events.json
+    python bench/events.py --sessions 1000 --server-prefix 'py-spy record -o /tmp/events.svg --'
+
+Only loopback traffic; every loop is bounded and the script stops by itself.
+Linux only (``/proc`` for CPU times).  Needs about ``2 * N + 100`` file
+descriptors per process (``ulimit -n``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+HTTP_LINE = re.compile(r"HTTP API on (http://([0-9.]+):(\d+))/")
+SMTP_LINE = re.compile(r"SMTP for @(\S+) on ([0-9.]+):(\d+)")
+CONNECT_CONCURRENCY = 64  # websocket handshakes in flight per client process
+SETUP_CONCURRENCY = 8  # account registrations in flight
+SUBSCRIBE_TIMEOUT = 30.0
+READY_TIMEOUT = 300.0
+TARGET_SESSIONS, TARGET_P99_MS = 1000, 50.0
+
+
+# -- the server process ---------------------------------------------------------
+
+
+class ServerProcess:
+    """A ``gateway serve`` child on free HTTP and SMTP ports, logging to ``workdir/server.log``."""
+
+    def __init__(self, workdir: Path, prefix: Sequence[str] = ()) -> None:
+        self.workdir = workdir
+        self.log_path = workdir / "server.log"
+        env = dict(os.environ)
+        env.update({
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": "0",
+            "GATEWAY_SMTP": "127.0.0.1:0",
+            "GATEWAY_STORE": f"sqlite:{workdir / 'gateway.db'}",
+            "GATEWAY_ARGON2_MEMORY": "1024",  # setup logins stay cheap
+            "GATEWAY_LOG_LEVEL": "info",  # the default, and the ports are read from info lines
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+        })
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "gateway", "serve"],
+            cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
+        )
+        self.pid = self.process.pid
+        self.host = "127.0.0.1"
+        self.http_port = 0
+        self.smtp_port = 0
+        self.domain = "localhost"
+
+    def wait_listening(self, timeout: float = 60.0) -> None:
+        """Read both ports from the log; find the gateway's own pid (it may run under a profiler)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            http, smtp = HTTP_LINE.search(text), SMTP_LINE.search(text)
+            if http and smtp:
+                self.host, self.http_port = http.group(2), int(http.group(3))
+                self.domain, self.smtp_port = smtp.group(1), int(smtp.group(3))
+                self.pid = self._server_pid()
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"the gateway did not start; its log:\n{self.log_path.read_text(errors='replace')}")
+
+    def _server_pid(self) -> int:
+        pending = [self.process.pid]
+        while pending:
+            pid = pending.pop(0)
+            if _argv(pid)[1:4] == ["-m", "gateway", "serve"]:
+                return pid
+            pending += _children(pid)
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time of the gateway so far (every thread), from ``/proc``."""
+        return _proc_cpu(self.pid)
+
+    def log_problems(self) -> list[str]:
+        """The log's WARNING, ERROR and CRITICAL lines."""
+        text = self.log_path.read_text(errors="replace")
+        return [line for line in text.splitlines() if re.search(r" (WARNING|ERROR|CRITICAL) ", line)]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)  # the gateway itself, so a profiling wrapper writes its output
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy so far (``/proc/stat``, all processes)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS  # user .. steal; guest time is already in user
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+# -- setup over HTTP --------------------------------------------------------------
+
+
+async def http_json(host: str, port: int, method: str, target: str, payload: object) -> tuple[int, Any]:
+    """One HTTP/1.1 request on its own connection (``Connection: close``); status and decoded body."""
+    body = json.dumps(payload).encode()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(
+            f"{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        raw = await asyncio.wait_for(reader.read(), 60)
+    finally:
+        writer.close()
+    head, _, content = raw.partition(b"\r\n\r\n")
+    return int(head[9:12]), json.loads(content) if content else None
+
+
+async def make_accounts(host: str, port: int, count: int) -> list[tuple[str, str]]:
+    """``count`` accounts (``bench0000``...), each with one token: ``(username, token)`` pairs."""
+    limit = asyncio.Semaphore(SETUP_CONCURRENCY)
+    password = "events-bench-" + secrets.token_hex(6)
+
+    async def one(n: int) -> tuple[str, str]:
+        username = f"bench{n:04d}"
+        credentials = {"username": username, "password": password}
+        async with limit:
+            status, body = await http_json(host, port, "POST", "/accounts", credentials)
+            if status != 201:
+                raise RuntimeError(f"setup: registering {username} answered {status}: {body}")
+            status, body = await http_json(host, port, "POST", "/tokens", credentials)
+            if status != 201:
+                raise RuntimeError(f"setup: logging {username} in answered {status}: {body}")
+        return username, body["token"]["value"]
+
+    return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+# -- the websocket client (runs in the client processes) --------------------------
+
+
+@dataclass
+class ClientTally:
+    """What one client process saw, across its sessions."""
+
+    latencies: array = field(default_factory=lambda: array("d"))  # seconds, one per event received
+    duplicates: int = 0
+    out_of_order: int = 0
+    foreign: int = 0  # events whose subject is not a bench stamp
+    first_event: float = math.inf
+    last_event: float = 0.0
+
+
+class SockJSClient(asyncio.Protocol):
+    """One SockJS websocket session, subscribed with a token; counts the ``receipt`` events it gets."""
+
+    def __init__(self, index: int, token: str, host: str, port: int, tally: ClientTally, counter: Any) -> None:
+        self.index = index
+        self.token = token
+        self.host = f"{host}:{port}"
+        self.tally = tally
+        self.counter = counter
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.fragments: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+        self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.seqs: list[int] = []
+        self.seen: set[int] = set()
+        self.last_cursor = -1
+        self.closed_by_server: str | None = None
+        self.errors: list[str] = []
+
+    # -- socket -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        session = secrets.token_hex(8)
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            f"GET /ws/000/{session}/websocket HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed_by_server is None:
+            self.closed_by_server = f"connection lost ({exc or 'EOF'})"
+        self._fail(self.closed_by_server)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end])
+            del buffer[:end + 4]
+            if not head.startswith(b"HTTP/1.1 101"):
+                self._fail(f"handshake answered {head[:60]!r}")
+                self.close()
+                return
+            self.upgraded = True
+        while len(buffer) >= 2:
+            first, second = buffer[0], buffer[1]
+            length, at = second & 0x7F, 2
+            if length == 126:
+                if len(buffer) < 4:
+                    return
+                length, at = struct.unpack_from("!H", buffer, 2)[0], 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    return
+                length, at = struct.unpack_from("!Q", buffer, 2)[0], 10
+            mask = b""
+            if second & 0x80:  # servers do not mask, but be correct
+                mask, at = bytes(buffer[at:at + 4]), at + 4
+            if len(buffer) < at + length:
+                return
+            payload = bytes(buffer[at:at + length])
+            del buffer[:at + length]
+            if mask:
+                payload = _xor(payload, mask)
+            self._frame(first & 0x80, first & 0x0F, payload, now)
+
+    def _frame(self, fin: int, opcode: int, payload: bytes, now: float) -> None:
+        if opcode in (0, 1, 2):
+            self.fragments.append(payload)
+            if fin:
+                message, self.fragments = b"".join(self.fragments), []
+                self._sockjs(message.decode(), now)
+        elif opcode == 8:
+            code = struct.unpack_from("!H", payload)[0] if len(payload) >= 2 else None
+            reason = payload[2:].decode(errors="replace")
+            self.closed_by_server = self.closed_by_server or f"websocket close {code} {reason}"
+            self.close()
+        elif opcode == 9:
+            self._send(0xA, payload)
+
+    # -- SockJS -----------------------------------------------------------------
+
+    def _sockjs(self, frame: str, now: float) -> None:
+        kind = frame[:1]
+        if kind == "o":
+            self.send_json({"type": "subscribe", "token": self.token})
+        elif kind == "a":
+            for text in json.loads(frame[1:]):
+                self._message(json.loads(text), now)
+        elif kind == "c":
+            self.closed_by_server = f"sockjs close {frame[1:]}"
+            self.close()
+        # "h" (heartbeat): nothing to do
+
+    def _message(self, message: dict[str, Any], now: float) -> None:
+        kind = message.get("type")
+        if kind == "receipt":
+            self._event(message, now)
+        elif kind == "subscribed":
+            if not self.subscribed.done():
+                self.subscribed.set_result(None)
+        else:
+            self.errors.append(json.dumps(message)[:200])
+            self._fail(f"unexpected message {message}")
+
+    def _event(self, event: dict[str, Any], now: float) -> None:
+        tally = self.tally
+        parts = str(event.get("name", "")).split()
+        if len(parts) != 3 or parts[0] != "bench":
+            tally.foreign += 1
+            return
+        seq, stamp = int(parts[1]), float(parts[2])
+        cursor = int(event["cursor"])
+        if seq in self.seen:
+            tally.duplicates += 1
+            return
+        if cursor <= self.last_cursor:
+            tally.out_of_order += 1
+        self.last_cursor = max(self.last_cursor, cursor)
+        self.seen.add(seq)
+        self.seqs.append(seq)
+        tally.latencies.append(now - stamp)
+        if now < tally.first_event:
+            tally.first_event = now
+        tally.last_event = now
+        self.counter.value += 1
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        self._send(0x1, json.dumps([json.dumps(message)]).encode())
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        mask = os.urandom(4)
+        n = len(payload)
+        if n < 126:
+            head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        elif n < 65536:
+            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        else:
+            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        self.transport.write(head + mask + _xor(payload, mask))
+
+    def _fail(self, reason: str) -> None:
+        if not self.subscribed.done():
+            self.subscribed.set_exception(ConnectionError(reason))
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+
+def _xor(data: bytes, mask: bytes) -> bytes:
+    n = len(data)
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
+def client_process(number: int, host: str, port: int, sessions: list[tuple[int, str]],
+                   pipe: multiprocessing.connection.Connection, counter: Any) -> None:
+    """Entry point of one client process: open and subscribe ``sessions``, then count events until told to stop.
+
+    Messages on ``pipe``: this process sends ``("ready", opened, failure
+    samples, failures, seconds)`` (or ``("failed", why)``), waits for
+    ``"stop"``, sends ``("done", results)`` and exits.  ``counter`` (shared
+    memory) counts the events received so far, for the parent's drain loop.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us through the pipe
+    try:
+        asyncio.run(_client(host, port, sessions, pipe, counter))
+    except Exception as exc:  # report, so the parent does not wait for nothing
+        pipe.send(("failed", f"client {number}: {exc!r}"))
+
+
+async def _client(host: str, port: int, sessions: list[tuple[int, str]],
+                  pipe: multiprocessing.connection.Connection, counter: Any) -> None:
+    loop = asyncio.get_running_loop()
+    tally = ClientTally()
+    limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    async def open_one(index: int, token: str) -> SockJSClient | str:
+        problem = ""
+        for _ in range(3):  # a handshake can be refused when the listen backlog is full
+            async with limit:
+                client: SockJSClient | None = None
+                try:
+                    _, client = await loop.create_connection(
+                        lambda: SockJSClient(index, token, host, port, tally, counter), host, port)
+                    await asyncio.wait_for(client.subscribed, SUBSCRIBE_TIMEOUT)
+                    return client
+                except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+                    problem = f"session {index}: {exc!r}"
+                    if client is not None:
+                        client.close()
+            await asyncio.sleep(0.5)
+        return problem
+
+    started = time.monotonic()
+    opened = await asyncio.gather(*(open_one(index, token) for index, token in sessions))
+    clients = [c for c in opened if isinstance(c, SockJSClient)]
+    failures = [c for c in opened if isinstance(c, str)]
+    pipe.send(("ready", len(clients), failures[:5], len(failures), time.monotonic() - started))
+
+    stop = asyncio.Event()
+    loop.add_reader(pipe.fileno(), stop.set)
+    cpu_before = time.process_time()
+    await stop.wait()
+    loop.remove_reader(pipe.fileno())
+    pipe.recv()
+    cpu = time.process_time() - cpu_before
+    closed = [c.closed_by_server for c in clients if c.closed_by_server]
+    errors = [e for c in clients for e in c.errors]
+    pipe.send(("done", {
+        "latencies": tally.latencies.tobytes(),
+        "received": {c.index: c.seqs for c in clients},
+        "duplicates": tally.duplicates,
+        "out_of_order": tally.out_of_order,
+        "foreign": tally.foreign,
+        "first_event": tally.first_event,
+        "last_event": tally.last_event,
+        "closed": len(closed),
+        "closed_samples": closed[:5],
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "cpu": cpu,
+    }))
+    for client in clients:
+        client.close()
+
+
+# -- writing mail over SMTP ---------------------------------------------------------
+
+
+@dataclass
+class Writes:
+    """What the SMTP sender did in one run."""
+
+    planned: int = 0
+    acked: dict[int, float] = field(default_factory=dict)  # seq -> time of the 250 (wall clock)
+    sent: dict[int, float] = field(default_factory=dict)  # seq -> stamp in the subject (wall clock)
+    failures: list[str] = field(default_factory=list)
+    lag: list[float] = field(default_factory=list)  # seconds each DATA went out after its scheduled time
+    started: float = 0.0  # wall clock of the first scheduled write
+    finished: float = 0.0  # wall clock of the last 250
+
+    @property
+    def rate(self) -> float:
+        span = self.finished - self.started
+        return len(self.acked) / span if span > 0 else 0.0
+
+
+async def smtp_reply(reader: asyncio.StreamReader) -> tuple[int, str]:
+    """One (possibly multi-line) SMTP reply: its code and last line."""
+    while True:
+        line = (await reader.readline()).decode(errors="replace")
+        if not line:
+            raise ConnectionError("SMTP connection closed")
+        if line[3:4] != "-":
+            return int(line[:3]), line.strip()
+
+
+async def write_mail(host: str, port: int, domain: str, usernames: list[str], rate: float, duration: float,
+                     connections: int) -> Writes:
+    """Send ``rate * duration`` messages on a fixed schedule, message ``seq`` to ``usernames[seq % len]``."""
+    writes = Writes(planned=int(rate * duration))
+    queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    async def sender() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            code, line = await smtp_reply(reader)
+            writer.write(b"EHLO bench.localhost\r\n")
+            code, line = await smtp_reply(reader)
+            if code != 250:
+                raise RuntimeError(f"EHLO answered {line}")
+            while (item := await queue.get()) is not None:
+                seq, due = item
+                address = f"{usernames[seq % len(usernames)]}@{domain}"
+                try:
+                    for command, wanted in ((b"MAIL FROM:<sender@example.com>\r\n", 250),
+                                            (f"RCPT TO:<{address}>\r\n".encode(), 250), (b"DATA\r\n", 354)):
+                        writer.write(command)
+                        code, line = await smtp_reply(reader)
+                        if code != wanted:
+                            raise RuntimeError(f"{command.split(b':')[0].strip().decode()} answered {line}")
+                    stamp = time.time()
+                    writes.lag.append(loop.time() - due)
+                    writes.sent[seq] = stamp
+                    writer.write(
+                        f"From: sender@example.com\r\nTo: {address}\r\nSubject: bench {seq} {stamp:.6f}\r\n"
+                        f"Message-ID: <bench-{seq}-{secrets.token_hex(4)}@example.com>\r\n\r\n"
+                        f"Message {seq} of the events benchmark.\r\n.\r\n".encode()
+                    )
+                    code, line = await smtp_reply(reader)
+                    if code != 250:
+                        raise RuntimeError(f"DATA answered {line}")
+                    writes.acked[seq] = time.time()
+                except RuntimeError as exc:
+                    writes.failures.append(f"message {seq}: {exc}")
+                    writer.write(b"RSET\r\n")
+                    await smtp_reply(reader)
+            writer.write(b"QUIT\r\n")
+            await smtp_reply(reader)
+        finally:
+            writer.close()
+
+    senders = [asyncio.ensure_future(sender()) for _ in range(connections)]
+    await asyncio.sleep(0.2)  # let them connect and say EHLO before the clock starts
+    start = loop.time()
+    writes.started = time.time()
+    for seq in range(writes.planned):
+        due = start + seq / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((seq, due))
+    for _ in senders:
+        queue.put_nowait(None)
+    for result in await asyncio.gather(*senders, return_exceptions=True):
+        if isinstance(result, BaseException):
+            writes.failures.append(f"SMTP connection: {result!r}")
+    writes.finished = max(writes.acked.values(), default=writes.started)
+    return writes
+
+
+# -- one run ------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """The figures of one N."""
+
+    sessions: int
+    accounts: int
+    round: int = 1
+    subscribed: int = 0
+    connect_seconds: float = 0.0
+    writes_planned: int = 0
+    writes_acked: int = 0
+    write_failures: int = 0
+    writes_per_s: float = 0.0
+    expected: int = 0
+    received: int = 0
+    lost: int = 0
+    unexpected: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    closed: int = 0
+    events_per_s: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    smtp_p50_ms: float = 0.0
+    smtp_p99_ms: float = 0.0
+    lag_max_ms: float = 0.0
+    drained_in: float = 0.0
+    server_cpu_pct: float = 0.0
+    client_cpu_pct: float = 0.0
+    other_cpu_pct: float = 0.0  # everything else on the machine meanwhile (other jobs: noise)
+    log_problems: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return (self.subscribed == self.sessions and self.write_failures == 0 and self.lost == 0
+                and self.unexpected == 0 and self.duplicates == 0 and self.out_of_order == 0 and self.closed == 0)
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile of sorted values, in milliseconds."""
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] * 1000
+
+
+def run_one(n: int, args: argparse.Namespace, round_number: int = 1) -> Result:
+    """Fresh server, N subscribed sessions, the writes, the drain; the figures."""
+    accounts = max(1, math.ceil(n / args.per_account))
+    result = Result(sessions=n, accounts=accounts, round=round_number)
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-events-bench-"))
+    server = ServerProcess(workdir, shlex.split(args.server_prefix))
+    context = multiprocessing.get_context("spawn")
+    processes: list[multiprocessing.process.BaseProcess] = []
+    pipes: list[multiprocessing.connection.Connection] = []
+    try:
+        server.wait_listening()
+        users = asyncio.run(make_accounts(server.host, server.http_port, accounts))
+        # session i belongs to account i % accounts, so each account's sessions spread over the client processes
+        sessions = [(i, users[i % accounts][1]) for i in range(n)]
+        clients = max(1, min(args.clients, n))
+        counters = [context.RawValue("q", 0) for _ in range(clients)]
+        for number in range(clients):
+            mine, theirs = context.Pipe()
+            process = context.Process(
+                target=client_process, name=f"events-bench-client-{number}", daemon=True,
+                args=(number, server.host, server.http_port, sessions[number::clients], theirs, counters[number]),
+            )
+            process.start()
+            processes.append(process)
+            pipes.append(mine)
+        for pipe in pipes:
+            if not pipe.poll(READY_TIMEOUT):
+                raise RuntimeError("a client process did not get its sessions subscribed in time")
+            message = pipe.recv()
+            if message[0] != "ready":
+                raise RuntimeError(str(message[1]))
+            _, opened, samples, failed, seconds = message
+            result.subscribed += opened
+            result.connect_seconds = max(result.connect_seconds, seconds)
+            if failed:
+                result.notes.append(f"{failed} sessions could not subscribe, e.g. {samples}")
+        print(f"  N={n}: {result.subscribed} sessions subscribed on {accounts} accounts in "
+              f"{result.connect_seconds:.1f} s; writing {args.rate:g}/s for {args.duration:g} s", flush=True)
+
+        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+        busy_before, own_before = machine_busy_seconds(), _own_cpu()
+        writes = asyncio.run(write_mail(server.host, server.smtp_port, server.domain, [u for u, _ in users],
+                                        args.rate, args.duration, args.smtp_connections))
+        per_account = [0] * accounts
+        for i in range(n):
+            per_account[i % accounts] += 1
+        expected = sum(per_account[seq % accounts] for seq in writes.acked)
+        drain_start = time.monotonic()
+        while sum(c.value for c in counters) < expected and time.monotonic() - drain_start < args.drain:
+            time.sleep(0.01)
+        result.drained_in = time.monotonic() - drain_start
+        time.sleep(0.25)  # late duplicates would show up here
+        server_cpu, wall = server.cpu_seconds() - cpu_before, time.monotonic() - wall_before
+        busy, own = machine_busy_seconds() - busy_before, _own_cpu() - own_before
+
+        tallies: list[dict[str, Any]] = []
+        for pipe in pipes:
+            pipe.send("stop")
+        for pipe in pipes:
+            if not pipe.poll(60):
+                raise RuntimeError("a client process did not report its results")
+            message = pipe.recv()
+            if message[0] != "done":
+                raise RuntimeError(str(message[1]))
+            tallies.append(message[1])
+
+        latencies = sorted(x for t in tallies for x in array("d", t["latencies"]))
+        received: dict[int, list[int]] = {}
+        for t in tallies:
+            received.update(t["received"])
+        acked = set(writes.acked)
+        lost = unexpected = 0
+        for i in range(n):
+            account = i % accounts
+            got = set(received.get(i, ()))
+            wanted = {seq for seq in acked if seq % accounts == account}
+            lost += len(wanted - got)
+            unexpected += len(got - wanted)
+        first = min((t["first_event"] for t in tallies), default=math.inf)
+        last = max((t["last_event"] for t in tallies), default=0.0)
+        smtp_times = sorted(writes.acked[s] - writes.sent[s] for s in writes.acked)
+
+        result.writes_planned = writes.planned
+        result.writes_acked = len(writes.acked)
+        result.write_failures = len(writes.failures)
+        result.writes_per_s = writes.rate
+        result.expected = expected
+        result.received = len(latencies)
+        result.lost = lost
+        result.unexpected = unexpected
+        result.duplicates = sum(t["duplicates"] for t in tallies)
+        result.out_of_order = sum(t["out_of_order"] for t in tallies)
+        result.closed = sum(t["closed"] for t in tallies)
+        result.events_per_s = len(latencies) / (last - writes.started) if last > writes.started else 0.0
+        result.p50_ms = percentile(latencies, 0.50)
+        result.p90_ms = percentile(latencies, 0.90)
+        result.p99_ms = percentile(latencies, 0.99)
+        result.max_ms = percentile(latencies, 1.0)
+        result.smtp_p50_ms = percentile(smtp_times, 0.50)
+        result.smtp_p99_ms = percentile(smtp_times, 0.99)
+        result.lag_max_ms = max(writes.lag, default=0.0) * 1000
+        result.server_cpu_pct = 100 * server_cpu / wall if wall else 0.0
+        # the load generator: websocket client processes and this process (the SMTP sender)
+        client_cpu = sum(t["cpu"] for t in tallies) + own
+        result.client_cpu_pct = 100 * client_cpu / wall if wall else 0.0
+        result.other_cpu_pct = max(0.0, 100 * (busy - server_cpu - client_cpu) / wall) if wall else 0.0
+        problems = server.log_problems()
+        result.log_problems = len(problems)
+        if writes.failures:
+            result.notes.append(f"{len(writes.failures)} writes failed, e.g. {writes.failures[:3]}")
+        if result.closed:
+            result.notes.append(f"{result.closed} sessions closed by the server, e.g. "
+                                f"{[s for t in tallies for s in t['closed_samples']][:3]}")
+        if any(t["foreign"] for t in tallies):
+            result.notes.append(f"{sum(t['foreign'] for t in tallies)} events without a bench subject")
+        if any(t["error_count"] for t in tallies):
+            result.notes.append(f"unexpected messages, e.g. {[e for t in tallies for e in t['errors']][:3]}")
+        if problems:
+            result.notes.append(f"{len(problems)} warnings/errors in the server log, e.g. {problems[:3]}")
+        if first is math.inf:
+            result.notes.append("no event arrived")
+        return result
+    finally:
+        for pipe in pipes:
+            try:
+                pipe.send("stop")
+            except OSError:
+                pass
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        server.stop()
+        if args.keep:
+            print(f"  kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- output -------------------------------------------------------------------------
+
+COLUMNS = (
+    ("N", None, ""),
+    ("writes/s", "writes_per_s", "{:.1f}"),
+    ("events/s", "events_per_s", "{:.0f}"),
+    ("p50 ms", "p50_ms", "{:.1f}"),
+    ("p99 ms", "p99_ms", "{:.1f}"),
+    ("max ms", "max_ms", "{:.1f}"),
+    ("lost", "lost", "{:d}"),
+    ("dup", "duplicates", "{:d}"),
+    ("unordered", "out_of_order", "{:d}"),
+    ("closed", "closed", "{:d}"),
+    ("SMTP p50/p99 ms", None, ""),
+    ("send lag max ms", "lag_max_ms", "{:.0f}"),
+    ("server CPU %", "server_cpu_pct", "{:.0f}"),
+    ("load gen CPU %", "client_cpu_pct", "{:.0f}"),
+    ("others CPU %", "other_cpu_pct", "{:.0f}"),
+)
+
+
+def cells(result: Result, rounds: int = 1) -> list[str]:
+    out = []
+    for title, name, fmt in COLUMNS:
+        if title == "N":
+            out.append(f"{result.sessions}" + (f" #{result.round}" if rounds > 1 else ""))
+        elif name is None:
+            out.append(f"{result.smtp_p50_ms:.1f}/{result.smtp_p99_ms:.1f}")
+        else:
+            out.append(fmt.format(getattr(result, name)))
+    return out
+
+
+def print_table(results: list[Result], rounds: int = 1) -> None:
+    rows = [[title for title, _, _ in COLUMNS]] + [cells(r, rounds) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    for row in rows:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+
+
+def print_markdown(results: list[Result], rounds: int = 1) -> None:
+    print("| " + " | ".join(title for title, _, _ in COLUMNS) + " |")
+    print("|" + "|".join(" ---: " for _ in COLUMNS) + "|")
+    for result in results:
+        print("| " + " | ".join(cells(result, rounds)) + " |")
+
+
+# -- command line -------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Write mail over SMTP at a fixed rate with N subscribed SockJS sessions; print events/s "
+                    "delivered, write-to-client latency p50/p99/max, lost and duplicated events for each N.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--sessions", default="100,1000,5000",
+                        help="comma-separated session counts N, one fresh server each")
+    parser.add_argument("--per-account", type=int, default=10,
+                        help="sessions bound to each account (every message makes that many events)")
+    parser.add_argument("--rate", type=float, default=200.0, help="messages written per second")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of writing")
+    parser.add_argument("--drain", type=float, default=5.0,
+                        help="seconds to wait after the last write for the events still expected")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs per N (each on a fresh server): on a shared machine, look at the spread")
+    parser.add_argument("--clients", type=int, default=2, help="client processes the sessions are spread over")
+    parser.add_argument("--smtp-connections", type=int, default=16,
+                        help="persistent SMTP connections the writes are spread over")
+    parser.add_argument("--server-prefix", default="",
+                        help="command to run the server under, e.g. 'py-spy record -o /tmp/events.svg --'")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--keep", action="store_true", help="keep each run's temporary folder (server log, db)")
+    args = parser.parse_args(argv)
+    try:
+        args.session_counts = [int(x) for x in args.sessions.split(",") if x.strip()]
+    except ValueError:
+        parser.error("--sessions takes comma-separated integers")
+    if not args.session_counts or min(args.session_counts) < 1:
+        parser.error("--sessions needs positive counts")
+    if min(args.per_account, args.rounds, args.clients, args.smtp_connections) < 1 \
+            or args.rate <= 0 or args.duration <= 0 or args.drain < 0:
+        parser.error("--per-account, --rate, --duration, --rounds, --clients and --smtp-connections must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import tornado
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    print(f"events bench: {os.cpu_count()} CPUs ({cpu}), Python {sys.version.split()[0]}, Tornado {tornado.version}; "
+          f"{args.rate:g} writes/s for {args.duration:g} s over {args.smtp_connections} SMTP connections, "
+          f"{args.per_account} sessions per account, {args.clients} client processes", flush=True)
+    results: list[Result] = []
+    failed = False
+    for n, number in ((n, r) for n in args.session_counts for r in range(1, args.rounds + 1)):
+        try:
+            result = run_one(n, args, number)
+        except Exception as exc:
+            print(f"  N={n}: run failed: {exc}", flush=True)
+            failed = True
+            continue
+        results.append(result)
+        print(f"  N={n}: {result.writes_acked}/{result.writes_planned} writes at {result.writes_per_s:.1f}/s, "
+              f"{result.received}/{result.expected} events at {result.events_per_s:.0f}/s, "
+              f"p50 {result.p50_ms:.1f} ms, p90 {result.p90_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+              f"max {result.max_ms:.1f} ms, lost {result.lost}, duplicates {result.duplicates}, "
+              f"drained {result.drained_in:.2f} s after the last write", flush=True)
+        for note in result.notes:
+            print(f"    ! {note}", flush=True)
+    print()
+    print_table(results, args.rounds)
+    print()
+    print_markdown(results, args.rounds)
+    target = [r for r in results if r.sessions == TARGET_SESSIONS]
+    if target:
+        print(f"\ntarget ({TARGET_SESSIONS} sessions, 200 writes/s: p99 < {TARGET_P99_MS:g} ms, nothing lost):")
+        for result in target:
+            met = (result.clean and result.p99_ms < TARGET_P99_MS and args.rate >= 200
+                   and result.writes_per_s >= 0.95 * 200)
+            print(f"  round {result.round}: {'met' if met else 'NOT met'} (p99 {result.p99_ms:.1f} ms, "
+                  f"writes {result.writes_per_s:.1f}/s, lost {result.lost}, others on the machine "
+                  f"{result.other_cpu_pct:.0f}% CPU)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items()},
+                                               "results": [r.__dict__ for r in results]}, indent=2))
+    return 0 if results and not failed and all(r.clean for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

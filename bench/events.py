@@ -84,10 +84,49 @@ TARGET_SESSIONS, TARGET_P99_MS = 1000, 50.0
 # -- the server process ---------------------------------------------------------
 
 
+class RethinkServer:
+    """A RethinkDB server for the ``rethinkdb`` runs: ``rethinkdb`` from PATH on free loopback ports."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("rethinkdb")
+        if binary is None:
+            raise RuntimeError("--stores rethinkdb needs a rethinkdb on PATH")
+        self.directory = Path(tempfile.mkdtemp(prefix="gateway-events-bench-rethinkdb-"))
+        self.port, cluster = _free_port(), _free_port()
+        self._log = open(self.directory / "server.log", "wb")
+        self.process = subprocess.Popen(
+            [binary, "--directory", str(self.directory / "data"), "--bind", "127.0.0.1", "--driver-port",
+             str(self.port), "--cluster-port", str(cluster), "--no-http-admin", "--no-update-check"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while "Server ready" not in (self.directory / "server.log").read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("rethinkdb did not start: " + (self.directory / "server.log").read_text())
+            time.sleep(0.05)
+
+    def store_url(self) -> str:
+        """A fresh database for one run."""
+        return f"rethinkdb://127.0.0.1:{self.port}/bench_{secrets.token_hex(4)}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        self._log.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class ServerProcess:
     """A ``gateway serve`` child on free HTTP and SMTP ports, logging to ``workdir/server.log``."""
 
-    def __init__(self, workdir: Path, prefix: Sequence[str] = ()) -> None:
+    def __init__(self, workdir: Path, prefix: Sequence[str] = (), store: str = "") -> None:
         self.workdir = workdir
         self.log_path = workdir / "server.log"
         env = dict(os.environ)
@@ -95,7 +134,7 @@ class ServerProcess:
             "GATEWAY_HOST": "127.0.0.1",
             "GATEWAY_PORT": "0",
             "GATEWAY_SMTP": "127.0.0.1:0",
-            "GATEWAY_STORE": f"sqlite:{workdir / 'gateway.db'}",
+            "GATEWAY_STORE": store or f"sqlite:{workdir / 'gateway.db'}",
             "GATEWAY_ARGON2_MEMORY": "1024",  # setup logins stay cheap
             "GATEWAY_LOG_LEVEL": "info",  # the default, and the ports are read from info lines
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
@@ -587,6 +626,7 @@ class Result:
     sessions: int
     accounts: int
     round: int = 1
+    store: str = "sqlite"
     subscribed: int = 0
     connect_seconds: float = 0.0
     writes_planned: int = 0
@@ -633,12 +673,13 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] * 1000
 
 
-def run_one(n: int, args: argparse.Namespace, round_number: int = 1) -> Result:
-    """Fresh server, N subscribed sessions, the writes, the drain; the figures."""
+def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str = "sqlite",
+            rethinkdb: RethinkServer | None = None) -> Result:
+    """Fresh server (and database), N subscribed sessions, the writes, the drain; the figures."""
     accounts = max(1, math.ceil(n / args.per_account))
-    result = Result(sessions=n, accounts=accounts, round=round_number)
+    result = Result(sessions=n, accounts=accounts, round=round_number, store=store)
     workdir = Path(tempfile.mkdtemp(prefix="gateway-events-bench-"))
-    server = ServerProcess(workdir, shlex.split(args.server_prefix))
+    server = ServerProcess(workdir, shlex.split(args.server_prefix), rethinkdb.store_url() if rethinkdb else "")
     context = multiprocessing.get_context("spawn")
     processes: list[multiprocessing.process.BaseProcess] = []
     pipes: list[multiprocessing.connection.Connection] = []
@@ -776,6 +817,7 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1) -> Result:
 # -- output -------------------------------------------------------------------------
 
 COLUMNS = (
+    ("store", "store", "{}"),
     ("N", None, ""),
     ("writes/s", "writes_per_s", "{:.1f}"),
     ("events/s", "events_per_s", "{:.0f}"),
@@ -837,6 +879,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of writing")
     parser.add_argument("--drain", type=float, default=5.0,
                         help="seconds to wait after the last write for the events still expected")
+    parser.add_argument("--stores", default="sqlite,rethinkdb" if shutil.which("rethinkdb") else "sqlite",
+                        help="comma-separated stores to run each N against, side by side: sqlite, rethinkdb "
+                             "(started from PATH on free ports)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="runs per N (each on a fresh server): on a shared machine, look at the spread")
     parser.add_argument("--clients", type=int, default=2, help="client processes the sessions are spread over")
@@ -851,6 +896,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.session_counts = [int(x) for x in args.sessions.split(",") if x.strip()]
     except ValueError:
         parser.error("--sessions takes comma-separated integers")
+    args.store_names = [s.strip() for s in args.stores.split(",") if s.strip()]
+    if not args.store_names or set(args.store_names) - {"sqlite", "rethinkdb"}:
+        parser.error("--stores takes sqlite and/or rethinkdb")
     if not args.session_counts or min(args.session_counts) < 1:
         parser.error("--sessions needs positive counts")
     if min(args.per_account, args.rounds, args.clients, args.smtp_connections) < 1 \
@@ -870,21 +918,26 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.per_account} sessions per account, {args.clients} client processes", flush=True)
     results: list[Result] = []
     failed = False
-    for n, number in ((n, r) for n in args.session_counts for r in range(1, args.rounds + 1)):
+    rethinkdb = RethinkServer() if "rethinkdb" in args.store_names else None
+    runs = [(n, r, store) for n in args.session_counts for store in args.store_names
+            for r in range(1, args.rounds + 1)]
+    for n, number, store in runs:
         try:
-            result = run_one(n, args, number)
+            result = run_one(n, args, number, store, rethinkdb if store == "rethinkdb" else None)
         except Exception as exc:
-            print(f"  N={n}: run failed: {exc}", flush=True)
+            print(f"  {store} N={n}: run failed: {exc}", flush=True)
             failed = True
             continue
         results.append(result)
-        print(f"  N={n}: {result.writes_acked}/{result.writes_planned} writes at {result.writes_per_s:.1f}/s, "
+        print(f"  {store} N={n}: {result.writes_acked}/{result.writes_planned} writes at {result.writes_per_s:.1f}/s, "
               f"{result.received}/{result.expected} events at {result.events_per_s:.0f}/s, "
               f"p50 {result.p50_ms:.1f} ms, p90 {result.p90_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
               f"max {result.max_ms:.1f} ms, lost {result.lost}, duplicates {result.duplicates}, "
               f"drained {result.drained_in:.2f} s after the last write", flush=True)
         for note in result.notes:
             print(f"    ! {note}", flush=True)
+    if rethinkdb is not None:
+        rethinkdb.stop()
     print()
     print_table(results, args.rounds)
     print()
@@ -895,7 +948,7 @@ def main(argv: list[str] | None = None) -> int:
         for result in target:
             met = (result.clean and result.p99_ms < TARGET_P99_MS and args.rate >= 200
                    and result.writes_per_s >= 0.95 * 200)
-            print(f"  round {result.round}: {'met' if met else 'NOT met'} (p99 {result.p99_ms:.1f} ms, "
+            print(f"  {result.store} round {result.round}: {'met' if met else 'NOT met'} (p99 {result.p99_ms:.1f} ms, "
                   f"writes {result.writes_per_s:.1f}/s, lost {result.lost}, others on the machine "
                   f"{result.other_cpu_pct:.0f}% CPU)")
     if args.json:

@@ -2,9 +2,15 @@
 
 Each table holds ``(id, doc)`` rows with the document as JSON; queries use
 SQLite's JSON functions, with expression indexes on the fields that are
-filtered most.  All SQL runs on a single worker thread, one statement or
-transaction at a time, so the event loop never blocks on disk and writes are
-applied in one order, which is also the order the change feed reports them.
+filtered most.
+
+SQL runs inline on the event loop, one statement or transaction at a time: a
+query here takes tens of microseconds, far less than handing it to a thread
+and back (which measured 0.9-1.5 ms at p50 under load, and cost GIL handoffs
+on every call).  Writes are applied in one order, which is also the order the
+change feed reports them.  The loop still never waits on the disk: in WAL
+mode with ``synchronous=NORMAL`` a commit does not fsync; only checkpoints
+do, and those run on a thread of their own (:class:`_Checkpointer`).
 
 Durability: WAL with ``synchronous=NORMAL`` keeps every committed write across
 a crash of the process (the OS still holds it); a power loss may drop the last
@@ -18,7 +24,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Any, Callable, Iterator, TypeVar
 
 from gateway.store.base import (
@@ -110,8 +116,7 @@ class SQLiteStore(Store):
         self.history_limit = history_limit
         self._writes_since_prune = 0
         self._db: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._checkpointer: _Checkpointer | None = None
         self._feeds: dict[str, set[asyncio.Queue[Change | None]]] = {t: set() for t in TABLES}
 
     # -- plumbing ---------------------------------------------------------
@@ -119,9 +124,8 @@ class SQLiteStore(Store):
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._db is None:
             raise StoreUnavailable("the store is closed")
-        db = self._db
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, db)
+            return fn(self._db)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
 
@@ -141,14 +145,8 @@ class SQLiteStore(Store):
         return Change(table, old, new, str(seq))
 
     def _publish(self, change: Change) -> None:
-        """Called on the worker thread right after a commit: keeps feed order = commit order."""
-        feeds = self._feeds[change.table]
-        if feeds and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._deliver, feeds, change)
-
-    @staticmethod
-    def _deliver(feeds: set[asyncio.Queue[Change | None]], change: Change) -> None:
-        for queue in list(feeds):
+        """Called right after a commit, so feed order is commit order."""
+        for queue in list(self._feeds[change.table]):
             queue.put_nowait(change)
 
     @staticmethod
@@ -159,34 +157,34 @@ class SQLiteStore(Store):
     # -- lifecycle --------------------------------------------------------
 
     async def open(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-
-        def connect() -> sqlite3.Connection:
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-                db.execute("BEGIN IMMEDIATE")
-                for statement in statements:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
-                db.execute("COMMIT")
-                log.info("sqlite %s: schema migrated to version %d", self.path, number)
-            return db
-
-        self._db = await self._loop.run_in_executor(self._thread, connect)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        # checkpoints (the only fsyncs) run on the checkpointer's thread, not in a commit on the loop
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            db.execute("BEGIN IMMEDIATE")
+            for statement in statements:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+            log.info("sqlite %s: schema migrated to version %d", self.path, number)
+        self._db = db
+        if self.path != ":memory:":
+            self._checkpointer = _Checkpointer(self.path)
 
     async def close(self) -> None:
         db, self._db = self._db, None
         for feeds in self._feeds.values():
             for queue in feeds:
                 queue.put_nowait(None)
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if db is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, db.close)
-        self._thread.shutdown(wait=False)
+            db.close()
 
     async def ping(self) -> bool:
         try:
@@ -329,3 +327,37 @@ class _Feed(ChangeFeed):
 
     async def aclose(self) -> None:
         self._feeds.discard(self._queue)
+
+
+class _Checkpointer:
+    """Copies the WAL back into the database file every second, on a thread of its own connection.
+
+    A checkpoint is where SQLite fsyncs; keeping it off the loop keeps the loop off the disk.
+    PASSIVE never blocks writers: it copies what it can and tries again next time.
+    """
+
+    INTERVAL = 1.0
+
+    def __init__(self, path: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(path,), name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: str) -> None:
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=5000")
+            while not self._stop.wait(self.INTERVAL):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    log.warning("sqlite checkpoint failed: %s", exc)
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # leave a short WAL behind
+        except sqlite3.Error as exc:
+            log.warning("sqlite checkpoint failed: %s", exc)
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -328,3 +328,63 @@ async def test_a_client_that_falls_behind_is_closed_and_can_resume(start_gateway
         assert names == [f"m{i}" for i in range(8)]
     finally:
         await client.close()
+
+
+@pytest.fixture
+def tls_relay(io_loop: Any, tmp_path: Any, monkeypatch: Any) -> Any:
+    """A relay that requires STARTTLS and a login, with a certificate the gateway is told to trust."""
+    import shutil
+    import ssl
+    import subprocess
+
+    from aiosmtpd.smtp import AuthResult
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl to make a test certificate")
+    cert, key = tmp_path / "relay.pem", tmp_path / "relay.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # how an operator trusts a private CA
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handler = Relay()
+    logins: list[tuple[str, str]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        logins.append((auth_data.login.decode(), auth_data.password.decode()))
+        # handled=False: let aiosmtpd answer 535 itself on a failure
+        return AuthResult(success=(auth_data.login, auth_data.password) == (b"gw", b"s3cret pass"), handled=False)
+
+    async def start() -> asyncio.Server:
+        return await asyncio.get_running_loop().create_server(
+            lambda: SMTP(handler, tls_context=context, require_starttls=True, auth_required=True,
+                         authenticator=authenticator), "127.0.0.1", 0)
+
+    server = io_loop.run_sync(start)
+    handler.port = server.sockets[0].getsockname()[1]
+    handler.logins = logins
+    yield handler
+    server.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_relay_with_starttls_and_login(start_gateway: Any, tls_relay: Relay) -> None:
+    gateway = await start_gateway(relay=f"smtp+starttls://gw:s3cret%20pass@127.0.0.1:{tls_relay.port}",
+                                  delivery_attempts=1)
+    api = Api(f"http://127.0.0.1:{gateway.port}")
+    _, token = await api.register("alice")
+    sent = (await api.post("/emails", {"to": ["dan@example.org"], "subject": "secure", "text": "x"},
+                           token=token)).json["email"]
+    await settled(gateway)
+    assert (await api.get(f"/emails/{sent['id']}", token=token)).json["email"]["status"] == "delivered"
+    assert tls_relay.logins == [("gw", "s3cret pass")] and len(tls_relay.received) == 1
+    # a wrong password is a clear failure, not a silent one
+    await gateway.stop()
+    wrong = await start_gateway(relay=f"smtp+starttls://gw:nope@127.0.0.1:{tls_relay.port}", delivery_attempts=1)
+    api = Api(f"http://127.0.0.1:{wrong.port}")
+    token = (await api.post("/tokens", {"username": "alice", "password": PASSWORD})).json["token"]["value"]
+    lost = (await api.post("/emails", {"to": ["dan@example.org"], "text": "x"}, token=token)).json["email"]
+    await settled(wrong)
+    email = (await api.get(f"/emails/{lost['id']}", token=token)).json["email"]
+    assert email["status"] == "failed" and "535" in email["last_error"]

@@ -177,3 +177,31 @@ async def test_concurrent_startup_makes_one_schema(io_loop: Any) -> None:
     finally:
         for store in stores:
             await store.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_delivery_claimed_by_a_dead_process_is_taken_over(start_gateway: Any, relay: Relay) -> None:
+    import time as clock
+
+    from gateway.ids import new_id, now_iso
+
+    url = rethinkdb_server.store_url()
+    gateway = await start_gateway(store=url, relay=relay.url, delivery_lease=0.5)
+    api = Api(f"http://127.0.0.1:{gateway.port}")
+    alice, _ = await api.register("alice")
+    # what a process that died mid-delivery leaves: a claim nobody will finish
+    email = {"id": new_id(), "owner": alice["id"], "direction": "out", "status": "sending",
+             "claimed_at": clock.time() - 60, "from": "alice@localhost", "to": ["dan@example.org"], "cc": [],
+             "bcc": [], "subject": "orphan", "text": "t", "html": None, "message_id": "<orphan@localhost>",
+             "in_reply_to": None, "references": [], "labels": ["sent"], "read": True, "created": now_iso(),
+             "thread": new_id()}
+    await gateway.store.insert("emails", email)
+    # a claim that is still fresh (its process is alive) is left alone
+    fresh = {**email, "id": new_id(), "message_id": "<fresh@localhost>", "claimed_at": clock.time() + 3600}
+    await gateway.store.insert("emails", fresh)
+
+    async def taken_over() -> bool:
+        return (await gateway.store.get("emails", email["id"]))["status"] == "delivered"
+    await wait_until(taken_over, timeout=30)
+    assert [r[1] for r in relay.received] == [["dan@example.org"]]
+    assert (await gateway.store.get("emails", fresh["id"]))["status"] == "sending"

@@ -34,7 +34,8 @@ def test_bad_option_values_are_refused() -> None:
     result = run("serve", env={**os.environ, "GATEWAY_PORT": "x"})
     assert result.returncode == 2 and "GATEWAY_PORT" in result.stderr
     for args, message in [(["--smtp", "nowhere"], "GATEWAY_SMTP"), (["--relay", "http://x"], "relay URL"),
-                          (["--store", "mongodb://x"], "unknown store URL")]:
+                          (["--store", "mongodb://x"], "unknown store URL"),
+                          (["--log-level", "loud"], "GATEWAY_LOG_LEVEL")]:
         result = run("serve", *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, args
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiosmtpd.smtp import SMTP
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httputil import HTTPHeaders
 
@@ -16,6 +17,7 @@ from gateway.config import Config
 from gateway.server import Gateway
 from gateway.store import In
 from tests import rethinkdb_server
+from tests.peers import Relay
 from tests.spec import check_response
 
 #: Cheap Argon2id for tests: the same algorithm, a fraction of the memory.
@@ -148,6 +150,20 @@ def start_gateway(io_loop: Any, tmp_path: Any) -> Any:
     yield start
     for server in started:
         io_loop.run_sync(server.stop)
+
+
+@pytest.fixture
+def relay(io_loop: Any) -> Any:
+    """An SMTP relay on a free port, played by aiosmtpd; ``relay.url`` is its ``smtp://`` URL."""
+    handler = Relay()
+
+    async def start() -> asyncio.Server:
+        return await asyncio.get_running_loop().create_server(lambda: SMTP(handler), "127.0.0.1", 0)
+
+    server = io_loop.run_sync(start)
+    handler.url = f"smtp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    yield handler
+    server.close()
 
 
 @pytest.fixture

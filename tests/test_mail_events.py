@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from email import policy as email_policy
 import json
 import smtplib
 import socket
+from email import policy as email_policy
 from email.message import EmailMessage
 from typing import Any
 
@@ -16,38 +16,8 @@ from aiosmtpd.smtp import SMTP
 from gateway.ids import new_id, now_iso
 from gateway.server import Gateway
 from tests.conftest import PASSWORD, Api, settled, wait_until
+from tests.peers import Relay
 from tests.sockjs_clients import Client, connect
-
-
-class Relay:
-    """An SMTP relay played by aiosmtpd: records what it accepts; ``refuse`` scripts its answers to RCPT."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, list[str], bytes]] = []
-        self.refuse: list[str] = []  # answers to give to the next RCPTs instead of 250
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        if self.refuse:
-            return self.refuse.pop(0)
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
-        return "250 OK"
-
-
-@pytest.fixture
-def relay(io_loop: Any) -> Any:
-    handler = Relay()
-
-    async def start() -> asyncio.Server:
-        return await asyncio.get_running_loop().create_server(lambda: SMTP(handler), "127.0.0.1", 0)
-
-    server = io_loop.run_sync(start)
-    handler.url = f"smtp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    yield handler
-    server.close()
 
 
 def closed_port() -> int:

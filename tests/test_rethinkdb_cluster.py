@@ -10,14 +10,14 @@ import sys
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP
 
 from gateway.server import Gateway
 from gateway.store import store_from_url
 from tests import rethinkdb_server
 from tests.conftest import PASSWORD, Api, settled, wait_until
 from tests.sockjs_clients import Client, connect
-from tests.test_mail_events import Relay, in_thread, next_event, smtp_send, subscribed
+from tests.peers import Relay
+from tests.test_mail_events import in_thread, next_event, smtp_send, subscribed
 
 
 class Subprocess:
@@ -51,19 +51,6 @@ class Subprocess:
         self.process.terminate()
         await asyncio.wait_for(self.process.wait(), 30)
         await self.drain
-
-
-@pytest.fixture
-def relay(io_loop: Any) -> Any:
-    handler = Relay()
-
-    async def start() -> asyncio.Server:
-        return await asyncio.get_running_loop().create_server(lambda: SMTP(handler), "127.0.0.1", 0)
-
-    server = io_loop.run_sync(start)
-    handler.url = f"smtp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    yield handler
-    server.close()
 
 
 @pytest.mark.gen_test(timeout=120)

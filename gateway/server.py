@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -119,6 +120,9 @@ def run(config: Config) -> int:
     async def serve() -> None:
         gateway = Gateway(config)
         await gateway.start()
+        # Everything made at startup lives as long as the process: keep it out of the garbage
+        # collector's full passes, whose pauses are the worst event latencies under load.
+        gc.freeze()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

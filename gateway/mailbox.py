@@ -83,8 +83,16 @@ async def add_email(store: Store, email: Doc) -> Doc:
         refs.append(email["in_reply_to"])
     email.setdefault("id", new_id())
     email.setdefault("created", now_iso())
-    email["thread"] = await find_thread(store, email["owner"], refs) or new_id()
+    existing = await find_thread(store, email["owner"], refs)
+    email["thread"] = existing or new_id()
     stored = await store.insert("emails", email)
+    if existing is None:
+        # a new thread holds just this email: its summary needs no query
+        try:
+            await store.insert("threads", {"id": email["thread"], **thread_summary(email["owner"], [stored])})
+            return stored
+        except Conflict:  # a reply to it, filed meanwhile, summarised the thread first
+            pass
     await refresh_thread(store, email["owner"], email["thread"])
     return stored
 
@@ -100,16 +108,12 @@ async def delete_email(store: Store, email: Doc) -> None:
     await refresh_thread(store, email["owner"], email["thread"])
 
 
-async def refresh_thread(store: Store, owner: str, thread_id: str) -> Doc | None:
-    """Recompute a thread's summary from its emails; the thread is removed when it has none."""
-    emails = await store.find("emails", Query({"owner": owner, "thread": thread_id}, [("created", False)]))
-    if not emails:
-        await store.delete("threads", thread_id)
-        return None
+def thread_summary(owner: str, emails: list[Doc]) -> Doc:
+    """A thread's fields from its emails, oldest first."""
     labels: list[str] = []
     for email in emails:
         labels.extend(label for label in email.get("labels", []) if label not in labels)
-    summary = {
+    return {
         "owner": owner,
         "subject": emails[0].get("subject", ""),
         "labels": labels,
@@ -118,6 +122,15 @@ async def refresh_thread(store: Store, owner: str, thread_id: str) -> Doc | None
         "created": emails[0]["created"],
         "updated": emails[-1]["created"],
     }
+
+
+async def refresh_thread(store: Store, owner: str, thread_id: str) -> Doc | None:
+    """Recompute a thread's summary from its emails; the thread is removed when it has none."""
+    emails = await store.find("emails", Query({"owner": owner, "thread": thread_id}, [("created", False)]))
+    if not emails:
+        await store.delete("threads", thread_id)
+        return None
+    summary = thread_summary(owner, emails)
     thread = await store.update("threads", thread_id, summary)
     if thread is not None:
         return thread

@@ -8,6 +8,7 @@ the record revokes it everywhere at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import secrets
@@ -91,10 +92,17 @@ class Session:
 class Tokens:
     """Issues and checks the API's bearer tokens."""
 
+    #: Decoded tokens kept; a client sends the same token with every request.
+    DECODED_CACHE = 10_000
+
     def __init__(self, store: Store, secret: bytes, ttl: int) -> None:
         self.store = store
         self.secret = secret
         self.ttl = ttl
+        # token -> claims of tokens whose signature and claims checked out. Safe to keep: the
+        # token string and the secret never change, so neither does that verdict. Expiry is
+        # checked against the clock on every use, revocation against the store in verify().
+        self._decoded: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
 
     async def issue(self, account_id: str, ttl: int | None = None, **info: Any) -> tuple[str, Doc]:
         """A new signed token for the account, and its stored record."""
@@ -116,14 +124,23 @@ class Tokens:
         """The claims of a well-signed, unexpired token with every claim; raises :class:`InvalidToken`."""
         if not token:
             raise InvalidToken("missing", "No token given")
+        claims = self._decoded.get(token)
+        if claims is not None:
+            if claims["exp"] <= time.time():  # as PyJWT judges it, with no leeway
+                del self._decoded[token]
+                raise InvalidToken("expired", "Token expired")
+            self._decoded.move_to_end(token)
+            return claims
         try:
-            return jwt.decode(
-                token, self.secret, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS}
-            )
+            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS})
         except jwt.ExpiredSignatureError:
             raise InvalidToken("expired", "Token expired") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken("malformed", f"Invalid token: {exc}") from None
+        self._decoded[token] = claims
+        if len(self._decoded) > self.DECODED_CACHE:
+            self._decoded.popitem(last=False)
+        return claims
 
     async def verify(self, token: str) -> Session:
         """The account and record of a token that is valid right now; raises :class:`InvalidToken`."""

@@ -130,3 +130,23 @@ async def test_tokens_survive_a_restart(api: Api, gateway: Gateway, config) -> N
     finally:
         await restarted.stop()
     await gateway.start()  # the fixture stops it again
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_a_token_used_before_is_still_refused_once_expired_or_revoked(api: Api) -> None:
+    await api.register("alice")
+    short = (await api.post("/tokens", {"username": "alice", "password": PASSWORD, "expires_in": 1})).json["token"]
+    assert (await api.get("/accounts/me", token=short["value"])).status == 200  # checked once: remembered
+    expires = jwt.decode(short["value"], options={"verify_signature": False})["exp"]
+
+    async def past_expiry() -> bool:
+        return time.time() >= expires
+    from tests.conftest import wait_until
+    await wait_until(past_expiry, timeout=5)  # the clock, not a race: the token's own expiry
+    reply = await api.get("/accounts/me", token=short["value"])
+    assert (reply.status, reply.json["message"]) == (401, "Token expired")
+
+    kept = (await api.post("/tokens", {"username": "alice", "password": PASSWORD})).json["token"]
+    assert (await api.get("/accounts/me", token=kept["value"])).status == 200
+    assert (await api.delete("/tokens", token=kept["value"])).status == 200
+    await assert_refused(api, kept["value"])

@@ -1,7 +1,8 @@
 """Turns the store's email changes into ``delivery`` and ``receipt`` events for bound sessions.
 
-One feed per process (``store.changes("emails")``) is read here, never the
-handlers: an inserted inbound email is a ``receipt`` for its owner, an
+It reads the process's one feed of email changes (a
+:class:`~gateway.store.follow.Follower` it shares with the delivery worker),
+never the handlers: an inserted inbound email is a ``receipt`` for its owner, an
 outbound email whose status becomes ``delivered`` is a ``delivery`` for its
 sender.  Each event carries the change's cursor and is sent to every session
 bound to the account, at most once and in cursor order.
@@ -15,10 +16,10 @@ there is no gap and no duplicate even for events that happen during the replay.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, AsyncIterator
 
 from events.sessions import Binding, SessionRegistry
-from gateway.store import Change, Store
+from gateway.store import Change, History, Store
 from gateway.store.follow import Follower
 
 log = logging.getLogger(__name__)
@@ -45,21 +46,17 @@ def event_of(change: Change) -> dict[str, Any] | None:
 class EventDispatcher:
     """Reads the email change feed and delivers events to the registry's bindings."""
 
-    def __init__(self, store: Store, registry: SessionRegistry) -> None:
+    def __init__(self, store: Store, registry: SessionRegistry, emails: Follower) -> None:
         self.store = store
         self.registry = registry
-        self.follower = Follower(store, "emails", self._changed, self._catch_up, "event feed")
+        emails.add("events", self._changed, self._catch_up)
         #: The newest cursor seen; after an outage, events after it are read from history.
         self.last_cursor: str | None = None
         self.delivered = 0
 
     async def start(self) -> None:
-        """Live when this returns: every change committed after it becomes an event."""
+        """Note where the feed starts; call before the emails follower starts."""
         self.last_cursor = await self.store.latest_cursor("emails")
-        await self.follower.start()
-
-    async def stop(self) -> None:
-        await self.follower.stop()
 
     async def _changed(self, change: Change) -> None:
         if change.cursor is not None:
@@ -75,28 +72,35 @@ class EventDispatcher:
 
     async def _catch_up(self) -> None:
         """After the feed was down: the events of bound accounts that happened meanwhile, in order."""
-        since = self.last_cursor
-        newest = since
+        since = newest = self.last_cursor
         for account_id in self.registry.accounts():
-            after = since
-            while True:
-                page = await self.store.history("emails", account_id, after, REPLAY_PAGE)
+            async for page in self._history(account_id, since):
                 for change in page.changes:
                     self.route(change)
-                if page.changes:
-                    after = page.changes[-1].cursor
-                    if newest is None or self.store.cursor_key(after) > self.store.cursor_key(newest):
-                        newest = after
-                if len(page.changes) < REPLAY_PAGE:
-                    break
+                if page.changes and (newest is None or self.store.cursor_key(page.changes[-1].cursor)
+                                     > self.store.cursor_key(newest)):
+                    newest = page.changes[-1].cursor
         self.last_cursor = newest
         log.info("event feed caught up from cursor %s to %s", since, newest)
 
+    async def _history(self, account_id: str, after: str | None) -> AsyncIterator[History]:
+        """The account's changes after cursor ``after``, page by page."""
+        while True:
+            page = await self.store.history("emails", account_id, after, REPLAY_PAGE)
+            yield page
+            if len(page.changes) < REPLAY_PAGE:
+                return
+            after = page.changes[-1].cursor
+
     def deliver(self, binding: Binding, event: dict[str, Any], key: Any) -> None:
-        """Send one event to one binding, unless held back for a replay, already sent, or filtered out."""
+        """Send one live event to one binding, or hold it back while the binding replays."""
         if binding.held is not None:
             binding.held.append((key, event))
-            return
+        else:
+            self._send(binding, event, key)
+
+    def _send(self, binding: Binding, event: dict[str, Any], key: Any) -> None:
+        """Send, unless sent (or replayed past) already or not a type the binding asked for."""
         if binding.last_key is not None and key <= binding.last_key:
             return
         binding.last_key = key
@@ -111,13 +115,11 @@ class EventDispatcher:
         read, before any replayed event is sent.  Raises ValueError for a
         malformed cursor (before anything is held back).
         """
-        after = since
         binding.last_key = self.store.cursor_key(since)
         binding.held = []
         try:
             first = True
-            while True:
-                page = await self.store.history("emails", binding.account_id, after, REPLAY_PAGE)
+            async for page in self._history(binding.account_id, since):
                 if first:
                     announce(page.complete)
                     first = False
@@ -126,19 +128,8 @@ class EventDispatcher:
                 for change in page.changes:
                     event = event_of(change)
                     if event is not None:
-                        self._send_replayed(binding, event)
-                if len(page.changes) < REPLAY_PAGE:
-                    break
-                after = page.changes[-1].cursor
+                        self._send(binding, event, self.store.cursor_key(change.cursor))
         finally:
             held, binding.held = binding.held or [], None
         for key, event in held:
-            self.deliver(binding, event, key)
-
-    def _send_replayed(self, binding: Binding, event: dict[str, Any]) -> None:
-        key = self.store.cursor_key(event["cursor"])
-        if key <= binding.last_key:
-            return
-        binding.last_key = key
-        if binding.events is None or event["type"] in binding.events:
-            binding.subscriber.send_event(event)
+            self._send(binding, event, key)

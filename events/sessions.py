@@ -113,8 +113,8 @@ class SessionRegistry:
         """Watch token revocations and account deletions; live when this returns."""
         self._store = store
         self._followers = [
-            Follower(store, "tokens", self._token_changed, self._recheck_all, "token feed"),
-            Follower(store, "accounts", self._account_changed, self._recheck_all, "account feed"),
+            Follower(store, "tokens", "token feed").add("bindings", self._token_changed, self._recheck_all),
+            Follower(store, "accounts", "account feed").add("bindings", self._account_changed, self._recheck_all),
         ]
         for follower in self._followers:
             await follower.start()

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.store import sqlite_path
+
 
 def option(default: Any, help: str, env: str, metavar: str | None = None) -> Any:
     """A config field with its CLI help and environment variable."""
@@ -107,18 +109,11 @@ class Config:
             raise ValueError(f"GATEWAY_SMTP: expected HOST:PORT or off, got {self.smtp!r}")
         return host, int(port)
 
-    def sqlite_path(self) -> str | None:
-        """The SQLite file of a ``sqlite:`` store URL, else None."""
-        if self.store.startswith("sqlite:"):
-            path = self.store[len("sqlite:"):]
-            return path[2:] if path.startswith("//") else path
-        return None
-
     def resolved_secret_file(self) -> str:
         """Where the signing secret lives: the option, or beside the SQLite file."""
         if self.secret_file:
             return self.secret_file
-        db = self.sqlite_path()
+        db = sqlite_path(self.store)
         if db and db != ":memory:":
             return os.path.join(os.path.dirname(os.path.abspath(db)), "gateway.secret")
         return os.path.abspath("gateway.secret")

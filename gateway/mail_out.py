@@ -22,7 +22,6 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -75,8 +74,8 @@ def copy_id(email_id: str, account_id: str) -> str:
 class DeliveryWorker:
     """Delivers the queue in the background; ``start()`` resumes what a previous run left."""
 
-    def __init__(self, store: Store, domain: str, relay: Relay | None, attempts: int, backoff: float,
-                 lease: float = 300.0) -> None:
+    def __init__(self, store: Store, emails: Follower, domain: str, relay: Relay | None, attempts: int,
+                 backoff: float, lease: float = 300.0) -> None:
         self.store = store
         self.domain = domain.lower()
         self.relay = relay
@@ -86,11 +85,11 @@ class DeliveryWorker:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(CONCURRENT_DELIVERIES)
-        self.follower = Follower(store, "emails", self._changed, self._rescan, "delivery queue feed")
+        emails.add("delivery queue", self._changed, self._rescan)
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.follower.start()
+        """Resume the queue; call once the emails follower is live, so nothing queued in between is missed."""
         # An embedded store is this process's alone: what it had claimed when it stopped is unfinished.
         await self._requeue_claims(older_than=None if not self.store.shared else self.lease)
         await self._rescan()
@@ -98,7 +97,6 @@ class DeliveryWorker:
             self._sweeper = asyncio.ensure_future(self._sweep())
 
     async def stop(self) -> None:
-        await self.follower.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for timer in self._timers.values():

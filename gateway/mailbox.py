@@ -98,14 +98,30 @@ async def add_email(store: Store, email: Doc) -> Doc:
 
 
 async def update_email(store: Store, email: Doc, changes: dict[str, Any]) -> Doc:
-    updated = await store.update("emails", email["id"], changes)
-    await refresh_thread(store, email["owner"], email["thread"])
-    return updated or email
+    return (await update_emails(store, [(email, changes)]))[0]
+
+
+async def update_emails(store: Store, edits: list[tuple[Doc, dict[str, Any]]]) -> list[Doc]:
+    """Apply each email's changes, then refresh every thread they touched, once."""
+    updated = [await store.update("emails", email["id"], changes) or email for email, changes in edits]
+    await refresh_threads(store, [email for email, _ in edits])
+    return updated
 
 
 async def delete_email(store: Store, email: Doc) -> None:
-    await store.delete("emails", email["id"])
-    await refresh_thread(store, email["owner"], email["thread"])
+    await delete_emails(store, [email])
+
+
+async def delete_emails(store: Store, emails: list[Doc]) -> None:
+    """Remove the emails, then refresh (or remove) every thread they were in, once."""
+    for email in emails:
+        await store.delete("emails", email["id"])
+    await refresh_threads(store, emails)
+
+
+async def refresh_threads(store: Store, emails: list[Doc]) -> None:
+    for owner, thread_id in dict.fromkeys((e["owner"], e["thread"]) for e in emails):
+        await refresh_thread(store, owner, thread_id)
 
 
 def thread_summary(owner: str, emails: list[Doc]) -> Doc:
@@ -142,5 +158,5 @@ async def refresh_thread(store: Store, owner: str, thread_id: str) -> Doc | None
 
 async def remove_label_everywhere(store: Store, owner: str, label_id: str) -> None:
     """Take a deleted label off every email (and so every thread) of the owner."""
-    for email in await store.find("emails", Query({"owner": owner, "labels": Contains(label_id)})):
-        await update_email(store, email, {"labels": [x for x in email["labels"] if x != label_id]})
+    emails = await store.find("emails", Query({"owner": owner, "labels": Contains(label_id)}))
+    await update_emails(store, [(e, {"labels": [x for x in e["labels"] if x != label_id]}) for e in emails])

@@ -20,6 +20,7 @@ from gateway.mail_out import DeliveryWorker, Relay
 from gateway.sockjs import Router, router_settings
 from gateway.state import State
 from gateway.store import Store, store_from_url
+from gateway.store.follow import Follower
 from events.dispatcher import EventDispatcher
 from events.sessions import SessionRegistry
 
@@ -47,6 +48,7 @@ class Gateway:
         self.smtp: asyncio.Server | None = None
         self.smtp_port: int = 0
         self.delivery: DeliveryWorker | None = None
+        self.emails: Follower | None = None
 
     async def start(self) -> None:
         """Open the store and listen; :attr:`port` is the bound HTTP port."""
@@ -61,17 +63,20 @@ class Gateway:
         )
         self.registry = SessionRegistry()
         await self.registry.start(self.store)
-        self.dispatcher = EventDispatcher(self.store, self.registry)
+        # one feed of email changes, read by the event dispatcher and the delivery worker
+        self.emails = Follower(self.store, "emails", "email feed")
+        self.dispatcher = EventDispatcher(self.store, self.registry, self.emails)
+        self.delivery = DeliveryWorker(self.store, self.emails, self.config.mail_domain,
+                                       Relay.from_url(self.config.relay), self.config.delivery_attempts,
+                                       self.config.delivery_backoff, self.config.delivery_lease)
         await self.dispatcher.start()
+        await self.emails.start()
         self.ws = WsContext(self.state, self.registry, self.dispatcher)
         self.router = Router(GatewayConnection, self.ws.prefix, router_settings(self.config), self.ws)
         app = make_app(self.state, self.router.routes,
                        # over the limit, tornado drops the websocket; under it, the session answers too_large
                        websocket_max_message_size=4 * self.config.ws_max_message + 65536)
         self.ws.app = app
-        self.delivery = DeliveryWorker(self.store, self.config.mail_domain, Relay.from_url(self.config.relay),
-                                       self.config.delivery_attempts, self.config.delivery_backoff,
-                                       self.config.delivery_lease)
         await self.delivery.start()
         smtp = self.config.smtp_address()
         if smtp is not None:
@@ -98,6 +103,8 @@ class Gateway:
         if self.smtp is not None:
             self.smtp.close()
             self.smtp = None
+        if self.emails is not None:
+            await self.emails.stop()
         if self.delivery is not None:
             await self.delivery.stop()
         if self.http is not None:
@@ -106,7 +113,6 @@ class Gateway:
             for connection in list(self.ws.live):
                 connection.session.close(1001, "Server shutting down")
             self.router.stop()
-            await self.dispatcher.stop()
             await self.registry.stop()
         if self.http is not None:
             await self.http.close_all_connections()

@@ -25,6 +25,20 @@ def no_line_breaks(value: str) -> str | None:
     return "must not contain line breaks" if any(c in value for c in "\r\n\x00") else None
 
 
+async def email_changes(handler: APIHandler) -> dict[str, Any]:
+    """The ``labels`` and/or ``read`` a PUT on an email or thread sets; labels must exist."""
+    body = handler.body_fields({
+        "labels": Field(list, items=str, max_length=MAX_LABELS),
+        "read": Field(bool),
+    }, partial=True)
+    if "labels" in body:
+        body["labels"] = list(dict.fromkeys(body["labels"]))
+        unknown = await label_ids_exist(handler.store, handler.account["id"], body["labels"])
+        if unknown:
+            raise APIError(400, "unknown_label", f"Unknown label: {', '.join(unknown)}")
+    return body
+
+
 class EmailsHandler(APIHandler):
     """``/emails``: ``POST`` composes and queues an email; ``GET`` lists them."""
 
@@ -95,16 +109,8 @@ class EmailHandler(APIHandler):
 
     async def put(self, email_id: str) -> None:
         email = await self.owned("emails", email_id, "Email")
-        body = self.body_fields({
-            "labels": Field(list, items=str, max_length=MAX_LABELS),
-            "read": Field(bool),
-        }, partial=True)
-        if "labels" in body:
-            body["labels"] = list(dict.fromkeys(body["labels"]))
-            unknown = await label_ids_exist(self.store, self.account["id"], body["labels"])
-            if unknown:
-                raise APIError(400, "unknown_label", f"Unknown label: {', '.join(unknown)}")
-        self.reply(email=public_email(await update_email(self.store, email, body), detail=True))
+        changes = await email_changes(self)
+        self.reply(email=public_email(await update_email(self.store, email, changes), detail=True))
 
     async def delete(self, email_id: str) -> None:
         await delete_email(self.store, await self.owned("emails", email_id, "Email"))

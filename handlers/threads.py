@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.mailbox import delete_email, label_ids_exist, public, public_email, refresh_thread, update_email
+from gateway.mailbox import delete_emails, public, public_email, update_emails
 from gateway.store import Contains, Query
-from handlers.base import APIError, APIHandler, Field
-from handlers.emails import MAX_LABELS
+from handlers.base import APIHandler
+from handlers.emails import email_changes
 
 
 class ThreadsHandler(APIHandler):
@@ -37,24 +37,13 @@ class ThreadHandler(APIHandler):
 
     async def put(self, thread_id: str) -> None:
         thread = await self.owned("threads", thread_id, "Thread")
-        body = self.body_fields({
-            "labels": Field(list, items=str, max_length=MAX_LABELS),
-            "read": Field(bool),
-        }, partial=True)
-        if "labels" in body:
-            body["labels"] = list(dict.fromkeys(body["labels"]))
-            unknown = await label_ids_exist(self.store, self.account["id"], body["labels"])
-            if unknown:
-                raise APIError(400, "unknown_label", f"Unknown label: {', '.join(unknown)}")
-        for email in await self.emails_of(thread):
-            await update_email(self.store, email, body)
-        updated = await refresh_thread(self.store, self.account["id"], thread["id"])
-        self.reply(thread=public(updated or thread))
+        changes = await email_changes(self)
+        await update_emails(self.store, [(email, changes) for email in await self.emails_of(thread)])
+        self.reply(thread=public(await self.store.get("threads", thread["id"]) or thread))
 
     async def delete(self, thread_id: str) -> None:
         thread = await self.owned("threads", thread_id, "Thread")
-        for email in await self.emails_of(thread):
-            await delete_email(self.store, email)
+        await delete_emails(self.store, await self.emails_of(thread))
         self.reply(message="Thread deleted")
 
 

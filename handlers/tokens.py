@@ -6,7 +6,7 @@ import time
 
 from gateway.mailbox import public
 from gateway.store import Query
-from handlers.base import APIError, APIHandler, Field, not_found
+from handlers.base import APIError, APIHandler, Field
 
 def token_view(record: dict, current_id: str | None = None) -> dict:
     view = public(record, "exp")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import smtplib
 import sys
@@ -11,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from gateway.server import Gateway
 from gateway.store import store_from_url
 from tests import rethinkdb_server
-from tests.conftest import PASSWORD, Api, settled, wait_until
-from tests.sockjs_clients import Client, connect
+from tests.conftest import Api, wait_until
+from tests.sockjs_clients import Client
 from tests.peers import Relay
 from tests.test_mail_events import in_thread, next_event, smtp_send, subscribed
 

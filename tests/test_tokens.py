@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from gateway.server import Gateway
-from tests.conftest import PASSWORD, Api
+from tests.conftest import PASSWORD, Api, wait_until
 
 
 def secret_of(gateway: Gateway) -> bytes:
@@ -141,7 +141,6 @@ async def test_a_token_used_before_is_still_refused_once_expired_or_revoked(api:
 
     async def past_expiry() -> bool:
         return time.time() >= expires
-    from tests.conftest import wait_until
     await wait_until(past_expiry, timeout=5)  # the clock, not a race: the token's own expiry
     reply = await api.get("/accounts/me", token=short["value"])
     assert (reply.status, reply.json["message"]) == (401, "Token expired")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+import re
 import time
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 
 from gateway.server import Gateway
 from tests.conftest import PASSWORD, Api, settled, wait_until
-from tests.sockjs_clients import TRANSPORTS, Client, connect
+from tests.sockjs_clients import TRANSPORTS, connect
 
 ALL = list(TRANSPORTS)
 
@@ -61,8 +61,6 @@ async def test_scenario_on_every_transport(api: Api, transport: str) -> None:
 
 def normalized(body: bytes) -> bytes:
     """Ids, timestamps and tokens differ between two creations; everything else must not."""
-    import re
-
     text = re.sub(rb"[0-9a-f]{24}", b"<id>", body)
     text = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", b"<time>", text)
     return re.sub(rb"eyJ[\w-]+\.[\w-]+\.[\w-]+", b"<jwt>", text)

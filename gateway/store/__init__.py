@@ -9,18 +9,26 @@ from gateway.store.base import (
 
 __all__ = [
     "HISTORY_TABLES", "TABLES", "Change", "ChangeFeed", "History", "Conflict", "Contains", "Doc", "In", "Query", "Store", "StoreError",
-    "StoreUnavailable", "store_from_url",
+    "StoreUnavailable", "sqlite_path", "store_from_url",
 ]
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:PATH`` (or ``sqlite://PATH``) store URL, else None."""
+    if not url.startswith("sqlite:"):
+        return None
+    path = url[len("sqlite:"):]
+    return path[2:] if path.startswith("//") else path
 
 
 def store_from_url(url: str, history_limit: int = 100_000) -> Store:
     """The backend for a store URL (``sqlite:PATH`` or ``rethinkdb://HOST:PORT/DB``), keeping about
     ``history_limit`` changes; not yet opened.  ValueError for a URL it cannot use."""
-    if url.startswith("sqlite:"):
+    path = sqlite_path(url)
+    if path is not None:
         from gateway.store.sqlite import SQLiteStore
 
-        path = url[len("sqlite:"):]
-        return SQLiteStore(path[2:] if path.startswith("//") else path, history_limit)
+        return SQLiteStore(path, history_limit)
     if url.startswith("rethinkdb://"):
         from gateway.store.rethink import RethinkStore
 

@@ -21,20 +21,28 @@ FIRST_RETRY = 0.1
 MAX_RETRY = 5.0
 
 
-class Follower:
-    """Calls ``on_change`` for every change of ``table``, for as long as it runs."""
+OnChange = Callable[[Change], Awaitable[None]]
+OnResume = Callable[[], Awaitable[None]]
 
-    def __init__(self, store: Store, table: str, on_change: Callable[[Change], Awaitable[None]],
-                 on_resume: Callable[[], Awaitable[None]] | None = None, name: str = "") -> None:
+
+class Follower:
+    """One feed of ``table`` shared by its readers: each reader's ``on_change`` gets every change,
+    and its ``on_resume`` is called after an outage, for as long as the follower runs."""
+
+    def __init__(self, store: Store, table: str, name: str = "") -> None:
         self.store = store
         self.table = table
-        self.on_change = on_change
-        self.on_resume = on_resume
         self.name = name or f"{table} feed"
+        self.readers: list[tuple[str, OnChange, OnResume | None]] = []
         self.connected = asyncio.Event()
         self._feed: ChangeFeed | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+
+    def add(self, reader: str, on_change: OnChange, on_resume: OnResume | None = None) -> "Follower":
+        """Register a reader (before :meth:`start`)."""
+        self.readers.append((reader, on_change, on_resume))
+        return self
 
     async def start(self) -> None:
         """Open the feed (live when this returns) and follow it in the background."""
@@ -55,12 +63,13 @@ class Follower:
             try:
                 assert self._feed is not None
                 async for change in self._feed:
-                    try:
-                        await self.on_change(change)
-                    except StoreError as exc:
-                        log.warning("%s: store error while handling a change: %s", self.name, exc)
-                    except Exception:
-                        log.exception("%s: handling a change failed", self.name)
+                    for reader, on_change, _ in self.readers:  # one reader's failure is not another's
+                        try:
+                            await on_change(change)
+                        except StoreError as exc:
+                            log.warning("%s (%s): store error while handling a change: %s", self.name, reader, exc)
+                        except Exception:
+                            log.exception("%s (%s): handling a change failed", self.name, reader)
             except StoreError as exc:
                 log.warning("%s lost: %s", self.name, exc)
             if self._stopping:
@@ -80,11 +89,13 @@ class Follower:
                 continue
             log.info("%s: reconnected", self.name)
             self.connected.set()
-            if self.on_resume is not None:
+            for reader, _, on_resume in self.readers:
+                if on_resume is None:
+                    continue
                 try:
-                    await self.on_resume()
+                    await on_resume()
                 except StoreError as exc:  # gone again: the feed will end and we come back here
-                    log.warning("%s: catching up failed: %s", self.name, exc)
+                    log.warning("%s (%s): catching up failed: %s", self.name, reader, exc)
                 except Exception:
-                    log.exception("%s: catching up failed", self.name)
+                    log.exception("%s (%s): catching up failed", self.name, reader)
             return

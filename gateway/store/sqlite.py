@@ -215,20 +215,13 @@ class SQLiteStore(Store):
 
     async def update(self, table: str, id: str, changes: Doc, only_if: dict[str, Any] | None = None) -> Doc | None:
         def update(db: sqlite3.Connection) -> Doc | None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):  # the read and the write see no other writer in between
                 old = self._read(db, table, id)
                 if old is None or any(old.get(k) != v for k, v in (only_if or {}).items()):
-                    db.execute("ROLLBACK")
                     return None
                 new = json.loads(json.dumps({**old, **changes, "id": id}))
                 db.execute(f"UPDATE {table} SET doc = ? WHERE id = ?", (_dump(new), id))
                 change = self._log(db, table, old, new)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
             self._publish(change)
             return new
 

@@ -1,11 +1,12 @@
 """Turns the store's email changes into ``delivery`` and ``receipt`` events for bound sessions.
 
-It reads the process's one feed of email changes (a
-:class:`~gateway.store.follow.Follower` it shares with the delivery worker),
-never the handlers: an inserted inbound email is a ``receipt`` for its owner, an
-outbound email whose status becomes ``delivered`` is a ``delivery`` for its
-sender.  Each event carries the change's cursor and is sent to every session
-bound to the account, at most once and in cursor order.
+It follows the store's event feed (:meth:`~gateway.store.Store.event_feed`),
+never the handlers: the store itself picks the writes that are events (an
+inserted inbound email is a ``receipt`` for its owner, an outbound email whose
+status becomes ``delivered`` is a ``delivery`` for its sender; see
+:func:`~gateway.store.event_kind`), so no other change reaches this process.
+Each event carries its cursor and is sent to every session bound to the
+account, at most once and in cursor order.
 
 Resuming (``subscribe`` with ``since``): live events for the binding are held
 back while its history after ``since`` is replayed; then the held events
@@ -29,34 +30,32 @@ REPLAY_PAGE = 500
 
 
 def event_of(change: Change) -> dict[str, Any] | None:
-    """The event a change makes, or None (most changes make none)."""
-    new, old = change.new, change.old
-    if new is None:
+    """The message for an event the store reported (None for a change that is no event)."""
+    new = change.new
+    if change.kind is None or new is None:
         return None
-    if old is None and new.get("direction") == "in":
-        kind = "receipt"
-    elif new.get("direction") == "out" and new.get("status") == "delivered" and (old or {}).get("status") != "delivered":
-        kind = "delivery"
-    else:
-        return None
-    return {"type": kind, "id": new["id"], "name": new.get("subject", ""), "thread": new.get("thread"),
+    return {"type": change.kind, "id": new["id"], "name": new.get("subject", ""), "thread": new.get("thread"),
             "labels": list(new.get("labels", [])), "cursor": change.cursor}
 
 
 class EventDispatcher:
-    """Reads the email change feed and delivers events to the registry's bindings."""
+    """Follows the store's event feed and delivers events to the registry's bindings."""
 
-    def __init__(self, store: Store, registry: SessionRegistry, emails: Follower) -> None:
+    def __init__(self, store: Store, registry: SessionRegistry) -> None:
         self.store = store
         self.registry = registry
-        emails.add("events", self._changed, self._catch_up)
+        self.feed = Follower(store.event_feed, "event feed").add("events", self._changed, self._catch_up)
         #: The newest cursor seen; after an outage, events after it are read from history.
         self.last_cursor: str | None = None
         self.delivered = 0
 
     async def start(self) -> None:
-        """Note where the feed starts; call before the emails follower starts."""
-        self.last_cursor = await self.store.latest_cursor("emails")
+        """Note where the feed starts, and follow it (live when this returns)."""
+        self.last_cursor = await self.store.latest_event_cursor()
+        await self.feed.start()
+
+    async def stop(self) -> None:
+        await self.feed.stop()
 
     async def _changed(self, change: Change) -> None:
         if change.cursor is not None:
@@ -86,7 +85,7 @@ class EventDispatcher:
     async def _history(self, account_id: str, after: str | None) -> AsyncIterator[History]:
         """The account's changes after cursor ``after``, page by page."""
         while True:
-            page = await self.store.history("emails", account_id, after, REPLAY_PAGE)
+            page = await self.store.event_history(account_id, after, REPLAY_PAGE)
             yield page
             if len(page.changes) < REPLAY_PAGE:
                 return

@@ -113,8 +113,10 @@ class SessionRegistry:
         """Watch token revocations and account deletions; live when this returns."""
         self._store = store
         self._followers = [
-            Follower(store, "tokens", "token feed").add("bindings", self._token_changed, self._recheck_all),
-            Follower(store, "accounts", "account feed").add("bindings", self._account_changed, self._recheck_all),
+            Follower(lambda: store.changes("tokens"), "token feed").add(
+                "bindings", self._token_changed, self._recheck_all),
+            Follower(lambda: store.changes("accounts"), "account feed").add(
+                "bindings", self._account_changed, self._recheck_all),
         ]
         for follower in self._followers:
             await follower.start()

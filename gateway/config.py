@@ -77,7 +77,7 @@ class Config:
         "GATEWAY_WS_MAX_QUEUE", "BYTES"
     )
     event_history: int = option(
-        100_000, "changes kept for subscribers resuming with since=<cursor>", "GATEWAY_EVENT_HISTORY", "N"
+        100_000, "events kept for subscribers resuming with since=<cursor>", "GATEWAY_EVENT_HISTORY", "N"
     )
     ws_heartbeat: float = option(25.0, "seconds between SockJS heartbeats", "GATEWAY_WS_HEARTBEAT", "SECONDS")
     ws_disconnect_delay: float = option(

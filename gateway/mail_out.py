@@ -9,7 +9,8 @@ backoff up to ``delivery_attempts``, then the email is ``failed`` with the reaso
 A local recipient's copy has an id derived from the email and the account, so
 delivering it twice stores it once.
 
-With a shared store (several gateway processes on one RethinkDB), every
+Each process follows a feed of the emails entering the queue (filtered by the
+store).  With a shared store (several gateway processes on one RethinkDB), every
 process watches the queue and the atomic claim makes exactly one deliver each
 email; a claim carries its time, and one older than ``lease`` seconds (its
 process died) is put back in the queue by whichever process sweeps first.
@@ -35,6 +36,8 @@ from gateway.store.follow import Follower
 log = logging.getLogger("gateway.delivery")
 
 CONCURRENT_DELIVERIES = 8
+#: The queue: outbound emails waiting for an attempt.
+QUEUED = {"direction": "out", "status": "queued"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def copy_id(email_id: str, account_id: str) -> str:
 class DeliveryWorker:
     """Delivers the queue in the background; ``start()`` resumes what a previous run left."""
 
-    def __init__(self, store: Store, emails: Follower, domain: str, relay: Relay | None, attempts: int,
+    def __init__(self, store: Store, domain: str, relay: Relay | None, attempts: int,
                  backoff: float, lease: float = 300.0) -> None:
         self.store = store
         self.domain = domain.lower()
@@ -85,11 +88,14 @@ class DeliveryWorker:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(CONCURRENT_DELIVERIES)
-        emails.add("delivery queue", self._changed, self._rescan)
+        # the store filters the feed: only emails entering the queue reach this process
+        self.queue_feed = Follower(lambda: store.changes("emails", QUEUED), "delivery queue feed").add(
+            "delivery queue", self._changed, self._rescan)
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Resume the queue; call once the emails follower is live, so nothing queued in between is missed."""
+        """Follow the queue and resume it: the feed is live first, so nothing queued in between is missed."""
+        await self.queue_feed.start()
         # An embedded store is this process's alone: what it had claimed when it stopped is unfinished.
         await self._requeue_claims(older_than=None if not self.store.shared else self.lease)
         await self._rescan()
@@ -97,6 +103,7 @@ class DeliveryWorker:
             self._sweeper = asyncio.ensure_future(self._sweep())
 
     async def stop(self) -> None:
+        await self.queue_feed.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for timer in self._timers.values():
@@ -107,13 +114,12 @@ class DeliveryWorker:
 
     async def _changed(self, change: Change) -> None:
         new = change.new
-        if new and new.get("direction") == "out" and new.get("status") == "queued" \
-                and (change.old is None or change.old.get("status") != "queued"):
+        if new and (change.old is None or change.old.get("status") != "queued"):
             self.schedule(new)
 
     async def _rescan(self) -> None:
         """Schedule everything queued (at start, and after the queue feed was down)."""
-        for email in await self.store.find("emails", Query({"direction": "out", "status": "queued"})):
+        for email in await self.store.find("emails", Query(QUEUED)):
             self.schedule(email)
 
     async def _requeue_claims(self, older_than: float | None) -> None:

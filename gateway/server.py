@@ -20,7 +20,6 @@ from gateway.mail_out import DeliveryWorker, Relay
 from gateway.sockjs import Router, router_settings
 from gateway.state import State
 from gateway.store import Store, store_from_url
-from gateway.store.follow import Follower
 from events.dispatcher import EventDispatcher
 from events.sessions import SessionRegistry
 
@@ -48,7 +47,6 @@ class Gateway:
         self.smtp: asyncio.Server | None = None
         self.smtp_port: int = 0
         self.delivery: DeliveryWorker | None = None
-        self.emails: Follower | None = None
 
     async def start(self) -> None:
         """Open the store and listen; :attr:`port` is the bound HTTP port."""
@@ -63,14 +61,12 @@ class Gateway:
         )
         self.registry = SessionRegistry()
         await self.registry.start(self.store)
-        # one feed of email changes, read by the event dispatcher and the delivery worker
-        self.emails = Follower(self.store, "emails", "email feed")
-        self.dispatcher = EventDispatcher(self.store, self.registry, self.emails)
-        self.delivery = DeliveryWorker(self.store, self.emails, self.config.mail_domain,
+        # each follows its own feed, filtered by the store: events, and emails entering the queue
+        self.dispatcher = EventDispatcher(self.store, self.registry)
+        self.delivery = DeliveryWorker(self.store, self.config.mail_domain,
                                        Relay.from_url(self.config.relay), self.config.delivery_attempts,
                                        self.config.delivery_backoff, self.config.delivery_lease)
         await self.dispatcher.start()
-        await self.emails.start()
         self.ws = WsContext(self.state, self.registry, self.dispatcher)
         self.router = Router(GatewayConnection, self.ws.prefix, router_settings(self.config), self.ws)
         app = make_app(self.state, self.router.routes,
@@ -103,8 +99,8 @@ class Gateway:
         if self.smtp is not None:
             self.smtp.close()
             self.smtp = None
-        if self.emails is not None:
-            await self.emails.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
         if self.delivery is not None:
             await self.delivery.stop()
         if self.http is not None:

@@ -144,42 +144,95 @@ async def test_conditional_update_is_a_claim(store: Store) -> None:
 
 
 @pytest.mark.gen_test
-async def test_history_and_feed_share_cursors_in_commit_order(store: Store) -> None:
-    assert await store.latest_cursor("emails") is None
-    feed = await store.changes("emails")
-    await store.insert("emails", doc("e1"))
-    await store.insert("emails", {"id": "x1", "owner": "b"})
-    await store.update("emails", "e1", {"read": True})
-    await store.delete("emails", "e1")
-    live = [await next_change(feed) for _ in range(4)]
-    keys = [store.cursor_key(c.cursor) for c in live]
-    assert keys == sorted(keys) and len(set(keys)) == 4
-    history = await store.history("emails", "a", None, 100)
-    assert history.complete
-    assert [(c.cursor, c.old, c.new) for c in history.changes] == [
-        (c.cursor, c.old, c.new) for c in live if c.owner == "a"]
-    after_first = await store.history("emails", "a", live[0].cursor, 100)
-    assert [c.cursor for c in after_first.changes] == [live[2].cursor, live[3].cursor]
-    assert (await store.history("emails", "a", live[0].cursor, 1)).changes[0].cursor == live[2].cursor
-    assert (await store.history("emails", "a", live[3].cursor, 100)).changes == []
-    assert await store.latest_cursor("emails") == live[3].cursor
-    with pytest.raises(ValueError):
-        await store.history("emails", "a", "not a cursor", 10)
+async def test_changefeed_with_where_reports_only_matching_writes(store: Store) -> None:
+    feed = await store.changes("emails", {"direction": "out", "status": "queued"})
+    await store.insert("emails", doc("e1", direction="out", status="draft"))
+    await store.insert("emails", doc("e2", direction="in", status="queued"))
+    await store.update("emails", "e1", {"status": "queued"})
+    await store.delete("emails", "e1")  # a delete has no new document to match
+    await store.insert("emails", doc("e3", direction="out", status="queued"))
+    changes = [await next_change(feed) for _ in range(2)]
+    assert [(c.old, c.new) for c in changes] == [
+        (doc("e1", direction="out", status="draft"), doc("e1", direction="out", status="queued")),
+        (None, doc("e3", direction="out", status="queued")),
+    ]
     await feed.aclose()
+
+
+def inbound(id: str, owner: str = "a") -> dict:
+    return {"id": id, "owner": owner, "direction": "in", "subject": f"subject {id}", "labels": ["inbox"]}
+
+
+def outbound(id: str, status: str = "queued") -> dict:
+    return {"id": id, "owner": "a", "direction": "out", "status": status, "subject": "out", "labels": ["sent"]}
+
+
+@pytest.mark.gen_test
+async def test_events_feed_history_and_cursors(store: Store) -> None:
+    assert await store.latest_event_cursor() is None
+    events = await store.event_feed()
+    writes = await store.changes("emails")
+    await store.insert("emails", inbound("r1"))  # receipt for a
+    await store.insert("emails", outbound("o1"))  # no event: queued
+    await store.update("emails", "o1", {"status": "sending"}, only_if={"status": "queued"})
+    await store.update("emails", "o1", {"status": "delivered"})  # delivery for a
+    await store.update("emails", "r1", {"read": True})
+    await store.insert("emails", inbound("r2", owner="b"))  # receipt for b
+    await store.update("emails", "o1", {"read": True})  # delivered already: no event
+    await store.delete("emails", "r1")
+    live = [await next_change(events) for _ in range(3)]
+    assert [(c.kind, c.owner, c.new) for c in live] == [
+        ("receipt", "a", inbound("r1")),
+        ("delivery", "a", {**outbound("o1"), "status": "delivered"}),
+        ("receipt", "b", inbound("r2", owner="b")),
+    ]
+    keys = [store.cursor_key(c.cursor) for c in live]
+    assert keys == sorted(keys) and len(set(keys)) == 3
+    # every write, once, as the caller wrote it: the backend's own bookkeeping never shows
+    plain = [await next_change(writes) for _ in range(8)]
+    assert [c.new["id"] if c.new else c.old["id"] for c in plain] == ["r1", "o1", "o1", "o1", "r1", "r2", "o1", "r1"]
+    assert plain[-1].old == {**inbound("r1"), "read": True}
+    assert await store.get("emails", "o1") == {**outbound("o1"), "status": "delivered", "read": True}
+    assert await store.find("emails", Query({"id": "r2"})) == [inbound("r2", owner="b")]
+    # history: the owner's events, in cursor order, with the cursors of the feed
+    history = await store.event_history("a", None, 100)
+    assert history.complete
+    assert [(c.cursor, c.kind, c.new) for c in history.changes] == [(c.cursor, c.kind, c.new) for c in live[:2]]
+    assert [c.cursor for c in (await store.event_history("a", live[0].cursor, 100)).changes] == [live[1].cursor]
+    assert [c.cursor for c in (await store.event_history("b", None, 1)).changes] == [live[2].cursor]
+    assert (await store.event_history("a", live[1].cursor, 100)).changes == []
+    assert await store.latest_event_cursor() == live[2].cursor
+    with pytest.raises(ValueError):
+        await store.event_history("a", "not a cursor", 10)
+    await events.aclose()
+    await writes.aclose()
+
+
+@pytest.mark.gen_test
+async def test_concurrent_events_arrive_in_cursor_order(store: Store) -> None:
+    events = await store.event_feed()
+    await asyncio.gather(*(store.insert("emails", inbound(f"r{i:02}")) for i in range(30)))
+    live = [await next_change(events) for _ in range(30)]
+    keys = [store.cursor_key(c.cursor) for c in live]
+    assert keys == sorted(keys) and len(set(keys)) == 30
+    assert sorted(c.new["id"] for c in live) == [f"r{i:02}" for i in range(30)]
+    assert [c.cursor for c in (await store.event_history("a", None, 100)).changes] == [c.cursor for c in live]
+    await events.aclose()
 
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_history_says_when_it_was_pruned(backend: str, tmp_path: Any) -> None:
+async def test_event_history_says_when_it_was_pruned(backend: str, tmp_path: Any) -> None:
     store = make_store(backend, tmp_path, history_limit=5)
     await store.open()
     try:
-        feed = await store.changes("emails")
+        feed = await store.event_feed()
         for i in range(20):
-            await store.insert("emails", doc(f"e{i:02}"))
+            await store.insert("emails", inbound(f"e{i:02}"))
+            await store.insert("emails", outbound(f"o{i:02}"))  # not an event: not kept
         cursors = [(await next_change(feed)).cursor for _ in range(20)]
-        assert not (await store.history("emails", "a", cursors[0], 100)).complete
-        recent = await store.history("emails", "a", cursors[-3], 100)
+        assert not (await store.event_history("a", cursors[0], 100)).complete
+        recent = await store.event_history("a", cursors[-3], 100)
         assert recent.complete and [c.new["id"] for c in recent.changes] == ["e18", "e19"]
         await feed.aclose()
     finally:

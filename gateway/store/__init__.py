@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from gateway.store.base import (
-    HISTORY_TABLES, TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError,
-    StoreUnavailable,
+    EVENT_KINDS, TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError,
+    StoreUnavailable, event_kind, matches,
 )
 
 __all__ = [
-    "HISTORY_TABLES", "TABLES", "Change", "ChangeFeed", "History", "Conflict", "Contains", "Doc", "In", "Query", "Store", "StoreError",
-    "StoreUnavailable", "sqlite_path", "store_from_url",
+    "EVENT_KINDS", "TABLES", "Change", "ChangeFeed", "History", "Conflict", "Contains", "Doc", "In", "Query", "Store", "StoreError",
+    "StoreUnavailable", "event_kind", "matches", "sqlite_path", "store_from_url",
 ]
 
 
@@ -23,7 +23,7 @@ def sqlite_path(url: str) -> str | None:
 
 def store_from_url(url: str, history_limit: int = 100_000) -> Store:
     """The backend for a store URL (``sqlite:PATH`` or ``rethinkdb://HOST:PORT/DB``), keeping about
-    ``history_limit`` changes; not yet opened.  ValueError for a URL it cannot use."""
+    ``history_limit`` events; not yet opened.  ValueError for a URL it cannot use."""
     path = sqlite_path(url)
     if path is not None:
         from gateway.store.sqlite import SQLiteStore

@@ -71,23 +71,58 @@ class Query:
                 raise ValueError(f"bad field name {name!r}")
 
 
-#: Tables whose changes are kept in a history, each with a cursor.
-HISTORY_TABLES: tuple[str, ...] = ("emails",)
+def matches(doc: Doc | None, where: dict[str, Any]) -> bool:
+    """Whether a document satisfies ``where`` as :class:`Query` means it (a missing field equals None)."""
+    if doc is None:
+        return False
+    for name, cond in where.items():
+        value = doc.get(name)
+        if isinstance(cond, In):
+            if value is None or value not in cond.values:
+                return False
+        elif isinstance(cond, Contains):
+            if not isinstance(value, list) or cond.value not in value:
+                return False
+        elif value != cond:
+            return False
+    return True
+
+
+#: The kinds of event the emails table makes.
+EVENT_KINDS: tuple[str, ...] = ("receipt", "delivery")
+
+
+def event_kind(old: Doc | None, new: Doc | None) -> str | None:
+    """The event a write to the emails table makes, or None (most writes make none).
+
+    ``receipt``: an inbound email was stored.  ``delivery``: an outbound email's
+    status became ``delivered``.  Each backend records these writes, with a
+    cursor, as they commit (the RethinkDB backend evaluates the same rule in ReQL).
+    """
+    if new is None:
+        return None
+    if old is None and new.get("direction") == "in":
+        return "receipt"
+    if new.get("direction") == "out" and new.get("status") == "delivered" \
+            and (old is None or old.get("status") != "delivered"):
+        return "delivery"
+    return None
 
 
 @dataclass(frozen=True)
 class Change:
-    """One write to a watched table: ``old`` is None for an insert, ``new`` for a delete.
+    """One write to a table: ``old`` is None for an insert, ``new`` for a delete.
 
-    For :data:`HISTORY_TABLES`, ``cursor`` is the change's position in the
-    table's history: an opaque string, and cursors of one table compare in
-    commit order with :meth:`Store.cursor_key`.
+    An event (see :func:`event_kind`) also has its ``kind`` and a ``cursor``:
+    its position among all events, an opaque string; cursors compare in the
+    order events are reported with :meth:`Store.cursor_key`.
     """
 
     table: str
     old: Doc | None
     new: Doc | None
     cursor: str | None = None
+    kind: str | None = None
 
     @property
     def owner(self) -> str | None:
@@ -97,7 +132,7 @@ class Change:
 
 @dataclass
 class History:
-    """Changes after a cursor, in commit order; ``complete`` is False when older ones were already pruned."""
+    """Events after a cursor, in cursor order; ``complete`` is False when older ones were already pruned."""
 
     changes: list[Change]
     complete: bool
@@ -169,21 +204,31 @@ class Store(abc.ABC):
         """Remove every matching document; how many were removed."""
 
     @abc.abstractmethod
-    async def history(self, table: str, owner: str, after: str | None, limit: int) -> History:
-        """Up to ``limit`` changes of the owner's documents committed after cursor ``after``
-        (None: the oldest kept), in commit order.  Raises ValueError for a malformed cursor."""
+    async def event_history(self, owner: str, after: str | None, limit: int) -> History:
+        """Up to ``limit`` events of the owner's emails after cursor ``after`` (None: the oldest
+        kept), in cursor order.  Raises ValueError for a malformed cursor."""
 
     @abc.abstractmethod
-    async def latest_cursor(self, table: str) -> str | None:
-        """The cursor of the newest change of ``table`` so far (None before the first)."""
+    async def latest_event_cursor(self) -> str | None:
+        """The cursor of the newest event so far (None before the first)."""
 
     @abc.abstractmethod
     def cursor_key(self, cursor: str) -> Any:
-        """A sort key for a cursor of this store: keys compare in commit order."""
+        """A sort key for an event cursor of this store: keys compare in cursor order."""
 
     @abc.abstractmethod
-    async def changes(self, table: str = "emails") -> ChangeFeed:
-        """A feed of every write to ``table`` committed after this returns, in commit order.
+    async def event_feed(self) -> ChangeFeed:
+        """A feed of the events committed after this returns, in cursor order (each with its
+        ``kind`` and ``cursor``), filtered by the store itself: other writes never reach the caller.
 
         Each call opens an independent feed; it ends when the store closes.
+        """
+
+    @abc.abstractmethod
+    async def changes(self, table: str, where: dict[str, Any] | None = None) -> ChangeFeed:
+        """A feed of the writes to ``table`` committed after this returns, in commit order.
+
+        With ``where`` (as in :class:`Query`), only writes whose new document
+        matches it, filtered by the store itself.  Each call opens an
+        independent feed; it ends when the store closes.
         """

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from gateway.store.base import Change, ChangeFeed, Store, StoreError
+from gateway.store.base import Change, ChangeFeed, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +25,20 @@ OnChange = Callable[[Change], Awaitable[None]]
 OnResume = Callable[[], Awaitable[None]]
 
 
-class Follower:
-    """One feed of ``table`` shared by its readers: each reader's ``on_change`` gets every change,
-    and its ``on_resume`` is called after an outage, for as long as the follower runs."""
+OpenFeed = Callable[[], Awaitable[ChangeFeed]]
 
-    def __init__(self, store: Store, table: str, name: str = "") -> None:
-        self.store = store
-        self.table = table
-        self.name = name or f"{table} feed"
+
+class Follower:
+    """One feed shared by its readers: each reader's ``on_change`` gets every change, and its
+    ``on_resume`` is called after an outage, for as long as the follower runs.
+
+    ``open_feed`` opens the feed, e.g. ``store.event_feed`` or
+    ``lambda: store.changes("emails", where)``; ``name`` is what the logs call it.
+    """
+
+    def __init__(self, open_feed: OpenFeed, name: str) -> None:
+        self.open_feed = open_feed
+        self.name = name
         self.readers: list[tuple[str, OnChange, OnResume | None]] = []
         self.connected = asyncio.Event()
         self._feed: ChangeFeed | None = None
@@ -46,7 +52,7 @@ class Follower:
 
     async def start(self) -> None:
         """Open the feed (live when this returns) and follow it in the background."""
-        self._feed = await self.store.changes(self.table)
+        self._feed = await self.open_feed()
         self.connected.set()
         self._task = asyncio.ensure_future(self._run())
 
@@ -81,7 +87,7 @@ class Follower:
         delay = FIRST_RETRY
         while not self._stopping:
             try:
-                self._feed = await self.store.changes(self.table)
+                self._feed = await self.open_feed()
             except StoreError as exc:
                 log.info("%s: store still unavailable (%s); retrying in %.1fs", self.name, exc, delay)
                 await asyncio.sleep(delay)

@@ -1,21 +1,25 @@
 """The shared store: a RethinkDB database (``rethinkdb://HOST:PORT/DB``), for several gateway processes.
 
 Each table of :data:`~gateway.store.base.TABLES` holds the documents as they
-are, keyed by ``id``; ``changelog`` and ``counters`` carry the history of
-:data:`~gateway.store.base.HISTORY_TABLES`:
+are, keyed by ``id``.  Events (writes to ``emails`` that
+:func:`~gateway.store.base.event_kind` names) get cursors:
 
-* Every write to a history table is followed, in the same ReQL query, by a
-  bump of that table's counter (one document in ``counters``, updated
-  atomically) for a seq per changed document, and by the append of
-  ``{id: seq, tbl, owner, old, new}`` to ``changelog``.  One query means a
-  client that dies mid-way leaves no hole; it is not one transaction
-  (RethinkDB has none across documents), so a server failure in between can.
-* The cursor of a change is ``str(seq)``.  ``history()`` reads the changelog
-  by ``[tbl, owner, seq]``; a change feed of a history table follows the
-  changelog and puts it back in seq order (see :class:`_HistoryFeed`).
-* The changelog keeps about ``history_limit`` entries per table; the counter
-  document also records the highest pruned seq, so ``history()`` can say
-  exactly whether anything after a cursor is gone.
+* A write to ``emails`` is followed, in the same ReQL query, by the same rule
+  in ReQL (:func:`_event_kind`) over the write's changes.  Only when some are
+  events does the query go on: it takes a seq per event from the ``events``
+  counter (one document in ``counters``, bumped atomically), appends
+  ``{id: seq, owner, kind, doc}`` to the ``events`` table (the history), and
+  stamps each email with ``_event: {seq, kind}``.  One query means a client that
+  dies mid-way leaves no hole; it is not one transaction (RethinkDB has none
+  across documents), so a server failure in between can.
+* The live feed is ``.changes()`` on the emails table, filtered in the query
+  to those stamps: other writes never leave the server.  The cursor of an
+  event is ``str(seq)``; :class:`_EventFeed` puts concurrent writers' stamps
+  back in seq order.  ``_event`` is the backend's own: no document it returns
+  carries it.
+* The events table keeps about ``history_limit`` entries; the counter
+  document also records the highest pruned seq, so ``event_history()`` can
+  say exactly whether anything after a cursor is gone.
 
 Queries run on a small pool of connections (round robin, reconnected when a
 connection drops); each change feed has a connection of its own, so closing
@@ -46,8 +50,7 @@ from rethinkdb.errors import (
 )
 
 from gateway.store.base import (
-    HISTORY_TABLES, TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError,
-    StoreUnavailable,
+    TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError, StoreUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -63,26 +66,26 @@ DB_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 POOL_SIZE = 4
 CONNECT_TIMEOUT = 5.0
-#: How long a feed holds later changes back while waiting for a missing seq.  Seqs are taken
-#: just before the changelog entry is written, so concurrent writes can append out of seq
-#: order (the gap fills within milliseconds), and a write interrupted in between (a server
-#: failure) leaves a gap that never fills.
+#: How long the event feed holds later events back while waiting for a missing seq.  Seqs are
+#: taken just before the email is stamped, so concurrent writers can stamp out of seq order
+#: (the gap fills within milliseconds), and a write interrupted in between (a server failure)
+#: leaves a gap that never fills.
 GAP_TIMEOUT = 2.0
-#: Prune the changelog after this many logged writes (or fewer when history_limit is small).
+#: Prune the events table after this many events (or fewer when history_limit is small).
 PRUNE_EVERY = 1000
-#: delete_where on a history table deletes (and logs) this many documents per query,
-#: keeping each query's returned changes well under RethinkDB's array limit.
+#: delete_where on emails deletes this many documents per query (each returned to be checked
+#: for events), keeping each query's returned changes well under RethinkDB's array limit.
 DELETE_BATCH = 1000
 
 #: Passes over the schema before open() gives up (each settles what concurrent openers created).
 SCHEMA_ATTEMPTS = 10
 
-#: ``{id: seq, tbl, owner, old, new}`` for writes to HISTORY_TABLES.  The id is the seq from the
-#: table's own counter, which is unique while HISTORY_TABLES has one table; a second one would
-#: need ``[tbl, seq]`` ids.
-CHANGELOG = "changelog"
-#: ``{id: table, seq: last seq taken, pruned: highest seq pruned}`` per history table.
+#: ``{id: seq, owner, kind, doc}``: the history of events.
+EVENTS = "events"
+#: ``{id: "events", seq: last seq taken, pruned: highest seq pruned}``.
 COUNTERS = "counters"
+#: The field stamped on an email whose write made an event: ``{seq, kind}``.
+STAMP = "_event"
 
 OWNED_TABLES = ("tokens", "emails", "threads", "labels", "contacts")
 
@@ -101,9 +104,8 @@ INDEXES: dict[str, dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]]] = {
         "owner": (("owner",), lambda doc: doc["owner"]),
         "status": (("status",), lambda doc: doc["status"]),
     },
-    CHANGELOG: {
-        "tbl_owner_seq": ((), _fields("tbl", "owner", "id")),  # history(): one owner's changes in seq order
-        "tbl_seq": ((), _fields("tbl", "id")),  # pruning: a table's oldest changes
+    EVENTS: {
+        "owner_seq": ((), _fields("owner", "id")),  # event_history(): one owner's events in seq order
     },
 }
 
@@ -195,7 +197,7 @@ class RethinkStore(Store):
         self._turn = itertools.cycle(range(pool_size))
         self._feeds: set[_Feed] = set()
         self._open = False
-        self._writes_since_prune = {table: 0 for table in HISTORY_TABLES}
+        self._events_since_prune = 0
 
     @classmethod
     def from_url(cls, url: str, history_limit: int = 100_000) -> RethinkStore:
@@ -298,7 +300,7 @@ class RethinkStore(Store):
         if self.db not in await self._run(r.db_list(), conn):
             await self._create(r.db_create(self.db), conn)  # atomic on one server, not across a cluster
         existing = set(await self._run(r.db(self.db).table_list(), conn))
-        missing = [t for t in (*TABLES, CHANGELOG, COUNTERS) if t not in existing]
+        missing = [t for t in (*TABLES, EVENTS, COUNTERS) if t not in existing]
         await asyncio.gather(*(self._create(r.db(self.db).table_create(t)) for t in missing))
         if missing:
             await self._run(r.db(self.db).wait(wait_for="ready_for_writes"), conn)
@@ -311,8 +313,8 @@ class RethinkStore(Store):
             await asyncio.gather(*(self._create(r.table(table).index_create(name, function))
                                    for name, (_, function) in indexes.items() if name not in present))
         await asyncio.gather(*(self._run(r.table(table).index_wait()) for table in INDEXES))
-        # one counter per history table; an existing one is left alone (the insert reports a conflict)
-        await self._run(r.table(COUNTERS).insert([{"id": t, "seq": 0, "pruned": 0} for t in HISTORY_TABLES]), conn)
+        # an existing counter is left alone (the insert reports a conflict)
+        await self._run(r.table(COUNTERS).insert({"id": EVENTS, "seq": 0, "pruned": 0}), conn)
 
     async def _create(self, query: Any, conn: Any = None) -> None:
         try:
@@ -412,7 +414,7 @@ class RethinkStore(Store):
 
     async def get(self, table: str, id: str) -> Doc | None:
         result: Doc | None = await self._run(r.table(_table_name(table)).get(id))
-        return result
+        return _public(result)
 
     async def insert(self, table: str, doc: Doc) -> Doc:
         doc_id = doc["id"]  # required: RethinkDB would otherwise invent one
@@ -482,7 +484,7 @@ class RethinkStore(Store):
         if query.limit is not None:
             ordered = ordered.limit(query.limit)
         docs: list[Doc] = await self._run(ordered.coerce_to("array"))  # one reply, no cursor to leak
-        return docs
+        return [_public(doc) for doc in docs] if table == "emails" else docs
 
     async def count(self, table: str, where: dict[str, Any] | None = None) -> int:
         Query(where or {}).check()
@@ -491,54 +493,60 @@ class RethinkStore(Store):
     async def delete_where(self, table: str, where: dict[str, Any]) -> int:
         Query(where).check()
         selection = self._select(table, where)
-        if table not in HISTORY_TABLES:
+        if table != "emails":
             result = await self._run(selection.delete())
             return int(result["deleted"])
         deleted = 0
-        while True:  # in batches: each deleted document is returned to be logged
+        while True:  # in batches: each deleted document is returned (to be checked for events)
             result, _ = await self._write(table, selection.limit(DELETE_BATCH).delete(return_changes=True))
             deleted += int(result["deleted"])
             if result["deleted"] < DELETE_BATCH:
                 return deleted
 
-    # -- writes and their history -----------------------------------------
+    # -- writes and their events ------------------------------------------
 
     async def _write(self, table: str, write: Any) -> tuple[Doc, list[Change]]:
         """Run a write made with ``return_changes``; its result and its changes.
 
-        For a history table the same query also takes seqs from the table's counter
-        and appends the changes to the changelog, so the changes come with cursors.
+        For the emails table the same query also records the changes that are
+        events, so those come with their kind and cursor (see :func:`_with_events`).
         """
-        if table not in HISTORY_TABLES:
+        if table != "emails":
             result = await self._run(write)
             return result, [Change(table, c["old_val"], c["new_val"]) for c in _real_changes(result)]
-        reply = await self._run(_logged(table, write))
-        last = reply["last"]
-        entries = reply["entries"]
-        changes = [Change(table, e["old_val"], e["new_val"], str(last - len(entries) + 1 + i))
-                   for i, e in enumerate(entries)]
-        if changes:
-            self._writes_since_prune[table] += len(changes)
-            if self._writes_since_prune[table] >= min(PRUNE_EVERY, self.history_limit):
-                self._writes_since_prune[table] = 0
-                await self._prune(table, last - self.history_limit)
+        reply = await self._run(_with_events(write))
+        kinds: list[str | None] = reply["kinds"]
+        events = sum(kind is not None for kind in kinds)
+        seq = reply["last"] - events  # the seq before this write's first event
+        changes = []
+        for entry, kind in zip(reply["entries"], kinds):
+            old, new = _public(entry["old_val"]), _public(entry["new_val"])
+            if kind is None:
+                changes.append(Change(table, old, new))
+            else:
+                seq += 1
+                changes.append(Change(table, old, new, str(seq), kind))
+        if events:
+            self._events_since_prune += events
+            if self._events_since_prune >= min(PRUNE_EVERY, self.history_limit):
+                self._events_since_prune = 0
+                await self._prune(reply["last"] - self.history_limit)
         return reply["result"], changes
 
-    async def _prune(self, table: str, upto: int) -> None:
-        """Drop the table's changes with seq <= ``upto`` (keeping about history_limit)."""
+    async def _prune(self, upto: int) -> None:
+        """Drop the events with seq <= ``upto`` (keeping about history_limit)."""
         if upto <= 0:
             return
         try:
-            # the mark first: a history() read in between may call itself incomplete, never wrongly complete
-            await self._run(r.table(COUNTERS).get(table).update(
+            # the mark first: a history read in between may call itself incomplete, never wrongly complete
+            await self._run(r.table(COUNTERS).get(EVENTS).update(
                 lambda c: {"pruned": r.expr([c["pruned"].default(0), upto]).max()}))
-            await self._run(r.table(CHANGELOG).between(
-                [table, r.minval], [table, upto], index="tbl_seq", right_bound="closed").delete(durability="soft"))
+            await self._run(r.table(EVENTS).between(r.minval, upto, right_bound="closed").delete(durability="soft"))
         except StoreError as exc:  # the write itself succeeded; the next prune catches up
-            log.warning("pruning the %s history failed: %s", table, exc)
+            log.warning("pruning the event history failed: %s", exc)
 
-    async def latest_cursor(self, table: str) -> str | None:
-        seq = await self._run(r.table(COUNTERS).get(table)["seq"].default(0))
+    async def latest_event_cursor(self) -> str | None:
+        seq = await self._run(r.table(COUNTERS).get(EVENTS)["seq"].default(0))
         return str(seq) if seq else None
 
     def cursor_key(self, cursor: str) -> int:
@@ -546,37 +554,53 @@ class RethinkStore(Store):
             raise ValueError(f"malformed cursor {cursor[:40]!r}")
         return int(cursor)
 
-    async def history(self, table: str, owner: str, after: str | None, limit: int) -> History:
+    async def event_history(self, owner: str, after: str | None, limit: int) -> History:
         start = 0 if after is None else self.cursor_key(after)
-        entries = r.table(CHANGELOG).between(
-            [table, owner, start], [table, owner, r.maxval], index="tbl_owner_seq", left_bound="open",
-        ).order_by(index="tbl_owner_seq").limit(limit).coerce_to("array")
+        entries = r.table(EVENTS).between(
+            [owner, start], [owner, r.maxval], index="owner_seq", left_bound="open",
+        ).order_by(index="owner_seq").limit(limit).coerce_to("array")
         # entries first, then the prune mark: a prune in between makes the answer "incomplete",
         # never a silently shortened "complete"
         reply = await self._run(entries.do(
-            lambda es: {"entries": es, "pruned": r.table(COUNTERS).get(table)["pruned"].default(0)}))
-        changes = [Change(table, e["old"], e["new"], str(e["id"])) for e in reply["entries"]]
+            lambda es: {"entries": es, "pruned": r.table(COUNTERS).get(EVENTS)["pruned"].default(0)}))
+        changes = [Change("emails", None, e["doc"], str(e["id"]), e["kind"]) for e in reply["entries"]]
         return History(changes, complete=after is None or reply["pruned"] <= start)
 
     # -- change feeds -----------------------------------------------------
 
-    async def changes(self, table: str = "emails") -> ChangeFeed:
+    async def event_feed(self) -> ChangeFeed:
+        async def start(conn: Any) -> _Feed:
+            # only the stamps, and the server's overflow notices (which a plain filter would drop)
+            query = r.table("emails").changes().filter(lambda c: c.has_fields("error") | _is_stamp(c))
+            cursor = await self._run(query, conn)  # the feed is live once this returns
+            # read after the feed went live: every seq above it is an event the feed will see
+            baseline = int(await self._run(r.table(COUNTERS).get(EVENTS)["seq"], conn))
+            return _EventFeed(self, "emails", conn, cursor, baseline)
+
+        return await self._feed(start)
+
+    async def changes(self, table: str, where: dict[str, Any] | None = None) -> ChangeFeed:
         _table_name(table)
+        Query(where or {}).check()
+        predicate = _predicate(where or {})
+
+        def wanted(change: Any) -> Any:
+            keep = r.expr(True) if table != "emails" else ~_is_stamp(change)  # stamps are the backend's own
+            return keep if predicate is None else keep & predicate(change["new_val"])
+
+        async def start(conn: Any) -> _Feed:
+            query = r.table(table).changes().filter(lambda c: c.has_fields("error") | wanted(c))
+            return _TableFeed(self, table, conn, await self._run(query, conn))
+
+        return await self._feed(start)
+
+    async def _feed(self, start: Callable[[Any], Any]) -> ChangeFeed:
+        """A feed started by ``start(conn)`` on a connection of its own: closing it ends the feed."""
         if not self._open:
             raise StoreUnavailable("the store is closed")
-        conn = await self._connect()  # a feed's own: closing it ends the feed
+        conn = await self._connect()
         try:
-            if table in HISTORY_TABLES:
-                # appends only, not prunes; and the server's overflow notices, which a plain
-                # filter on old_val would drop silently
-                query = r.table(CHANGELOG).filter({"tbl": table}).changes() \
-                    .filter(lambda c: c.has_fields("error") | c["old_val"].eq(None))
-                cursor = await self._run(query, conn)  # the feed is live once this returns
-                # read after the feed went live: every seq above it is a write the feed will see
-                baseline = int(await self._run(r.table(COUNTERS).get(table)["seq"], conn))
-                feed: _Feed = _HistoryFeed(self, table, conn, cursor, baseline)
-            else:
-                feed = _TableFeed(self, table, conn, await self._run(r.table(table).changes(), conn))
+            feed: _Feed = await start(conn)
         except BaseException:
             with contextlib.suppress(Exception):
                 await conn.close(noreply_wait=False)
@@ -587,40 +611,75 @@ class RethinkStore(Store):
         return feed
 
 
+def _public(doc: Doc | None) -> Doc | None:
+    """A document as callers see it: without the backend's event stamp."""
+    if doc is not None and STAMP in doc:
+        return {k: v for k, v in doc.items() if k != STAMP}
+    return doc
+
+
 def _real_changes(result: Doc) -> list[Doc]:
     """The entries of a write's ``changes`` that are writes: not errors, not absent documents."""
     return [c for c in result.get("changes", [])
             if "error" not in c and (c.get("old_val") is not None or c.get("new_val") is not None)]
 
 
-def _logged(table: str, write: Any) -> Any:
-    """``write`` followed, in the same query, by a seq for each of its changes and their changelog entries.
+def _event_kind(old: Any, new: Any) -> Any:
+    """:func:`gateway.store.base.event_kind` in ReQL: "receipt", "delivery" or None."""
+    direction = new["direction"].default(None)
+    return r.branch(
+        new.eq(None), None,
+        r.and_(old.eq(None), direction.eq("in")), "receipt",
+        r.and_(direction.eq("out"), new["status"].default(None).eq("delivered"),
+               r.or_(old.eq(None), old["status"].default(None).ne("delivered"))), "delivery",
+        None,
+    )
 
-    The query returns ``{result, entries, last}``: the write's own result, its changes (as
-    :func:`_real_changes` picks them), and the seq of the last one (they are consecutive).
+
+def _is_stamp(change: Any) -> Any:
+    """Whether a change of the emails feed is the stamp of an event (a new ``_event.seq``)."""
+    seq = change["new_val"][STAMP]["seq"].default(None)
+    return r.and_(seq.ne(None), seq.ne(change["old_val"][STAMP]["seq"].default(None)))
+
+
+def _with_events(write: Any) -> Any:
+    """``write`` to emails followed, in the same query, by the recording of the changes that are events.
+
+    The query returns ``{result, entries, kinds, last}``: the write's own result, its changes
+    (as :func:`_real_changes` picks them), the event kind of each (or None), and the seq of
+    the last event (the events' seqs are consecutive).  When there are events it takes their
+    seqs from the counter, appends them to the events table, and then stamps each email, which
+    is what the event feed sees.
     """
     def real(change: Any) -> Any:
         return ~change.has_fields("error") & (change["old_val"].ne(None) | change["new_val"].ne(None))
 
-    def entry(change: Any, seq: Any) -> Any:
-        doc = r.branch(change["new_val"].ne(None), change["new_val"], change["old_val"])
-        return {"id": seq, "tbl": table, "owner": doc["owner"].default(None),
-                "old": change["old_val"], "new": change["new_val"]}
-
-    def log(result: Any, entries: Any, count: Any) -> Any:
-        bumped = r.table(COUNTERS).get(table).update(
+    def record(result: Any, entries: Any, kinds: Any, events: Any) -> Any:
+        count = events.count()
+        bumped = r.table(COUNTERS).get(EVENTS).update(
             lambda counter: {"seq": counter["seq"].add(count)}, return_changes=True)
-        return bumped["changes"][0]["new_val"]["seq"].do(lambda last: r.table(CHANGELOG).insert(
-            r.range(count).map(lambda i: entry(entries.nth(i), last.sub(count).add(i).add(1))).coerce_to("array"),
-        ).do(lambda inserted: r.branch(
+        return bumped["changes"][0]["new_val"]["seq"].do(lambda last: r.range(count).map(lambda i: {
+            "id": last.sub(count).add(i).add(1),
+            "owner": events.nth(i)["doc"]["owner"].default(None),
+            "kind": events.nth(i)["kind"],
+            "doc": events.nth(i)["doc"],
+        }).coerce_to("array").do(lambda logged: r.table(EVENTS).insert(logged).do(lambda inserted: r.branch(
             inserted["errors"].eq(0),
-            {"result": result, "entries": entries, "last": last},
-            r.error(r.expr("changelog: ").add(inserted["first_error"])),
-        )))
+            logged.for_each(lambda e: r.table("emails").get(e["doc"]["id"]).update(
+                {STAMP: r.literal({"seq": e["id"], "kind": e["kind"]})})).do(
+                lambda _: {"result": result, "entries": entries, "kinds": kinds, "last": last}),
+            r.error(r.expr("events: ").add(inserted["first_error"])),
+        ))))
+
+    def events_of(entries: Any, kinds: Any) -> Any:
+        return r.range(entries.count()).filter(lambda i: kinds.nth(i).ne(None)).map(
+            lambda i: {"kind": kinds.nth(i), "doc": entries.nth(i)["new_val"].without(STAMP)}).coerce_to("array")
 
     return write.do(lambda result: result["changes"].default([]).filter(real).coerce_to("array").do(
-        lambda entries: entries.count().do(lambda count: r.branch(
-            count.eq(0), {"result": result, "entries": entries, "last": 0}, log(result, entries, count)))))
+        lambda entries: entries.map(lambda c: _event_kind(c["old_val"], c["new_val"])).coerce_to("array").do(
+            lambda kinds: events_of(entries, kinds).do(lambda events: r.branch(
+                events.count().eq(0), {"result": result, "entries": entries, "kinds": kinds, "last": 0},
+                record(result, entries, kinds, events))))))
 
 
 @contextlib.contextmanager
@@ -687,17 +746,17 @@ class _TableFeed(_Feed):
         while True:
             item = await self._next_entry()
             if item is not None:
-                return Change(self._table, item.get("old_val"), item.get("new_val"))
+                return Change(self._table, _public(item.get("old_val")), _public(item.get("new_val")))
 
 
-class _HistoryFeed(_Feed):
-    """The changelog of one table, put back in seq order.
+class _EventFeed(_Feed):
+    """The event stamps of the emails feed, put back in seq order.
 
-    Seqs are taken just before the changelog entry is written, so entries of concurrent
-    writers can arrive out of seq order.  A later entry is held until the earlier seqs arrive,
-    or until :data:`GAP_TIMEOUT` has passed (a write interrupted in between: that seq never
-    comes).  An entry arriving after its seq was given up on is still delivered, out of order,
-    rather than lost.  Entries with seqs taken before the feed started are not reported.
+    Seqs are taken just before the emails are stamped, so stamps of concurrent writers can
+    arrive out of seq order.  A later event is held until the earlier seqs arrive, or until
+    :data:`GAP_TIMEOUT` has passed (a write interrupted in between: that seq never comes).  An
+    event arriving after its seq was given up on is still delivered, out of order, rather than
+    lost.  Events with seqs taken before the feed started are not reported.
     """
 
     def __init__(self, store: RethinkStore, table: str, conn: Any, cursor: Any, baseline: int) -> None:
@@ -732,12 +791,13 @@ class _HistoryFeed(_Feed):
             item = await self._next_entry(timeout)
             if item is None:
                 continue
-            entry = item["new_val"]
-            seq = int(entry["id"])
-            change = Change(self._table, entry.get("old"), entry.get("new"), str(seq))
+            email = item["new_val"]
+            stamp = email[STAMP]
+            seq = int(stamp["seq"])
+            change = Change(self._table, None, _public(email), str(seq), stamp["kind"])
             if seq >= self._next:
                 self._held[seq] = change
             elif seq > self._baseline:
                 log.warning("%s feed: seq %d arrived after it was skipped; delivered out of order", self._table, seq)
                 self._late.append(change)
-            # else: a write that took its seq before the feed started; not this feed's to report
+            # else: an event that took its seq before the feed started; not this feed's to report

@@ -28,7 +28,8 @@ import threading
 from typing import Any, Callable, Iterator, TypeVar
 
 from gateway.store.base import (
-    HISTORY_TABLES, TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreUnavailable,
+    TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreUnavailable, event_kind,
+    matches,
 )
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,25 @@ MIGRATIONS: list[list[str]] = [
         "(json_extract(doc, '$.owner'), json_extract(doc, '$.message_id'))",
     ],
     [
-        # The change history of HISTORY_TABLES, written in the transaction of each write:
+        # The change history of emails, written in the transaction of each write:
         # seq is the cursor, so history and feed agree on one commit order.
         "CREATE TABLE IF NOT EXISTS changelog (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, "
         "owner TEXT, old TEXT, new TEXT)",
         "CREATE INDEX IF NOT EXISTS changelog_owner ON changelog (tbl, owner, seq)",
         "CREATE INDEX IF NOT EXISTS emails_status ON emails (json_extract(doc, '$.status'))",
+    ],
+    [
+        # The changelog keeps events only (see base.event_kind), each with its kind; the
+        # highest pruned seq is kept in meta, so history can tell pruned from never logged.
+        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value)",
+        "INSERT OR IGNORE INTO meta VALUES ('events_pruned', (SELECT coalesce(min(seq) - 1, 0) FROM changelog))",
+        "ALTER TABLE changelog ADD COLUMN kind TEXT",
+        "UPDATE changelog SET kind = CASE"
+        " WHEN new IS NULL THEN NULL"
+        " WHEN old IS NULL AND json_extract(new, '$.direction') = 'in' THEN 'receipt'"
+        " WHEN json_extract(new, '$.direction') = 'out' AND json_extract(new, '$.status') = 'delivered'"
+        "  AND (old IS NULL OR json_extract(old, '$.status') IS NOT 'delivered') THEN 'delivery' END",
+        "DELETE FROM changelog WHERE kind IS NULL",
     ],
 ]
 
@@ -114,10 +128,11 @@ class SQLiteStore(Store):
     def __init__(self, path: str, history_limit: int = 100_000) -> None:
         self.path = path
         self.history_limit = history_limit
-        self._writes_since_prune = 0
+        self._events_since_prune = 0
         self._db: sqlite3.Connection | None = None
         self._checkpointer: _Checkpointer | None = None
-        self._feeds: dict[str, set[asyncio.Queue[Change | None]]] = {t: set() for t in TABLES}
+        self._feeds: dict[str, set[_Feed]] = {t: set() for t in TABLES}
+        self._event_feeds: set[_Feed] = set()
 
     # -- plumbing ---------------------------------------------------------
 
@@ -130,24 +145,30 @@ class SQLiteStore(Store):
             raise StoreUnavailable(f"sqlite: {exc}") from exc
 
     def _log(self, db: sqlite3.Connection, table: str, old: Doc | None, new: Doc | None) -> Change:
-        """Record a change (inside the write's transaction) and give it its cursor."""
-        if table not in HISTORY_TABLES:
+        """Record an event (inside the write's transaction) and give it its cursor; other writes pass."""
+        kind = event_kind(old, new) if table == "emails" else None
+        if kind is None:
             return Change(table, old, new)
-        owner = (new or old or {}).get("owner")
         seq = db.execute(
-            "INSERT INTO changelog (tbl, owner, old, new) VALUES (?, ?, ?, ?)",
-            (table, owner, _dump(old), _dump(new)),
+            "INSERT INTO changelog (tbl, owner, old, new, kind) VALUES (?, ?, ?, ?, ?)",
+            (table, new["owner"] if new else None, _dump(old), _dump(new), kind),
         ).lastrowid
-        self._writes_since_prune += 1
-        if self._writes_since_prune >= min(1000, self.history_limit):  # keep about the last history_limit
-            self._writes_since_prune = 0
-            db.execute("DELETE FROM changelog WHERE seq <= ?", (seq - self.history_limit,))
-        return Change(table, old, new, str(seq))
+        self._events_since_prune += 1
+        if self._events_since_prune >= min(1000, self.history_limit):  # keep about the last history_limit
+            self._events_since_prune = 0
+            upto = seq - self.history_limit
+            db.execute("UPDATE meta SET value = max(value, ?) WHERE name = 'events_pruned'", (upto,))
+            db.execute("DELETE FROM changelog WHERE seq <= ?", (upto,))
+        return Change(table, old, new, str(seq), kind)
 
     def _publish(self, change: Change) -> None:
-        """Called right after a commit, so feed order is commit order."""
-        for queue in list(self._feeds[change.table]):
-            queue.put_nowait(change)
+        """Called right after a commit, so feed order is commit order (and cursor order)."""
+        for feed in list(self._feeds[change.table]):
+            if feed.where is None or matches(change.new, feed.where):
+                feed.queue.put_nowait(change)
+        if change.kind is not None:
+            for feed in list(self._event_feeds):
+                feed.queue.put_nowait(change)
 
     @staticmethod
     def _read(db: sqlite3.Connection, table: str, id: str) -> Doc | None:
@@ -177,9 +198,11 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         db, self._db = self._db, None
+        for feed in [*self._event_feeds, *(f for feeds in self._feeds.values() for f in feeds)]:
+            feed.queue.put_nowait(None)
+        self._event_feeds.clear()
         for feeds in self._feeds.values():
-            for queue in feeds:
-                queue.put_nowait(None)
+            feeds.clear()
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
@@ -269,57 +292,65 @@ class SQLiteStore(Store):
 
         return await self._run(delete_where)
 
-    # -- history and change feed --------------------------------------------
+    # -- events and change feeds -------------------------------------------
 
-    async def latest_cursor(self, table: str) -> str | None:
-        seq = await self._run(lambda db: db.execute("SELECT max(seq) FROM changelog WHERE tbl = ?", (table,)).fetchone()[0])
+    async def latest_event_cursor(self) -> str | None:
+        seq = await self._run(lambda db: db.execute("SELECT max(seq) FROM changelog").fetchone()[0])
         return None if seq is None else str(seq)
 
     def cursor_key(self, cursor: str) -> int:
-        if not cursor.isdigit() or len(cursor) > 18:
+        if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
             raise ValueError(f"malformed cursor {cursor[:40]!r}")
         return int(cursor)
 
-    async def history(self, table: str, owner: str, after: str | None, limit: int) -> History:
+    async def event_history(self, owner: str, after: str | None, limit: int) -> History:
         start = 0 if after is None else self.cursor_key(after)
 
         def history(db: sqlite3.Connection) -> History:
-            oldest = db.execute("SELECT min(seq) FROM changelog WHERE tbl = ?", (table,)).fetchone()[0]
             rows = db.execute(
-                "SELECT seq, old, new FROM changelog WHERE tbl = ? AND owner = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (table, owner, start, limit),
+                "SELECT seq, old, new, kind FROM changelog WHERE tbl = 'emails' AND owner = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (owner, start, limit),
             ).fetchall()
-            changes = [Change(table, _load(old), _load(new), str(seq)) for seq, old, new in rows]
-            # complete unless changes after `start` were pruned (the oldest kept is further on)
-            complete = after is None or oldest is None or oldest <= start + 1
-            return History(changes, complete)
+            pruned = db.execute("SELECT value FROM meta WHERE name = 'events_pruned'").fetchone()[0]
+            changes = [Change("emails", _load(old), _load(new), str(seq), kind) for seq, old, new, kind in rows]
+            return History(changes, complete=after is None or pruned <= start)
 
         return await self._run(history)
 
-
-    async def changes(self, table: str = "emails") -> ChangeFeed:
+    async def event_feed(self) -> ChangeFeed:
         if self._db is None:
             raise StoreUnavailable("the store is closed")
-        return _Feed(self._feeds[table])
+        return _Feed(self._event_feeds)
+
+    async def changes(self, table: str, where: dict[str, Any] | None = None) -> ChangeFeed:
+        if table not in self._feeds:
+            raise ValueError(f"unknown table {table!r}")
+        if where:
+            Query(where).check()
+        if self._db is None:
+            raise StoreUnavailable("the store is closed")
+        return _Feed(self._feeds[table], where or None)
 
 
 class _Feed(ChangeFeed):
-    """An in-process feed: the store's worker thread posts each commit into its queue."""
+    """An in-process feed: each commit is posted into its queue (filtered by ``where``)."""
 
-    def __init__(self, feeds: set[asyncio.Queue[Change | None]]) -> None:
+    def __init__(self, feeds: set[_Feed], where: dict[str, Any] | None = None) -> None:
         self._feeds = feeds
-        self._queue: asyncio.Queue[Change | None] = asyncio.Queue()
-        feeds.add(self._queue)
+        self.where = where
+        self.queue: asyncio.Queue[Change | None] = asyncio.Queue()
+        feeds.add(self)
 
     async def __anext__(self) -> Change:
-        change = await self._queue.get()
+        change = await self.queue.get()
         if change is None:
-            self._feeds.discard(self._queue)
+            self._feeds.discard(self)
             raise StopAsyncIteration
         return change
 
     async def aclose(self) -> None:
-        self._feeds.discard(self._queue)
+        self._feeds.discard(self)
 
 
 class _Checkpointer:

@@ -1,0 +1,46 @@
+"""A database written by an older version opens, and keeps its event history."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import pytest
+
+from gateway.store.sqlite import MIGRATIONS, SQLiteStore
+
+
+@pytest.mark.gen_test
+async def test_a_version_2_changelog_becomes_the_event_history(tmp_path: Any) -> None:
+    path = str(tmp_path / "old.db")
+    db = sqlite3.connect(path, isolation_level=None)
+    for statements in MIGRATIONS[:2]:
+        for statement in statements:
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 2")
+    inbound = {"id": "r1", "owner": "a", "direction": "in", "subject": "hi"}
+    queued = {"id": "o1", "owner": "a", "direction": "out", "status": "queued"}
+    delivered = {**queued, "status": "delivered"}
+    rows = [  # version 2 logged every email change; seq 1 and 2 were pruned already
+        (3, None, inbound), (4, None, queued), (5, queued, delivered), (6, delivered, {**delivered, "read": True}),
+        (7, inbound, None),
+    ]
+    for seq, old, new in rows:
+        db.execute("INSERT INTO changelog (seq, tbl, owner, old, new) VALUES (?, 'emails', 'a', ?, ?)",
+                   (seq, json.dumps(old) if old else None, json.dumps(new) if new else None))
+    db.close()
+
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        history = await store.event_history("a", None, 10)
+        assert [(c.cursor, c.kind, c.new) for c in history.changes] == [("3", "receipt", inbound),
+                                                                          ("5", "delivery", delivered)]
+        assert not (await store.event_history("a", "1", 10)).complete  # seq 2 was pruned
+        assert (await store.event_history("a", "2", 10)).complete
+        assert await store.latest_event_cursor() == "5"
+        await store.insert("emails", {"id": "r2", "owner": "a", "direction": "in"})
+        assert await store.latest_event_cursor() == "8"  # seqs go on from the old ones
+    finally:
+        await store.close()

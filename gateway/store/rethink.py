@@ -313,8 +313,12 @@ class RethinkStore(Store):
             await asyncio.gather(*(self._create(r.table(table).index_create(name, function))
                                    for name, (_, function) in indexes.items() if name not in present))
         await asyncio.gather(*(self._run(r.table(table).index_wait()) for table in INDEXES))
-        # an existing counter is left alone (the insert reports a conflict)
-        await self._run(r.table(COUNTERS).insert({"id": EVENTS, "seq": 0, "pruned": 0}), conn)
+        # An existing counter is left alone (the insert reports a conflict).  A database of an
+        # earlier version logged every email change under counter "emails": the events counter
+        # starts where that one stopped, so the cursors it issued read as pruned (a resume says
+        # recovered: false) instead of as events still to come.
+        earlier = r.table(COUNTERS).get("emails")["seq"].default(0)
+        await self._run(r.table(COUNTERS).insert({"id": EVENTS, "seq": earlier, "pruned": earlier}), conn)
 
     async def _create(self, query: Any, conn: Any = None) -> None:
         try:

@@ -2,7 +2,9 @@
 
 Each table holds ``(id, doc)`` rows with the document as JSON; queries use
 SQLite's JSON functions, with expression indexes on the fields that are
-filtered most.
+filtered most.  An email write that is an event
+(:func:`~gateway.store.base.event_kind`) is also logged to ``changelog`` in
+the same transaction; its seq is the event's cursor.
 
 SQL runs inline on the event loop, one statement or transaction at a time: a
 query here takes tens of microseconds, far less than handing it to a thread

@@ -9,8 +9,11 @@ from typing import Any
 
 import jwt
 import pytest
+from sockjs.tornado import proto
 
+from gateway.connection import response_message
 from gateway.server import Gateway
+from gateway.tunnel import TunneledResponse
 from tests.conftest import PASSWORD, Api, settled, wait_until
 from tests.sockjs_clients import TRANSPORTS, connect
 
@@ -140,6 +143,21 @@ async def test_tunnel_answers_byte_for_byte_like_http(api: Api, gateway: Gateway
                 (method, path)
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("body", [
+    b"", b'{"success":true,"emails":[{"subject":"a \\"quoted\\" \\\\ path"}]}', "caf\u00e9 \u2603 \U0001f600".encode(),
+    bytes(range(128)), b"\xff\xfe invalid utf-8 \xc3", b"</script>\u2028",
+])
+def test_response_message_is_exactly_what_json_dumps_gives(body: bytes) -> None:
+    """The hand-assembled envelope, and the frame element made of it, are byte for byte the generic encoding."""
+    headers = {"Content-Type": ["application/json; charset=utf-8"], "Set-Cookie": ["a=1", "b=\"2\""],
+               "X-Odd": ["\u00e9\t\x7f"]}
+    response = TunneledResponse(status=404, headers=headers, body=body)
+    generic = json.dumps({"type": "response", "id": "id \"7\" \u00e9", "status": 404, "headers": headers,
+                          "body": body.decode("utf-8", "replace")}, separators=(",", ":"))
+    assert response_message('id "7" \u00e9', response) == generic
+    assert json.encoder.encode_basestring_ascii(generic) == proto.json_encode(generic)
 
 
 @pytest.mark.gen_test

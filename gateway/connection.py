@@ -148,7 +148,8 @@ class GatewayConnection(SockJSConnection):
         # tornado's IOStream keeps its unsent byte count in a private field
         unsent = getattr(stream, "_write_buffer_size", 0)
         if handler is None or not handler.active:
-            unsent += len(self.session.send_queue)
+            queued = getattr(self.session, "queued_chars", None)  # raw websocket sessions queue nothing
+            unsent += queued() if queued else 0
         return unsent
 
     # -- receiving ----------------------------------------------------------

@@ -66,8 +66,9 @@ def response_frame_string(message_id: str, response: TunneledResponse) -> str:
 
     The body ends up escaped twice (a JSON string in the message, which is a
     JSON string in the frame).  When it is printable ASCII only, as whatever
-    ``json.dumps`` writes by default is, both escapes are two ``str.replace`` calls on it, about half the
-    cost of two passes of the C escaper; anything else goes the generic way.
+    ``json.dumps`` writes by default is, both escapes are two ``str.replace``
+    calls on it, about half the cost of two passes of the C escaper; anything
+    else goes the generic way.
     """
     body = response.body
     if body.translate(None, PRINTABLE_ASCII):  # control or non-ASCII bytes: \\uXXXX and friends

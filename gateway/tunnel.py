@@ -9,9 +9,10 @@ written to a socket.  No loopback socket, no second route table.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import tornado.web
 from tornado import httputil
@@ -22,6 +23,7 @@ DROPPED_REQUEST_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "accept-encoding", "te",
      "expect"}
 )
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 @dataclass
@@ -33,48 +35,54 @@ class TunneledResponse:
     body: bytes = b""
 
 
+#: Called once with what the application answered.
+ResponseCallback = Callable[[TunneledResponse], None]
+
+
 class _CapturingConnection(httputil.HTTPConnection):
     """The ``HTTPConnection`` a tunneled request is served on: it records instead of sending."""
 
-    def __init__(self, remote_ip: str) -> None:
+    def __init__(self, tunnel: Tunnel, on_response: ResponseCallback | None) -> None:
         # HTTPServerRequest reads remote_ip and protocol from the connection's context.
-        self.context = SimpleNamespace(remote_ip=remote_ip, protocol="http")
+        self.context = tunnel.context
+        self.tunnel = tunnel
+        self.on_response = on_response
         self.response = TunneledResponse()
-        self.done: asyncio.Future[TunneledResponse] = asyncio.get_running_loop().create_future()
         self._chunks: list[bytes] = []
         self._close_callback: Callable[[], None] | None = None
 
     def set_close_callback(self, callback: Callable[[], None] | None) -> None:
         self._close_callback = callback
 
-    def write_headers(self, start_line: Any, headers: httputil.HTTPHeaders, chunk: bytes | None = None) -> "asyncio.Future[None]":
+    def write_headers(self, start_line: Any, headers: httputil.HTTPHeaders, chunk: bytes | None = None) -> asyncio.Future[None]:
         self.response.status = start_line.code
+        captured = self.response.headers
         for name, value in headers.get_all():
-            self.response.headers.setdefault(name, []).append(value)
-        return self.write(chunk) if chunk else _resolved()
+            if name in captured:
+                captured[name].append(value)
+            else:
+                captured[name] = [value]
+        if chunk:
+            self._chunks.append(chunk)
+        return self.tunnel.resolved()
 
-    def write(self, chunk: bytes) -> "asyncio.Future[None]":
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
         self._chunks.append(chunk)
-        return _resolved()
+        return self.tunnel.resolved()
 
     def finish(self) -> None:
         self.response.body = b"".join(self._chunks)
-        if not self.done.done():
-            self.done.set_result(self.response)
+        self.tunnel.open.discard(self)
+        callback, self.on_response = self.on_response, None
+        if callback is not None:
+            callback(self.response)
 
     def abort(self) -> None:
-        """The session went away: tell the handler (``on_connection_close``) and stop waiting."""
+        """The session went away: tell the handler (``on_connection_close``); nobody will take the response."""
+        self.on_response = None
         callback, self._close_callback = self._close_callback, None
         if callback is not None:
             callback()
-        if not self.done.done():
-            self.done.cancel()
-
-
-def _resolved() -> "asyncio.Future[None]":
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    future.set_result(None)
-    return future
 
 
 class Tunnel:
@@ -84,35 +92,72 @@ class Tunnel:
         self.app = app
         self.remote_ip = remote_ip
         self.host = host
-        self._open: set[_CapturingConnection] = set()
+        #: Shared by every request of this client: it only names the client's address.
+        self.context = SimpleNamespace(remote_ip=remote_ip, protocol="http")
+        self.open: set[_CapturingConnection] = set()
+        self._resolved: asyncio.Future[None] | None = None
 
-    async def fetch(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> TunneledResponse:
-        """Run one request (``target`` is path plus query) and return what the application answered."""
+    def resolved(self) -> asyncio.Future[None]:
+        """A finished future, for writes that completed at once (one per tunnel: a done future can be shared)."""
+        if self._resolved is None:
+            self._resolved = asyncio.get_running_loop().create_future()
+            self._resolved.set_result(None)
+        return self._resolved
+
+    def start(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
+              on_response: ResponseCallback) -> Awaitable[None] | None:
+        """Start one request (``target`` is path plus query); ``on_response`` gets what the application answers.
+
+        The common case runs synchronously up to the handler's own task, with no
+        task or future of its own.  When the application must be waited for first
+        (a ``@stream_request_body`` handler sets up before its body arrives) it
+        returns a coroutine that delivers the rest; the caller runs it and handles its errors.
+        ``on_response`` is not called once :meth:`close` has aborted the request.
+        """
         request_headers = httputil.HTTPHeaders()
         request_headers.add("Host", self.host)
         for name, value in headers:
             if name.lower() not in DROPPED_REQUEST_HEADERS:
                 request_headers.add(name, value)
-        if body or method in ("POST", "PUT", "PATCH"):
+        if body or method in BODY_METHODS:
             request_headers.add("Content-Length", str(len(body)))
-        connection = _CapturingConnection(self.remote_ip)
-        self._open.add(connection)
+        connection = _CapturingConnection(self, on_response)
+        self.open.add(connection)
         try:
             delegate = self.app.start_request(self, connection)
             started = delegate.headers_received(httputil.RequestStartLine(method, target, "HTTP/1.1"), request_headers)
-            if isinstance(started, Awaitable):
-                await started  # @stream_request_body handlers set up before the body arrives
+            if started is not None:
+                return self._continue(connection, delegate, started, body)
             if body:
                 received = delegate.data_received(body)
-                if isinstance(received, Awaitable):
+                if received is not None:
+                    return self._continue(connection, delegate, received, b"")
+            delegate.finish()
+        except BaseException:
+            self._drop(connection)
+            raise
+        return None
+
+    def _drop(self, connection: _CapturingConnection) -> None:
+        connection.on_response = None  # the caller answers for the failure: never twice
+        self.open.discard(connection)
+
+    async def _continue(self, connection: _CapturingConnection, delegate: httputil.HTTPMessageDelegate,
+                        waiting: Awaitable[None], body: bytes) -> None:
+        """The rest of :meth:`start` once ``waiting`` is done (``@stream_request_body`` handlers set up first)."""
+        try:
+            await waiting
+            if body:
+                received = delegate.data_received(body)
+                if received is not None:
                     await received
             delegate.finish()
-            return await connection.done
-        finally:
-            self._open.discard(connection)
+        except BaseException:
+            self._drop(connection)
+            raise
 
     def close(self) -> None:
         """Abort every request still running (their handlers see ``on_connection_close``)."""
-        for connection in list(self._open):
+        for connection in list(self.open):
             connection.abort()
-        self._open.clear()
+        self.open.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -9,8 +10,12 @@ from typing import Any
 
 import jwt
 import pytest
+import tornado.web
+from sockjs.tornado import proto
 
+from gateway.connection import response_frame_string, response_message
 from gateway.server import Gateway
+from gateway.tunnel import Tunnel, TunneledResponse
 from tests.conftest import PASSWORD, Api, settled, wait_until
 from tests.sockjs_clients import TRANSPORTS, connect
 
@@ -140,6 +145,22 @@ async def test_tunnel_answers_byte_for_byte_like_http(api: Api, gateway: Gateway
                 (method, path)
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("body", [
+    b"", b'{"success":true,"emails":[{"subject":"a \\"quoted\\" \\\\ path"}]}', "caf\u00e9 \u2603 \U0001f600".encode(),
+    bytes(range(128)), b"\xff\xfe invalid utf-8 \xc3", b"</script>\\u2028", bytes(range(0x20, 0x7F)), b"a\x7f",
+    b"line\n", json.dumps({"s": 'a "b" \\ c \\" \\\\', "u": "\u00e9\n\x00", "list": [1, None, "x"]}).encode(),
+])
+def test_response_message_is_exactly_what_json_dumps_gives(body: bytes) -> None:
+    """The hand-assembled envelope, and the frame element made of it, are byte for byte the generic encoding."""
+    headers = {"Content-Type": ["application/json; charset=utf-8"], "Set-Cookie": ["a=1", "b=\"2\""],
+               "X-Odd": ["\u00e9\t\x7f"]}
+    response = TunneledResponse(status=404, headers=headers, body=body)
+    generic = json.dumps({"type": "response", "id": "id \"7\" \u00e9", "status": 404, "headers": headers,
+                          "body": body.decode("utf-8", "replace")}, separators=(",", ":"))
+    assert response_message('id "7" \u00e9', response) == generic
+    assert response_frame_string('id "7" \u00e9', response) == proto.json_encode(generic)
 
 
 @pytest.mark.gen_test
@@ -327,3 +348,52 @@ async def test_sending_to_a_closing_websocket_ends_the_session_quietly(api: Api,
     await wait_until(lambda: not gateway.ws.live)
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
     await client.close()
+
+
+@tornado.web.stream_request_body
+class _StreamingEcho(tornado.web.RequestHandler):
+    async def prepare(self) -> None:
+        self.chunks: list[bytes] = []
+        await asyncio.sleep(0)  # set up across a loop turn, as a real one might
+
+    def data_received(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    def put(self) -> None:
+        self.set_header("X-Twice", "a")
+        self.add_header("X-Twice", "b")
+        self.finish(b"got " + b"".join(self.chunks))
+
+
+class _Hanging(tornado.web.RequestHandler):
+    closed: asyncio.Event
+    finished: asyncio.Event
+
+    async def get(self) -> None:
+        await type(self).closed.wait()
+        self.finish(b"too late")  # its connection is gone: nobody takes this
+        type(self).finished.set()
+
+    def on_connection_close(self) -> None:
+        type(self).closed.set()
+
+
+@pytest.mark.gen_test
+async def test_tunnel_streams_bodies_and_aborts_requests_on_close() -> None:
+    """``Tunnel.start`` directly: a ``@stream_request_body`` handler, and a request cut off by ``close``."""
+    app = tornado.web.Application([("/echo", _StreamingEcho), ("/hang", _Hanging)])
+    tunnel = Tunnel(app, "10.0.0.1", "example.org")
+    answered: asyncio.Future[TunneledResponse] = asyncio.get_running_loop().create_future()
+    rest = tunnel.start("PUT", "/echo", [("X-A", "1")], b"payload", answered.set_result)
+    assert rest is not None  # the handler is set up before the body is delivered
+    await rest
+    response = await answered
+    assert (response.status, response.body, response.headers["X-Twice"]) == (200, b"got payload", ["a", "b"])
+
+    _Hanging.closed, _Hanging.finished = asyncio.Event(), asyncio.Event()
+    responses: list[TunneledResponse] = []
+    assert tunnel.start("GET", "/hang", [], b"", responses.append) is None
+    assert tunnel.open
+    tunnel.close()
+    await _Hanging.finished.wait()
+    assert (responses, tunnel.open) == ([], set())

@@ -173,6 +173,8 @@ async def test_events_feed_history_and_cursors(store: Store) -> None:
     events = await store.event_feed()
     writes = await store.changes("emails")
     await store.insert("emails", inbound("r1"))  # receipt for a
+    with pytest.raises(Conflict):  # the same email again (a retried SMTP delivery, say): no second receipt
+        await store.insert("emails", {**inbound("r1"), "subject": "again"})
     await store.insert("emails", outbound("o1"))  # no event: queued
     await store.update("emails", "o1", {"status": "sending"}, only_if={"status": "queued"})
     await store.update("emails", "o1", {"status": "delivered"})  # delivery for a

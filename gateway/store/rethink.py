@@ -9,7 +9,9 @@ are, keyed by ``id``.  Events (writes to ``emails`` that
   events does the query go on: it takes a seq per event from the ``events``
   counter (one document in ``counters``, bumped atomically), appends
   ``{id: seq, owner, kind, doc}`` to the ``events`` table (the history), and
-  stamps each email with ``_event: {seq, kind}``.  One query means a client that
+  stamps each email with ``_event: {seq, kind}``.  An inbound email, whose
+  insert is always an event, is stamped as it is inserted (the seq taken and
+  the event logged first), which saves that write.  One query means a client that
   dies mid-way leaves no hole; it is not one transaction (RethinkDB has none
   across documents), so a server failure in between can.
 * The live feed is ``.changes()`` on the emails table, filtered in the query
@@ -51,6 +53,7 @@ from rethinkdb.errors import (
 
 from gateway.store.base import (
     TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError, StoreUnavailable,
+    event_kind,
 )
 
 log = logging.getLogger(__name__)
@@ -422,8 +425,12 @@ class RethinkStore(Store):
 
     async def insert(self, table: str, doc: Doc) -> Doc:
         doc_id = doc["id"]  # required: RethinkDB would otherwise invent one
-        result, changes = await self._write(table, r.table(_table_name(table)).insert(
-            doc, conflict="error", return_changes=True))
+        kind = event_kind(None, doc) if table == "emails" else None
+        if kind is not None:
+            result, changes = await self._insert_event(doc, kind)
+        else:
+            result, changes = await self._write(table, r.table(_table_name(table)).insert(
+                doc, conflict="error", return_changes=True))
         if result["errors"]:
             if "Duplicate primary key" in result.get("first_error", ""):
                 raise Conflict(f"{table}/{doc_id} exists")
@@ -530,12 +537,27 @@ class RethinkStore(Store):
             else:
                 seq += 1
                 changes.append(Change(table, old, new, str(seq), kind))
-        if events:
-            self._events_since_prune += events
-            if self._events_since_prune >= min(PRUNE_EVERY, self.history_limit):
-                self._events_since_prune = 0
-                await self._prune(reply["last"] - self.history_limit)
+        await self._count_events(events, reply["last"])
         return reply["result"], changes
+
+    async def _insert_event(self, doc: Doc, kind: str) -> tuple[Doc, list[Change]]:
+        """Insert an email that is an event, stamped as it is inserted (one write less than
+        :func:`_with_events`' stamp after the fact); see :func:`_inserted_with_event`."""
+        reply = await self._run(_inserted_with_event(doc, kind))
+        seq = reply["seq"]
+        changes = [Change("emails", None, _public(c["new_val"]), str(seq), kind) for c in _real_changes(reply["result"])]
+        if changes:
+            await self._count_events(1, seq)
+        return reply["result"], changes
+
+    async def _count_events(self, count: int, last: int) -> None:
+        """Note ``count`` new events up to seq ``last``; prune the history now and then."""
+        if not count:
+            return
+        self._events_since_prune += count
+        if self._events_since_prune >= min(PRUNE_EVERY, self.history_limit):
+            self._events_since_prune = 0
+            await self._prune(last - self.history_limit)
 
     async def _prune(self, upto: int) -> None:
         """Drop the events with seq <= ``upto`` (keeping about history_limit)."""
@@ -575,7 +597,7 @@ class RethinkStore(Store):
     async def event_feed(self) -> ChangeFeed:
         async def start(conn: Any) -> _Feed:
             # only the stamps, and the server's overflow notices (which a plain filter would drop)
-            query = r.table("emails").changes().filter(lambda c: c.has_fields("error") | _is_stamp(c))
+            query = r.table("emails").changes().filter(lambda c: c.has_fields("error") | _is_event(c))
             cursor = await self._run(query, conn)  # the feed is live once this returns
             # read after the feed went live: every seq above it is an event the feed will see
             baseline = int(await self._run(r.table(COUNTERS).get(EVENTS)["seq"], conn))
@@ -589,7 +611,7 @@ class RethinkStore(Store):
         predicate = _predicate(where or {})
 
         def wanted(change: Any) -> Any:
-            keep = r.expr(True) if table != "emails" else ~_is_stamp(change)  # stamps are the backend's own
+            keep = r.expr(True) if table != "emails" else ~_is_stamp_only(change)  # stamps are the backend's own
             return keep if predicate is None else keep & predicate(change["new_val"])
 
         async def start(conn: Any) -> _Feed:
@@ -640,10 +662,53 @@ def _event_kind(old: Any, new: Any) -> Any:
     )
 
 
-def _is_stamp(change: Any) -> Any:
-    """Whether a change of the emails feed is the stamp of an event (a new ``_event.seq``)."""
+def _is_event(change: Any) -> Any:
+    """Whether a change of the emails feed carries a new event stamp (a new ``_event.seq``)."""
     seq = change["new_val"][STAMP]["seq"].default(None)
     return r.and_(seq.ne(None), seq.ne(change["old_val"][STAMP]["seq"].default(None)))
+
+
+def _is_stamp_only(change: Any) -> Any:
+    """Whether a change of the emails feed only stamps an event on an email written just before
+    (an inserted email is stamped as it is inserted: that change is the caller's write)."""
+    return r.and_(change["old_val"].ne(None), _is_event(change))
+
+
+def _take_seqs(count: Any) -> Any:
+    """The last of ``count`` new consecutive event seqs, taken from the counter atomically."""
+    bumped = r.table(COUNTERS).get(EVENTS).update(
+        lambda counter: {"seq": counter["seq"].add(count)}, return_changes=True)
+    return bumped["changes"][0]["new_val"]["seq"]
+
+
+def _logged_or_error(inserted: Any, then: Any) -> Any:
+    """``then``, once the insert into the events table went through; else the query fails."""
+    return r.branch(inserted["errors"].eq(0), then, r.error(r.expr("events: ").add(inserted["first_error"])))
+
+
+def _inserted_with_event(doc: Doc, kind: str) -> Any:
+    """Insert an email whose insert is an event: ``{result, seq}``.
+
+    The seq is taken, the event logged, then the email inserted with its stamp.  An id that
+    exists already is refused as a plain insert would be, without taking a seq; an insert that
+    loses a race for the id anyway takes its event back out of the history (the feed then
+    skips that seq after :data:`GAP_TIMEOUT`).
+    """
+    emails = r.table("emails")
+    plain = emails.insert(doc, conflict="error", return_changes=True)
+    return emails.get(doc["id"]).eq(None).do(lambda free: r.branch(
+        free,
+        _take_seqs(1).do(lambda seq: r.table(EVENTS).insert(
+            {"id": seq, "owner": doc.get("owner"), "kind": kind, "doc": doc},
+        ).do(lambda inserted: _logged_or_error(inserted, emails.insert(
+            r.expr(doc).merge({STAMP: {"seq": seq, "kind": kind}}), conflict="error", return_changes=True,
+        ).do(lambda result: r.branch(
+            result["inserted"].eq(1),
+            {"result": result, "seq": seq},
+            r.table(EVENTS).get(seq).delete().do(lambda _: {"result": result, "seq": None}),
+        ))))),
+        plain.do(lambda result: {"result": result, "seq": None}),
+    ))
 
 
 def _with_events(write: Any) -> Any:
@@ -660,19 +725,16 @@ def _with_events(write: Any) -> Any:
 
     def record(result: Any, entries: Any, kinds: Any, events: Any) -> Any:
         count = events.count()
-        bumped = r.table(COUNTERS).get(EVENTS).update(
-            lambda counter: {"seq": counter["seq"].add(count)}, return_changes=True)
-        return bumped["changes"][0]["new_val"]["seq"].do(lambda last: r.range(count).map(lambda i: {
+        return _take_seqs(count).do(lambda last: r.range(count).map(lambda i: {
             "id": last.sub(count).add(i).add(1),
             "owner": events.nth(i)["doc"]["owner"].default(None),
             "kind": events.nth(i)["kind"],
             "doc": events.nth(i)["doc"],
-        }).coerce_to("array").do(lambda logged: r.table(EVENTS).insert(logged).do(lambda inserted: r.branch(
-            inserted["errors"].eq(0),
+        }).coerce_to("array").do(lambda logged: r.table(EVENTS).insert(logged).do(lambda inserted: _logged_or_error(
+            inserted,
             logged.for_each(lambda e: r.table("emails").get(e["doc"]["id"]).update(
                 {STAMP: r.literal({"seq": e["id"], "kind": e["kind"]})})).do(
                 lambda _: {"result": result, "entries": entries, "kinds": kinds, "last": last}),
-            r.error(r.expr("events: ").add(inserted["first_error"])),
         ))))
 
     def events_of(entries: Any, kinds: Any) -> Any:

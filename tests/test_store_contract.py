@@ -269,3 +269,28 @@ async def test_rethinkdb_cursors_of_the_earlier_changelog_read_as_pruned(tmp_pat
         assert [c.cursor for c in (await store.event_history("a", "420", 10)).changes] == ["501"]
     finally:
         await store.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_rethinkdb_event_feed_fills_a_gap_from_the_history(tmp_path: Any) -> None:
+    """A stamp that never comes (its email deleted before the stamp, a failure after the history
+    entry) is reported from the history; a seq in neither (a failure right after taking it) is skipped."""
+    from gateway.store.rethink import EVENTS, _take_seqs, r
+
+    store = make_store("rethinkdb", tmp_path)
+    await store.open()
+    try:
+        feed = await store.event_feed()
+        lost = {**outbound("o1"), "status": "delivered"}
+        seq = await store._run(_take_seqs(2))  # type: ignore[attr-defined]
+        await store._run(r.table(EVENTS).insert(  # type: ignore[attr-defined]
+            {"id": seq - 1, "owner": "a", "kind": "delivery", "doc": lost}))
+        # seq itself was taken and never logged
+        await store.insert("emails", inbound("r1"))
+        first = await next_change(feed)
+        assert (first.cursor, first.kind, first.new) == (str(seq - 1), "delivery", lost)
+        second = await next_change(feed)  # after GAP_TIMEOUT: seq is skipped
+        assert (second.cursor, second.kind, second.new) == (str(seq + 1), "receipt", inbound("r1"))
+        await feed.aclose()
+    finally:
+        await store.close()

@@ -17,7 +17,7 @@ are, keyed by ``id``.  Events (writes to ``emails`` that
 * The live feed is ``.changes()`` on the emails table, filtered in the query
   to those stamps: other writes never leave the server.  The cursor of an
   event is ``str(seq)``; :class:`_EventFeed` puts concurrent writers' stamps
-  back in seq order.  ``_event`` is the backend's own: no document it returns
+  back in seq order, and takes from the history an event whose stamp never comes.  ``_event`` is the backend's own: no document it returns
   carries it.
 * The events table keeps about ``history_limit`` entries; the counter
   document also records the highest pruned seq, so ``event_history()`` can
@@ -69,11 +69,17 @@ DB_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 POOL_SIZE = 4
 CONNECT_TIMEOUT = 5.0
-#: How long the event feed holds later events back while waiting for a missing seq.  Seqs are
-#: taken just before the email is stamped, so concurrent writers can stamp out of seq order
-#: (the gap fills within milliseconds), and a write interrupted in between (a server failure)
-#: leaves a gap that never fills.
-GAP_TIMEOUT = 2.0
+#: When the event feed, holding later events back for a missing seq, looks that seq up in the
+#: history (seconds after it began waiting); after the last look, a seq still missing is
+#: skipped.  Seqs are taken just before the email is stamped, so concurrent writers can stamp
+#: out of seq order (the gap fills within milliseconds).  A stamp that never comes (its email
+#: deleted in between, or a server failure after the history entry) is taken from the history;
+#: only a seq that never reached the history either (a failure right after taking it) is skipped.
+GAP_CHECKS = (0.1, 0.5, 2.0)
+GAP_TIMEOUT = GAP_CHECKS[-1]
+#: How many seqs the event feed remembers as taken from the history or skipped (to tell a late
+#: stamp that is a duplicate from one that is still news).
+GAP_MEMORY = 10_000
 #: Prune the events table after this many events (or fewer when history_limit is small).
 PRUNE_EVERY = 1000
 #: delete_where on emails deletes this many documents per query (each returned to be checked
@@ -819,10 +825,12 @@ class _EventFeed(_Feed):
     """The event stamps of the emails feed, put back in seq order.
 
     Seqs are taken just before the emails are stamped, so stamps of concurrent writers can
-    arrive out of seq order.  A later event is held until the earlier seqs arrive, or until
-    :data:`GAP_TIMEOUT` has passed (a write interrupted in between: that seq never comes).  An
-    event arriving after its seq was given up on is still delivered, out of order, rather than
-    lost.  Events with seqs taken before the feed started are not reported.
+    arrive out of seq order.  A later event is held until the earlier seqs arrive; while it
+    waits, the feed looks the missing seqs up in the history (:data:`GAP_CHECKS`) and reports
+    those it finds from there, and after the last look it skips the rest.  A stamp arriving
+    after its seq was taken from the history is dropped; one arriving after its seq was skipped
+    is still delivered, out of order, rather than lost.  Events with seqs taken before the feed
+    started are not reported.
     """
 
     def __init__(self, store: RethinkStore, table: str, conn: Any, cursor: Any, baseline: int) -> None:
@@ -831,7 +839,10 @@ class _EventFeed(_Feed):
         self._next = baseline + 1  # the seq to deliver next
         self._held: dict[int, Change] = {}
         self._late: collections.deque[Change] = collections.deque()
-        self._waiting_since: float | None = None  # when we began holding entries back for self._next
+        self._waiting_since: float | None = None  # when we began holding events back for self._next
+        self._looks = 0  # how many GAP_CHECKS have passed since then
+        self._recovered: set[int] = set()  # seqs taken from the history whose stamps have not come
+        self._skipped: set[int] = set()
 
     async def __anext__(self) -> Change:
         loop = asyncio.get_running_loop()
@@ -846,13 +857,13 @@ class _EventFeed(_Feed):
             timeout = None
             if self._held:
                 if self._waiting_since is None:
-                    self._waiting_since = loop.time()
-                timeout = self._waiting_since + GAP_TIMEOUT - loop.time()
+                    self._waiting_since, self._looks = loop.time(), 0
+                timeout = self._waiting_since + GAP_CHECKS[self._looks] - loop.time()
                 if timeout <= 0:
-                    resume = min(self._held)
-                    log.warning("%s feed: seqs %d-%d did not arrive within %.1fs, skipped",
-                                self._table, self._next, resume - 1, GAP_TIMEOUT)
-                    self._next, self._waiting_since = resume, None
+                    await self._recover(min(self._held))
+                    self._looks += 1
+                    if self._looks == len(GAP_CHECKS) and self._next not in self._held:
+                        self._skip(min(self._held))
                     continue
             item = await self._next_entry(timeout)
             if item is None:
@@ -860,10 +871,43 @@ class _EventFeed(_Feed):
             email = item["new_val"]
             stamp = email[STAMP]
             seq = int(stamp["seq"])
-            change = Change(self._table, None, _public(email), str(seq), stamp["kind"])
-            if seq >= self._next:
-                self._held[seq] = change
-            elif seq > self._baseline:
-                log.warning("%s feed: seq %d arrived after it was skipped; delivered out of order", self._table, seq)
-                self._late.append(change)
+            if seq in self._recovered:  # reported (or about to be) from the history
+                self._recovered.discard(seq)
+            elif seq >= self._next:
+                self._held[seq] = Change(self._table, None, _public(email), str(seq), stamp["kind"])
+            elif seq in self._skipped:
+                self._skipped.discard(seq)
+                log.warning("event feed: seq %d arrived after it was skipped; delivered out of order", seq)
+                self._late.append(Change(self._table, None, _public(email), str(seq), stamp["kind"]))
             # else: an event that took its seq before the feed started; not this feed's to report
+
+    async def _recover(self, upto: int) -> None:
+        """Hold the events of the missing seqs below ``upto`` that the history has."""
+        missing = [seq for seq in range(self._next, upto) if seq not in self._held][:DELETE_BATCH]
+        if not missing:
+            return
+        try:
+            entries = await self._store._run(r.table(EVENTS).get_all(*missing).coerce_to("array"))
+        except StoreUnavailable as exc:
+            await self.aclose()
+            raise StoreUnavailable(f"rethinkdb event feed: {exc}") from exc
+        for entry in entries:
+            seq = int(entry["id"])
+            self._held[seq] = Change(self._table, None, entry["doc"], str(seq), entry["kind"])
+            self._recovered.add(seq)
+        if entries:
+            log.info("event feed: %d event(s) of seqs %d-%d taken from the history (their stamps were late)",
+                     len(entries), missing[0], missing[-1])
+        _forget_below(self._recovered, self._next - GAP_MEMORY)
+
+    def _skip(self, resume: int) -> None:
+        log.warning("event feed: seqs %d-%d are in neither the feed nor the history after %.1fs; skipped",
+                    self._next, resume - 1, GAP_TIMEOUT)
+        self._skipped.update(range(max(self._next, resume - GAP_MEMORY), resume))
+        _forget_below(self._skipped, resume - GAP_MEMORY)
+        self._next, self._waiting_since = resume, None
+
+
+def _forget_below(seqs: set[int], floor: int) -> None:
+    if len(seqs) > GAP_MEMORY:
+        seqs.difference_update([seq for seq in seqs if seq < floor])

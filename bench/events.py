@@ -70,8 +70,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from procstat import gateway_pid, machine_busy_seconds, process_cpu
+
 REPO = Path(__file__).resolve().parent.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 HTTP_LINE = re.compile(r"HTTP API on (http://([0-9.]+):(\d+))/")
 SMTP_LINE = re.compile(r"SMTP for @(\S+) on ([0-9.]+):(\d+)")
 CONNECT_CONCURRENCY = 64  # websocket handshakes in flight per client process
@@ -159,25 +160,16 @@ class ServerProcess:
             if http and smtp:
                 self.host, self.http_port = http.group(2), int(http.group(3))
                 self.domain, self.smtp_port = smtp.group(1), int(smtp.group(3))
-                self.pid = self._server_pid()
+                self.pid = gateway_pid(self.process.pid)
                 return
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
         raise RuntimeError(f"the gateway did not start; its log:\n{self.log_path.read_text(errors='replace')}")
 
-    def _server_pid(self) -> int:
-        pending = [self.process.pid]
-        while pending:
-            pid = pending.pop(0)
-            if _argv(pid)[1:4] == ["-m", "gateway", "serve"]:
-                return pid
-            pending += _children(pid)
-        return self.process.pid
-
     def cpu_seconds(self) -> float:
         """User plus system CPU time of the gateway so far (every thread), from ``/proc``."""
-        return _proc_cpu(self.pid)
+        return sum(process_cpu(self.pid))
 
     def log_problems(self) -> list[str]:
         """The log's WARNING, ERROR and CRITICAL lines."""
@@ -193,39 +185,6 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
-
-
-def _proc_cpu(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds every core of the machine spent busy so far (``/proc/stat``, all processes)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / CLOCK_TICKS  # user .. steal; guest time is already in user
-
-
-def _argv(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 # -- setup over HTTP --------------------------------------------------------------

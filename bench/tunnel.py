@@ -69,8 +69,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from procstat import gateway_pid, machine_busy_seconds, process_cpu
+
 REPO = Path(__file__).resolve().parent.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: What each run sends, alternately: ``api`` is the issue's mix; ``root`` (``GET /``: no auth, no store)
 #: leaves almost nothing but the transport, to show what each path costs on its own.
 MIXES = {"api": ("/emails?limit=20", "/accounts/me"), "root": ("/",)}
@@ -125,32 +126,19 @@ class ServerProcess:
                 match = LISTEN_LINE.search(self.log_path.read_text(errors="replace"))
                 if match:
                     self.host, self.port = match.group(2), int(match.group(3))
-                    self.pid = self._server_pid()
+                    self.pid = gateway_pid(self.process.pid)
                     return
             elif _accepts(self.host, self.port):
-                self.pid = self._server_pid()
+                self.pid = gateway_pid(self.process.pid)
                 return
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
         raise RuntimeError(f"the gateway did not start; its log:\n{self.log_path.read_text(errors='replace')}")
 
-    def _server_pid(self) -> int:
-        """The pid of the gateway itself: the child, or (under a wrapper such as py-spy) its descendant."""
-        pending = [self.process.pid]
-        while pending:
-            pid = pending.pop(0)
-            if _argv(pid)[1:4] == ["-m", "gateway", "serve"]:
-                return pid
-            pending += _children(pid)
-        return self.process.pid
-
     def cpu_seconds(self) -> tuple[float, float]:
         """User and system CPU time of the server so far, all threads, from ``/proc/<pid>/stat``."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        # After "pid (comm)": state is field 3, utime field 14, stime field 15.
-        return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+        return process_cpu(self.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -175,22 +163,6 @@ def _accepts(host: str, port: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def _argv(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 # -- a minimal HTTP/1.1 keep-alive client --------------------------------------
@@ -335,14 +307,6 @@ class Load:
             return None
         self.issued += 1
         return self.issued - 1
-
-
-def machine_busy_seconds() -> float:
-    """CPU time every process on the machine has used so far (all CPUs), from ``/proc/stat``."""
-    with open("/proc/stat") as f:
-        ticks = [int(t) for t in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 async def measured(run: Run, server: ServerProcess, load: Load, body: Callable[[], Awaitable[None]]) -> Run:

@@ -109,6 +109,14 @@ def event_kind(old: Doc | None, new: Doc | None) -> str | None:
     return None
 
 
+def seq_cursor_key(cursor: str) -> int:
+    """The key of a cursor that is a decimal sequence number (both backends' cursors are);
+    ValueError for anything else."""
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
+        raise ValueError(f"malformed cursor {cursor[:40]!r}")
+    return int(cursor)
+
+
 @dataclass(frozen=True)
 class Change:
     """One write to a table: ``old`` is None for an insert, ``new`` for a delete.

@@ -53,7 +53,7 @@ from rethinkdb.errors import (
 
 from gateway.store.base import (
     TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError, StoreUnavailable,
-    event_kind,
+    event_kind, seq_cursor_key,
 )
 
 log = logging.getLogger(__name__)
@@ -582,9 +582,7 @@ class RethinkStore(Store):
         return str(seq) if seq else None
 
     def cursor_key(self, cursor: str) -> int:
-        if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
-            raise ValueError(f"malformed cursor {cursor[:40]!r}")
-        return int(cursor)
+        return seq_cursor_key(cursor)
 
     async def event_history(self, owner: str, after: str | None, limit: int) -> History:
         start = 0 if after is None else self.cursor_key(after)

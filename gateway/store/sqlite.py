@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from gateway.store.base import (
     TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreUnavailable, event_kind,
-    matches,
+    matches, seq_cursor_key,
 )
 
 log = logging.getLogger(__name__)
@@ -301,9 +301,7 @@ class SQLiteStore(Store):
         return None if seq is None else str(seq)
 
     def cursor_key(self, cursor: str) -> int:
-        if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
-            raise ValueError(f"malformed cursor {cursor[:40]!r}")
-        return int(cursor)
+        return seq_cursor_key(cursor)
 
     async def event_history(self, owner: str, after: str | None, limit: int) -> History:
         start = 0 if after is None else self.cursor_key(after)

@@ -136,6 +136,19 @@ class Http10StreamingMixin(RequestHandler):
                 connection._disconnect_on_finish = True  # type: ignore[union-attr]
 
 
+class StreamingHeartbeatMixin:
+    """For streaming transports: heartbeats while the stream is attached.
+
+    Stock xhr_streaming, eventsource and htmlfile attach to their session with
+    ``start_heartbeat=False`` and nothing starts it later, so an idle stream
+    carried no ``h`` frame at all, and proxies that drop quiet connections cut
+    it.  (The polling transports start one themselves when a poll waits.)
+    """
+
+    def _attach_session(self, session_id: str, start_heartbeat: bool = False) -> bool:
+        return super()._attach_session(session_id, True)  # type: ignore[misc,no-any-return]
+
+
 # ---------------------------------------------------------------------------
 # Polling transports
 # ---------------------------------------------------------------------------
@@ -277,11 +290,11 @@ class JSONPSendHandler(NoTransformMixin, jsonp.JSONPSendHandler):
 # ---------------------------------------------------------------------------
 
 
-class XhrStreamingTransport(NoTransformMixin, Http10StreamingMixin, xhrstreaming.XhrStreamingTransport):
-    """``/<server>/<session>/xhr_streaming``: no-transform; HTTP/1.0 close."""
+class XhrStreamingTransport(NoTransformMixin, Http10StreamingMixin, StreamingHeartbeatMixin, xhrstreaming.XhrStreamingTransport):
+    """``/<server>/<session>/xhr_streaming``: no-transform; HTTP/1.0 close; heartbeats."""
 
 
-class EventSourceTransport(NoTransformMixin, Http10StreamingMixin, eventsource.EventSourceTransport):
+class EventSourceTransport(NoTransformMixin, Http10StreamingMixin, StreamingHeartbeatMixin, eventsource.EventSourceTransport):
     """``/<server>/<session>/eventsource``.
 
     Stock sends ``text/event-stream; charset=UTF-8``; the protocol (and the
@@ -315,7 +328,7 @@ class EventSourceTransport(NoTransformMixin, Http10StreamingMixin, eventsource.E
             self.session.flush()
 
 
-class HtmlFileTransport(NoTransformMixin, Http10StreamingMixin, htmlfile.HtmlFileTransport):
+class HtmlFileTransport(NoTransformMixin, Http10StreamingMixin, StreamingHeartbeatMixin, htmlfile.HtmlFileTransport):
     """``/<server>/<session>/htmlfile?c=<callback>``.
 
     Stock ``get`` has no validation (any ``c`` is accepted after stripping

@@ -37,6 +37,7 @@ class Client:
         self.opened = asyncio.get_event_loop().create_future()
         self.close_frame: list[Any] | None = None
         self.closed = asyncio.Event()
+        self.heartbeat = asyncio.Event()  # set by each 'h' frame
         self._seq = 0
 
     def on_frame(self, frame: str) -> None:
@@ -44,7 +45,7 @@ class Client:
             if not self.opened.done():
                 self.opened.set_result(True)
         elif frame == "h":
-            pass
+            self.heartbeat.set()
         elif frame.startswith("a"):
             for text in json.loads(frame[1:]):
                 self.inbox.put_nowait(json.loads(text))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ import jwt
 import pytest
 import tornado.web
 from sockjs.tornado import proto
+from tornado.tcpclient import TCPClient
 
 from gateway.connection import response_frame_string, response_message
 from gateway.server import Gateway
@@ -337,6 +339,36 @@ async def test_closing_a_session_releases_its_binding_and_work(start_gateway: An
     await client.close()
     await wait_until(lambda: not gateway.ws.live)
     assert gateway.registry.counts() == {"sessions": 0, "accounts": 0}
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("transport", ["websocket", "xhr-streaming"])
+async def test_heartbeats_come_at_the_configured_interval(start_gateway: Any, transport: str) -> None:
+    gateway = await start_gateway(ws_heartbeat=0.2)
+    client = await connect(transport, f"http://127.0.0.1:{gateway.port}")
+    try:
+        for _ in range(2):  # and keep coming
+            client.heartbeat.clear()
+            await asyncio.wait_for(client.heartbeat.wait(), 10)
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize(("transport", "heartbeat"), [("eventsource", b"data: h\r\n"),
+                                                      ("htmlfile?c=cb", b'p("h");')])
+async def test_heartbeats_on_the_browser_streaming_transports(start_gateway: Any, transport: str,
+                                                              heartbeat: bytes) -> None:
+    gateway = await start_gateway(ws_heartbeat=0.2)
+    stream = await TCPClient().connect("127.0.0.1", gateway.port)
+    try:
+        await stream.write(f"GET /ws/000/{secrets.token_hex(8)}/{transport} HTTP/1.1\r\n"
+                           f"Host: 127.0.0.1\r\n\r\n".encode())
+        received = b""
+        while received.count(heartbeat) < 2:  # the open frame, then heartbeats, on an idle stream
+            received += await asyncio.wait_for(stream.read_bytes(65536, partial=True), 10)
+    finally:
+        stream.close()
 
 
 @pytest.mark.gen_test

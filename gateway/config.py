@@ -20,6 +20,11 @@ def option(default: Any, help: str, env: str, metavar: str | None = None) -> Any
     return field(default=default, metadata={"help": help, "env": env, "metavar": metavar})
 
 
+#: The sockjs-client the iframe transports load by default.  sockjs-client refuses an iframe
+#: whose script is not its own exact version, and sockjs-tornado's default is 0.3.
+DEFAULT_SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
+
+
 @dataclass
 class Config:
     """Everything a gateway process is configured with."""
@@ -85,6 +90,12 @@ class Config:
         "seconds a polling SockJS session survives without a connected transport",
         "GATEWAY_WS_DISCONNECT_DELAY",
         "SECONDS",
+    )
+    ws_sockjs_url: str = option(
+        DEFAULT_SOCKJS_URL,
+        "sockjs-client script the iframe transports load: the exact version your pages use",
+        "GATEWAY_WS_SOCKJS_URL",
+        "URL",
     )
     log_level: str = option("info", "log level: debug, info, warning, error", "GATEWAY_LOG_LEVEL", "LEVEL")
 

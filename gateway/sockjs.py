@@ -24,6 +24,7 @@ def router_settings(config: Config, **extra: Any) -> dict[str, Any]:
         "jsessionid": False,
         "disconnect_delay": config.ws_disconnect_delay,
         "heartbeat_delay": config.ws_heartbeat,
+        "sockjs_url": config.ws_sockjs_url,
         # Queue what a session sends during one loop iteration into one frame:
         # many concurrent responses then cost one write instead of one each.
         "immediate_flush": False,

@@ -1,24 +1,21 @@
 #!/usr/bin/env node
-// The gateway's /ws endpoint driven by the real sockjs-client, on one forced transport.
+// The gateway's /ws endpoint driven by the real sockjs-client in Node, on one forced transport.
 //
 //   node tests/js/scenario.js <base_url> <transport> <username>
 //
-// e.g. `node tests/js/scenario.js http://127.0.0.1:5000 xhr-streaming alice`.
-// Tunnels a registration, a login and a few API calls, subscribes, unsubscribes,
-// sends a message that is not JSON and checks the session still works.  Prints one
-// JSON line per step ({"step": ...}) and then one result line ({"ok": true, ...}).
-// On failure the result line is {"ok": false, "step": ..., "error": ...}, the same
-// message goes to stderr and the exit status is 1; a usage error exits with 2.
+// e.g. `node tests/js/scenario.js http://127.0.0.1:5000 xhr-streaming alice`.  Runs
+// scenario-core.js: prints one JSON line per step ({"step": ...}) and then one result line
+// ({"ok": true, ...}).  On failure the result line is {"ok": false, "step": ..., "error": ...},
+// the same message goes to stderr and the exit status is 1; a usage error exits with 2.
 // Everything is bounded by SCENARIO_TIMEOUT_MS (default 20000) so it never hangs.
 // SCENARIO_SUBJECT (default "hi") is the subject of the email it sends.
 'use strict';
 
 const SockJS = require('sockjs-client');
+const runScenario = require('./scenario-core.js');
 
-const PASSWORD = 'correct horse battery';
+// The transports sockjs-client offers in Node (the others need a browser: see browser.js).
 const TRANSPORTS = ['websocket', 'xhr-streaming', 'xhr-polling', 'eventsource'];
-// Server pushed events an account may get at any time once subscribed; skipped while waiting.
-const EVENT_TYPES = new Set(['delivery', 'receipt']);
 
 const [baseUrl, transport, username] = process.argv.slice(2);
 if (!baseUrl || !TRANSPORTS.includes(transport) || !username) {
@@ -28,216 +25,43 @@ if (!baseUrl || !TRANSPORTS.includes(transport) || !username) {
 const timeoutMs = Number(process.env.SCENARIO_TIMEOUT_MS || 20000);
 const subject = process.env.SCENARIO_SUBJECT || 'hi';
 
-let step = 'start';
-let finished = false;
-let sock = null;
-const events = [];
+let lastStep = 'start';
 
 function emit(line) {
+  if (line.step) {
+    lastStep = line.step;
+  }
   process.stdout.write(JSON.stringify(line) + '\n');
 }
 
 function finish(code) {
-  finished = true;
-  clearTimeout(overall);
   // Exit only once stdout has been handed over (it may be a pipe).
   process.stdout.write('', () => process.exit(code));
 }
 
-function fail(message) {
+let finished = false;
+
+function failed(step, message) {
   if (finished) {
     return;
   }
+  finished = true;
   const error = `${transport}: step '${step}' failed: ${message}`;
   emit({ ok: false, transport, step, error });
   process.stderr.write(error + '\n');
-  if (sock) {
-    sock.onclose = sock.onmessage = null;
-    try { sock.close(); } catch (_) { /* already closing */ }
-  }
   finish(1);
 }
 
-const overall = setTimeout(() => fail(`timed out after ${timeoutMs} ms`), timeoutMs);
-process.on('uncaughtException', (err) => fail(`uncaught exception: ${err && err.stack || err}`));
-process.on('unhandledRejection', (err) => fail(`unhandled rejection: ${err && err.stack || err}`));
+const overall = setTimeout(() => failed(`after ${lastStep}`, `timed out after ${timeoutMs} ms`), timeoutMs);
+process.on('uncaughtException', (err) => failed('?', `uncaught exception: ${err && err.stack || err}`));
+process.on('unhandledRejection', (err) => failed('?', `unhandled rejection: ${err && err.stack || err}`));
 
-function check(condition, message, detail) {
-  if (!condition) {
-    throw new Error(detail === undefined ? message : `${message}: ${JSON.stringify(detail)}`);
-  }
-}
-
-function sameObject(actual, expected) {
-  return JSON.stringify(actual, Object.keys(actual).sort()) === JSON.stringify(expected, Object.keys(expected).sort());
-}
-
-// -- receiving -----------------------------------------------------------------
-
-const inbox = [];
-let wake = null;
-
-function received(e) {
-  check(typeof e.data === 'string', 'message data is not a string', e.data);
-  let message;
-  try {
-    message = JSON.parse(e.data);
-  } catch (_) {
-    throw new Error(`message is not JSON: ${e.data}`);
-  }
-  check(message !== null && typeof message === 'object' && !Array.isArray(message) && typeof message.type === 'string',
-    'message is not a JSON object with a type', message);
-  inbox.push(message);
-  if (wake) {
-    wake();
-  }
-}
-
-// The next message that `matches`; events in between are kept aside, anything else fails.
-async function expect(what, matches) {
-  for (;;) {
-    while (inbox.length) {
-      const message = inbox.shift();
-      if (matches(message)) {
-        return message;
-      }
-      check(EVENT_TYPES.has(message.type), `unexpected message while waiting for ${what}`, message);
-      events.push(message);
-    }
-    await new Promise((resolve) => { wake = resolve; });
-    wake = null;
-  }
-}
-
-// -- sending -------------------------------------------------------------------
-
-let sequence = 0;
-
-async function request(method, path, { body, token } = {}) {
-  const id = `${transport}-${++sequence}`;
-  const message = { type: 'request', id, method, path, headers: {} };
-  if (body !== undefined) {
-    message.body = JSON.stringify(body);
-    message.headers['Content-Type'] = 'application/json';
-  }
-  if (token !== undefined) {
-    message.headers.Authorization = `Bearer ${token}`;
-  }
-  sock.send(JSON.stringify(message));
-  const response = await expect(`the response to ${method} ${path}`, (m) => m.type === 'response' && m.id === id);
-  check(typeof response.status === 'number' && typeof response.body === 'string' &&
-        response.headers !== null && typeof response.headers === 'object', 'malformed response', response);
-  let json = null;
-  try {
-    json = JSON.parse(response.body);
-  } catch (_) { /* checked by the caller */ }
-  return { status: response.status, headers: response.headers, body: response.body, json };
-}
-
-async function control(message, what) {
-  sock.send(JSON.stringify(message));
-  return expect(what, () => true);
-}
-
-// -- the scenario ----------------------------------------------------------------
-
-function open() {
-  return new Promise((resolve, reject) => {
-    // `timeout`: sockjs-client otherwise gives a transport only ~2 x (300 ms + the /info
-    // round trip) to open, which a loaded CI machine can miss; with a single allowed
-    // transport that ends the connection ("All transports failed").
-    sock = new SockJS(`${baseUrl}/ws`, null, { transports: [transport], timeout: 10000 });
-    sock.onopen = () => resolve();
-    sock.onclose = (e) => reject(new Error(`closed before opening: ${e.code} ${e.reason}`));
-    sock.onmessage = (e) => {
-      try {
-        received(e);
-      } catch (err) {
-        fail(err.message);
-      }
-    };
-  });
-}
-
-async function scenario() {
-  step = 'open';
-  await open();
-  sock.onclose = (e) => fail(`the session closed: ${e.code} ${e.reason}`);
-  check(sock.transport === transport, `sockjs-client used '${sock.transport}' instead of the forced '${transport}'`);
-  emit({ step, transport: sock.transport });
-
-  step = 'register';
-  const created = await request('POST', '/accounts', { body: { username, password: PASSWORD } });
-  check(created.status === 201 && created.json && created.json.account &&
-        created.json.account.username === username, 'POST /accounts did not create the account', created);
-  emit({ step, status: created.status, account: created.json.account.id });
-
-  step = 'login';
-  const login = await request('POST', '/tokens', { body: { username, password: PASSWORD } });
-  check(login.status === 201 && login.json && login.json.token && typeof login.json.token.value === 'string',
-    'POST /tokens did not return a token', login);
-  const token = login.json.token.value;
-  emit({ step, status: login.status });
-
-  step = 'send email';
-  const sent = await request('POST', '/emails', { body: { to: ['bob@x.org'], subject, text: 'x' }, token });
-  check(sent.status === 201 && sent.json && sent.json.email && sent.json.email.subject === subject,
-    'POST /emails did not send the email', sent);
-  const emailId = sent.json.email.id;
-  emit({ step, status: sent.status, email: emailId });
-
-  step = 'list emails';
-  const listed = await request('GET', '/emails?limit=20', { token });
-  check(listed.status === 200 && listed.json && Array.isArray(listed.json.emails) &&
-        listed.json.emails.length === 1 && listed.json.emails[0].id === emailId &&
-        listed.json.emails[0].subject === subject &&
-        sameObject(listed.headers['X-Total-Count'] || [], ['1']), 'GET /emails?limit=20 does not list the email', listed);
-  emit({ step, status: listed.status, count: listed.json.emails.length });
-
-  step = 'me';
-  const me = await request('GET', '/accounts/me', { token });
-  check(me.status === 200 && me.json && me.json.account && me.json.account.username === username &&
-        sameObject(me.headers['Content-Type'] || [], ['application/json; charset=utf-8']),
-    'GET /accounts/me is not the account', me);
-  emit({ step, status: me.status });
-
-  step = 'subscribe';
-  const subscribed = await control({ type: 'subscribe', token }, "the answer to 'subscribe'");
-  check(sameObject(subscribed, { type: 'subscribed' }), "'subscribe' was not answered with 'subscribed'", subscribed);
-  emit({ step, reply: subscribed });
-
-  step = 'unsubscribe';
-  const unsubscribed = await control({ type: 'unsubscribe' }, "the answer to 'unsubscribe'");
-  check(sameObject(unsubscribed, { type: 'unsubscribed' }), "'unsubscribe' was not answered with 'unsubscribed'",
-    unsubscribed);
-  emit({ step, reply: unsubscribed });
-
-  step = 'bad message';
-  sock.send('{not json');
-  const error = await expect('the error for a message that is not JSON', () => true);
-  check(error.type === 'error' && error.code === 'invalid_json' && typeof error.error === 'string' && error.error &&
-        !('id' in error), 'a message that is not JSON did not get an invalid_json error', error);
-  emit({ step, reply: error });
-
-  step = 'still usable';
-  const again = await request('GET', '/accounts/me', { token });
-  check(again.status === 200 && again.json && again.json.account && again.json.account.username === username,
-    'the session is not usable after the error', again);
-  const notSubscribed = await control({ type: 'unsubscribe' }, "the answer to a second 'unsubscribe'");
-  check(notSubscribed.type === 'error' && notSubscribed.code === 'not_subscribed',
-    "a second 'unsubscribe' did not get a not_subscribed error", notSubscribed);
-  emit({ step, status: again.status, reply: notSubscribed });
-
-  step = 'close';
-  const closed = await new Promise((resolve) => {
-    sock.onclose = resolve;
-    sock.close(1000, 'done');
-  });
-  check(closed.code === 1000, 'the session did not close cleanly', { code: closed.code, reason: closed.reason });
-  emit({ step, code: closed.code });
-
-  emit({ ok: true, transport, requests: sequence, email: emailId, events: events.length });
+runScenario({ SockJS, baseUrl, transport, username, subject, emit }).then((result) => {
+  clearTimeout(overall);
+  finished = true;
+  emit(result);
   finish(0);
-}
-
-scenario().catch((err) => fail(err.message));
+}, (err) => {
+  clearTimeout(overall);
+  failed(err.step, err.message);
+});

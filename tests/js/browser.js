@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// The gateway's /ws endpoint driven by the real sockjs-client in headless Chromium, on one
+// forced transport, including those only a browser has (iframe-*, jsonp-polling).
+//
+//   node tests/js/browser.js <page_url> <base_url> <transport> <username>
+//
+// <page_url> is a page that loads sockjs-client (window.SockJS) and scenario-core.js
+// (window.runScenario); tests/test_sockjs_client_browser.py serves one on another origin
+// than the gateway's.  Prints what scenario.js prints: one JSON line per step, then the
+// result line; exit status 0, 1 (the scenario failed) or 2 (usage).  Chromium is Debian's
+// (CHROMIUM, default /usr/bin/chromium), driven by playwright-core, which downloads nothing.
+// Bounded by SCENARIO_TIMEOUT_MS (default 20000).
+'use strict';
+
+const { chromium } = require('playwright-core');
+
+const TRANSPORTS = ['websocket', 'xhr-streaming', 'xhr-polling', 'eventsource', 'iframe-eventsource',
+  'iframe-htmlfile', 'iframe-xhr-polling', 'jsonp-polling'];
+// Headless as root on a machine without network: no sandbox, and nothing that phones home.
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+const [pageUrl, baseUrl, transport, username] = process.argv.slice(2);
+if (!pageUrl || !baseUrl || !TRANSPORTS.includes(transport) || !username) {
+  process.stderr.write(`usage: node browser.js <page_url> <base_url> <${TRANSPORTS.join('|')}> <username>\n`);
+  process.exit(2);
+}
+const timeoutMs = Number(process.env.SCENARIO_TIMEOUT_MS || 20000);
+
+function emit(line) {
+  process.stdout.write(JSON.stringify(line) + '\n');
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true,
+  });
+  let lines = [];
+  try {
+    const page = await browser.newPage();
+    page.on('pageerror', (err) => process.stderr.write(`page error: ${err.message}\n`));
+    page.on('console', (message) => process.stderr.write(`console.${message.type()}: ${message.text()}\n`));
+    await page.goto(pageUrl);
+    const run = page.evaluate(({ baseUrl, transport, username }) => {
+      window.scenarioLines = [];
+      const emit = (line) => window.scenarioLines.push(line);
+      return window.runScenario({ SockJS: window.SockJS, baseUrl, transport, username, emit })
+        .then((result) => ({ result }), (err) => ({ error: { step: err.step, message: err.message } }));
+    }, { baseUrl, transport, username });
+    let timer;
+    const timeout = new Promise((resolve) => {
+      timer = setTimeout(() => resolve({ error: { step: 'timeout', message: `timed out after ${timeoutMs} ms` } }),
+        timeoutMs);
+    });
+    const outcome = await Promise.race([run, timeout]);
+    clearTimeout(timer);
+    lines = await page.evaluate(() => window.scenarioLines);
+    if (outcome.error && outcome.error.step === 'timeout' && lines.length) {
+      outcome.error.step = `after ${lines[lines.length - 1].step}`;
+    }
+    return { lines, ...outcome };
+  } finally {
+    await browser.close();
+  }
+}
+
+main().then(({ lines, result, error }) => {
+  lines.forEach(emit);
+  if (result) {
+    emit(result);
+    return 0;
+  }
+  const message = `${transport}: step '${error.step}' failed: ${error.message}`;
+  emit({ ok: false, transport, step: error.step, error: message });
+  process.stderr.write(message + '\n');
+  return 1;
+}, (err) => {
+  const message = `${transport}: the browser failed: ${err && err.stack || err}`;
+  emit({ ok: false, transport, step: 'browser', error: message });
+  process.stderr.write(message + '\n');
+  return 1;
+}).then((code) => process.stdout.write('', () => process.exit(code)));

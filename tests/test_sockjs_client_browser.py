@@ -1,0 +1,82 @@
+"""The real ``sockjs-client`` in headless Chromium against the running gateway, on every transport.
+
+A page on another origin than the gateway's (a webmail front end served from
+its own host) loads sockjs-client 1.6.1 and ``tests/js/scenario-core.js``;
+``tests/js/browser.js`` opens it with playwright-core in Debian's Chromium and
+runs the scenario on one forced transport, including those only a browser has:
+the iframe ones (``/ws/iframe.html`` loads sockjs-client from
+``--ws-sockjs-url``, here served by the same page server) and jsonp-polling.
+Between them they use every transport the server offers: websocket,
+xhr_streaming, xhr, eventsource, htmlfile and jsonp.  Without Chromium, Node or
+``npm ci --prefix tests/js`` these tests skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import pytest
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from tests.conftest import PASSWORD, Api
+from tests.sockjs_client_runner import JS_DIR, NODE, SCENARIO_TIMEOUT, check_succeeded, installed, run_script
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+TRANSPORTS = ["websocket", "xhr-streaming", "xhr-polling", "eventsource", "iframe-eventsource", "iframe-htmlfile",
+              "iframe-xhr-polling", "jsonp-polling"]
+PAGE = b"""<!doctype html>
+<meta charset="utf-8">
+<title>webmail</title>
+<script src="/sockjs.min.js"></script>
+<script src="/scenario-core.js"></script>
+"""
+
+pytestmark = [
+    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
+                       reason=f"no Chromium at {CHROMIUM} (Debian: apt install chromium; or set CHROMIUM)"),
+    pytest.mark.skipif(NODE is None, reason="node is not on PATH: it drives Chromium with playwright-core"),
+    pytest.mark.skipif(not (installed("sockjs-client") and installed("playwright-core")),
+                       reason="tests/js/node_modules is missing: run `npm ci --prefix tests/js`"),
+]
+
+
+class _Page(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(PAGE)
+
+
+@pytest.fixture
+def page_server(io_loop: Any) -> Any:
+    """The front end's origin: the page, sockjs-client and the scenario, on a port of its own."""
+    app = tornado.web.Application([
+        (r"/", _Page),
+        (r"/(sockjs\.min\.js)", tornado.web.StaticFileHandler,
+         {"path": str(JS_DIR / "node_modules" / "sockjs-client" / "dist")}),
+        (r"/(scenario-core\.js)", tornado.web.StaticFileHandler, {"path": str(JS_DIR)}),
+    ])
+    server = tornado.httpserver.HTTPServer(app)
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server.add_sockets(sockets)
+    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    server.stop()
+
+
+@pytest.mark.gen_test(timeout=SCENARIO_TIMEOUT + 20)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_sockjs_client_in_chromium(start_gateway: Any, page_server: str, transport: str) -> None:
+    gateway = await start_gateway(ws_sockjs_url=f"{page_server}/sockjs.min.js")
+    api = Api(f"http://127.0.0.1:{gateway.port}")
+    username = f"browser-{transport}"
+    code, lines, err = await run_script("browser.js", f"{page_server}/", api.base_url, transport, username,
+                                        CHROMIUM=CHROMIUM)
+    result = check_succeeded(transport, code, lines, err)
+    # what it did over the tunnel is there over plain HTTP
+    login = await api.post("/tokens", {"username": username, "password": PASSWORD})
+    assert login.status == 201
+    emails = (await api.get("/emails", token=login.json["token"]["value"])).json["emails"]
+    assert [(e["id"], e["subject"]) for e in emails] == [(result["email"], "hi")]

@@ -17,6 +17,8 @@ says how to run it); ``tests/test_sockjs_conformance.py`` keeps each fix.
 * xhr_send keeps ``text/plain`` on its 204; jsonp_send client errors are not
   logged as server errors.
 * iframe page of the current protocol; ``/info`` entropy within 32 bits.
+* htmlfile frames escaped for their inline ``<script>``; heartbeats on the
+  streaming transports.
 * websocket: bodiless 405 with ``Allow: GET`` for non-GET; broken JSON drops
   the connection without a traceback; a send to a closing websocket ends the
   session instead of raising ``WebSocketClosedError``; raw ``/websocket`` closes with the
@@ -47,6 +49,9 @@ from gateway.hixie76 import WebSocketProtocol76
 
 MAX_ENTROPY = 2**32 - 1
 EVENTSOURCE_ESCAPES = str.maketrans({"%": "%25", "\r": "%0D", "\n": "%0A", "\x00": "%00"})
+#: An htmlfile frame is a JS string in an inline <script>: "</script>" or "<!--" in a message
+#: must not end or bend the script.  In a JS string these escapes mean the same characters.
+HTMLFILE_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 LOG = logging.getLogger("tornado.general")
 
@@ -337,6 +342,21 @@ class HtmlFileTransport(NoTransformMixin, Http10StreamingMixin, StreamingHeartbe
     callback is validated like jsonp's and then used verbatim (it can only
     contain ``[a-zA-Z0-9-_.]``, so no HTML escaping is needed).
     """
+
+    def send_pack(self, message: str, binary: bool = False) -> None:
+        """Stock ``send_pack``, with the frame escaped for the inline script it is written into
+        (stock writes ``</script>`` from a message as it is: the rest of the frame became markup)."""
+        if binary:
+            raise ValueError("binary frames are not supported by the htmlfile transport")
+        self.active = False
+        try:
+            self.notify_sent(len(message))
+            self.write(f"<script>\np({proto.json_encode(message).translate(HTMLFILE_ESCAPES)});\n</script>\r\n")
+            self.flush().add_done_callback(self.send_complete)
+        except IOError:
+            # the connection dropped: close the session instead of raising all the way up
+            self.session.delayed_close()
+            self._detach()
 
     @asynchronous
     def get(self, session_id: str) -> None:

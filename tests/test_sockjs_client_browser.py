@@ -80,3 +80,16 @@ async def test_sockjs_client_in_chromium(start_gateway: Any, page_server: str, t
     assert login.status == 201
     emails = (await api.get("/emails", token=login.json["token"]["value"])).json["emails"]
     assert [(e["id"], e["subject"]) for e in emails] == [(result["email"], "hi")]
+
+
+@pytest.mark.gen_test(timeout=SCENARIO_TIMEOUT + 20)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_markup_and_percent_signs_reach_the_browser_intact(start_gateway: Any, page_server: str,
+                                                                 transport: str) -> None:
+    # htmlfile frames are <script> blocks and eventsource frames go through decodeURI: neither
+    # may end early, run anything, or mangle the text
+    subject = "100% </script><script>parent.pwned=1</script> <!-- \u2028 %zz"
+    gateway = await start_gateway(ws_sockjs_url=f"{page_server}/sockjs.min.js")
+    code, lines, err = await run_script("browser.js", f"{page_server}/", f"http://127.0.0.1:{gateway.port}",
+                                        transport, "markup", CHROMIUM=CHROMIUM, SCENARIO_SUBJECT=subject)
+    check_succeeded(transport, code, lines, err)

@@ -371,6 +371,27 @@ async def test_heartbeats_on_the_browser_streaming_transports(start_gateway: Any
         stream.close()
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_htmlfile_frames_cannot_end_their_script(api: Api) -> None:
+    session = f"/ws/000/{secrets.token_hex(8)}"
+    stream = await TCPClient().connect("127.0.0.1", int(api.base_url.rsplit(":", 1)[1]))
+    try:
+        await stream.write(f"GET {session}/htmlfile?c=cb HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        received = await stream.read_until(b'p("o");\n</script>')
+        hostile = "</script><script>parent.pwned=1</script><!--"
+        sent = await api.http.fetch(f"{api.base_url}{session}/xhr_send", method="POST", raise_error=False,
+                                      body=json.dumps([json.dumps({"type": "bogus", "id": hostile})]))
+        assert sent.code == 204
+        received += await stream.read_until(b"</script>\r\n")
+    finally:
+        stream.close()
+    frame = received.decode().rsplit("<script>\n", 1)[1]
+    assert frame.count("</script>") == 1 and "<!--" not in frame and "<script>" not in frame
+    text = re.fullmatch(r'p\((".*")\);\n</script>\r\n', frame, re.S).group(1)
+    assert json.loads(json.loads(json.loads(text)[1:])[0]) == {
+        "type": "error", "error": "Unknown message type: 'bogus'", "code": "unknown_type", "id": hostile}
+
+
 @pytest.mark.gen_test
 async def test_sending_to_a_closing_websocket_ends_the_session_quietly(api: Api, gateway: Gateway, caplog: Any) -> None:
     client = await connect("websocket", api.base_url)

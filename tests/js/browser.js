@@ -9,7 +9,8 @@
 // than the gateway's.  Prints what scenario.js prints: one JSON line per step, then the
 // result line; exit status 0, 1 (the scenario failed) or 2 (usage).  Chromium is Debian's
 // (CHROMIUM, default /usr/bin/chromium), driven by playwright-core, which downloads nothing.
-// Bounded by SCENARIO_TIMEOUT_MS (default 20000).
+// Bounded by SCENARIO_TIMEOUT_MS (default 20000); SCENARIO_SUBJECT (default "hi") is the subject
+// of the email it sends.
 'use strict';
 
 const { chromium } = require('playwright-core');
@@ -26,6 +27,7 @@ if (!pageUrl || !baseUrl || !TRANSPORTS.includes(transport) || !username) {
   process.exit(2);
 }
 const timeoutMs = Number(process.env.SCENARIO_TIMEOUT_MS || 20000);
+const subject = process.env.SCENARIO_SUBJECT || 'hi';
 
 function emit(line) {
   process.stdout.write(JSON.stringify(line) + '\n');
@@ -41,12 +43,12 @@ async function main() {
     page.on('pageerror', (err) => process.stderr.write(`page error: ${err.message}\n`));
     page.on('console', (message) => process.stderr.write(`console.${message.type()}: ${message.text()}\n`));
     await page.goto(pageUrl);
-    const run = page.evaluate(({ baseUrl, transport, username }) => {
+    const run = page.evaluate(({ baseUrl, transport, username, subject }) => {
       window.scenarioLines = [];
       const emit = (line) => window.scenarioLines.push(line);
-      return window.runScenario({ SockJS: window.SockJS, baseUrl, transport, username, emit })
+      return window.runScenario({ SockJS: window.SockJS, baseUrl, transport, username, subject, emit })
         .then((result) => ({ result }), (err) => ({ error: { step: err.step, message: err.message } }));
-    }, { baseUrl, transport, username });
+    }, { baseUrl, transport, username, subject });
     let timer;
     const timeout = new Promise((resolve) => {
       timer = setTimeout(() => resolve({ error: { step: 'timeout', message: `timed out after ${timeoutMs} ms` } }),

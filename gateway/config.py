@@ -81,6 +81,12 @@ class Config:
         1 << 20, "bytes a session's client may fall behind before the session is closed (it can resume by cursor)",
         "GATEWAY_WS_MAX_QUEUE", "BYTES"
     )
+    store_wait: float = option(
+        30.0,
+        "seconds to wait at start for a shared store (RethinkDB) that is not reachable yet",
+        "GATEWAY_STORE_WAIT",
+        "SECONDS",
+    )
     event_history: int = option(
         100_000, "events kept for subscribers resuming with since=<cursor>", "GATEWAY_EVENT_HISTORY", "N"
     )

@@ -19,11 +19,15 @@ from gateway.mail_in import start_smtp
 from gateway.mail_out import DeliveryWorker, Relay
 from gateway.sockjs import Router, router_settings
 from gateway.state import State
-from gateway.store import Store, store_from_url
+from gateway.store import Store, StoreError, StoreUnavailable, store_from_url
 from events.dispatcher import EventDispatcher
 from events.sessions import SessionRegistry
 
 log = logging.getLogger("gateway")
+
+#: Waiting for a shared store at start: the first retry, and the longest pause between two.
+STORE_FIRST_RETRY = 0.5
+STORE_MAX_RETRY = 5.0
 
 
 class CannotListen(Exception):
@@ -48,10 +52,28 @@ class Gateway:
         self.smtp_port: int = 0
         self.delivery: DeliveryWorker | None = None
 
+    async def _open_store(self, store: Store) -> None:
+        """Open the store.  A shared one (RethinkDB) may come up after the gateway (both started
+        together, say): wait for it up to ``--store-wait`` seconds, with capped backoff."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.store_wait
+        delay = STORE_FIRST_RETRY
+        while True:
+            try:
+                await store.open()
+                return
+            except StoreUnavailable as exc:
+                left = deadline - loop.time()
+                if not store.shared or left <= 0:
+                    raise
+                log.warning("the store is not reachable yet (%s); retrying in %.1fs", exc, min(delay, left))
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, STORE_MAX_RETRY)
+
     async def start(self) -> None:
         """Open the store and listen; :attr:`port` is the bound HTTP port."""
         self.store = store_from_url(self.config.store, self.config.event_history)
-        await self.store.open()
+        await self._open_store(self.store)
         secret = load_or_create_secret(self.config.resolved_secret_file())
         self.state = State(
             self.config,
@@ -137,5 +159,8 @@ def run(config: Config) -> int:
         asyncio.run(serve())
     except CannotListen as exc:
         log.error("%s", exc)
+        return 1
+    except StoreError as exc:
+        log.error("cannot open the store: %s", exc)
         return 1
     return 0

@@ -96,6 +96,23 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Any) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path: Any) -> None:
+    import socket
+
+    result = run("serve", "--store", f"sqlite:{tmp_path}/no/such/folder/x.db", "--port", "0", "--smtp", "127.0.0.1:0",
+                 cwd=str(tmp_path))
+    assert result.returncode == 1
+    assert "cannot open the store: sqlite" in result.stderr and "Traceback" not in result.stderr
+    with socket.socket() as closed:  # a port where nothing listens
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = run("serve", "--store", f"rethinkdb://127.0.0.1:{port}/x", "--port", "0", "--smtp", "127.0.0.1:0",
+                 cwd=str(tmp_path), env={**os.environ, "GATEWAY_STORE_WAIT": "0.6"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "the store is not reachable yet" in result.stderr  # it waited for it first
+    assert f"cannot open the store: rethinkdb 127.0.0.1:{port}" in result.stderr.splitlines()[-1]
+
+
 def test_default_config_is_localhost_5000_and_sqlite_in_cwd() -> None:
     from gateway.config import Config
 

@@ -98,6 +98,21 @@ async def test_two_gateway_processes_share_users_events_and_the_queue(start_gate
         await b.stop()
 
 
+@pytest.mark.gen_test(timeout=120)
+async def test_a_gateway_started_before_its_database_waits_for_it(start_gateway: Any, caplog: Any) -> None:
+    server = rethinkdb_server.OwnServer()
+    try:
+        starting = asyncio.ensure_future(start_gateway(store=server.url, store_wait=60))
+        await wait_until(lambda: "the store is not reachable yet" in caplog.text, timeout=30)
+        assert not starting.done()
+        await asyncio.get_running_loop().run_in_executor(None, server.start)
+        gateway = await starting
+        health = await Api(f"http://127.0.0.1:{gateway.port}").get("/health")
+        assert (health.status, health.json["store"]) == (200, "up")
+    finally:
+        server.remove()
+
+
 @pytest.mark.gen_test(timeout=180)
 async def test_the_database_going_away_and_coming_back(start_gateway: Any) -> None:
     server = rethinkdb_server.OwnServer()

@@ -30,8 +30,8 @@ import threading
 from typing import Any, Callable, Iterator, TypeVar
 
 from gateway.store.base import (
-    TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreUnavailable, event_kind,
-    matches, seq_cursor_key,
+    TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError, StoreUnavailable,
+    event_kind, matches, seq_cursor_key,
 )
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,24 @@ class SQLiteStore(Store):
     # -- lifecycle --------------------------------------------------------
 
     async def open(self) -> None:
+        try:
+            self._db = self._connect()
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite {self.path}: {exc}") from exc
+        if self.path != ":memory:":
+            self._checkpointer = _Checkpointer(self.path)
+
+    def _connect(self) -> sqlite3.Connection:
+        """The connection, with the schema migrated to the latest version."""
         db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            self._prepare(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
@@ -194,9 +211,6 @@ class SQLiteStore(Store):
             db.execute(f"PRAGMA user_version = {number}")
             db.execute("COMMIT")
             log.info("sqlite %s: schema migrated to version %d", self.path, number)
-        self._db = db
-        if self.path != ":memory:":
-            self._checkpointer = _Checkpointer(self.path)
 
     async def close(self) -> None:
         db, self._db = self._db, None

@@ -19,7 +19,7 @@ from typing import Any
 JS_DIR = Path(__file__).parent / "js"
 NODE = shutil.which("node")
 STEPS = ["open", "register", "login", "send email", "list emails", "me",
-         "subscribe", "unsubscribe", "bad message", "still usable", "close"]
+         "subscribe", "event", "unsubscribe", "bad message", "still usable", "close"]
 #: The scripts' own limit; a test's is longer so the script reports which step hung.
 SCENARIO_TIMEOUT = 20
 

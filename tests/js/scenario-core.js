@@ -2,7 +2,8 @@
 //
 // runScenario({ SockJS, baseUrl, transport, username, subject, emit }) opens a SockJS session
 // on the one forced transport, tunnels a registration, a login and a few API calls, subscribes,
-// unsubscribes, sends a message that is not JSON and checks the session still works.  It calls
+// mails itself and waits for the pushed receipt event, unsubscribes, sends a message that is
+// not JSON and checks the session still works.  It calls
 // emit() with one object per step ({step, ...}) and resolves with the result line
 // ({ok: true, ...}); on failure it closes the session and rejects with an Error whose `step`
 // says where.  A UMD module: require() it in Node, or load it with a <script> (window.runScenario).
@@ -98,9 +99,12 @@
       return { status: response.status, headers: response.headers, body: response.body, json };
     }
 
+    const notAnEvent = (m) => !EVENT_TYPES.has(m.type);
+
+    // The next message that is not an event (answers to control messages have no id).
     async function control(message, what) {
       sock.send(JSON.stringify(message));
-      return expect(what, () => true);
+      return expect(what, notAnEvent);
     }
 
     // -- the scenario ----------------------------------------------------------------
@@ -170,6 +174,18 @@
       check(sameObject(subscribed, { type: 'subscribed' }), "'subscribe' was not answered with 'subscribed'", subscribed);
       emit({ step, reply: subscribed });
 
+      step = 'event';
+      const noteSubject = `${subject} (to myself)`;
+      const note = await request('POST', '/emails', {
+        body: { to: [`${username}@localhost`], subject: noteSubject, text: 'x' }, token,
+      });
+      check(note.status === 201, 'POST /emails to myself failed', note);
+      const receipt = await expect('the receipt of the email sent to myself',
+        (m) => m.type === 'receipt' && m.name === noteSubject);
+      check(typeof receipt.id === 'string' && typeof receipt.thread === 'string' && typeof receipt.cursor === 'string' &&
+            Array.isArray(receipt.labels) && receipt.labels.includes('inbox'), 'a malformed receipt event', receipt);
+      emit({ step, type: receipt.type, cursor: receipt.cursor });
+
       step = 'unsubscribe';
       const unsubscribed = await control({ type: 'unsubscribe' }, "the answer to 'unsubscribe'");
       check(sameObject(unsubscribed, { type: 'unsubscribed' }), "'unsubscribe' was not answered with 'unsubscribed'",
@@ -178,7 +194,7 @@
 
       step = 'bad message';
       sock.send('{not json');
-      const error = await expect('the error for a message that is not JSON', () => true);
+      const error = await expect('the error for a message that is not JSON', notAnEvent);
       check(error.type === 'error' && error.code === 'invalid_json' && typeof error.error === 'string' && error.error &&
             !('id' in error), 'a message that is not JSON did not get an invalid_json error', error);
       emit({ step, reply: error });

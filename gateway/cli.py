@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from urllib.parse import urlsplit
 
 from gateway import __version__
 from gateway.config import OPTIONS, Config, parse_value
@@ -66,6 +67,15 @@ def check(config: Config) -> None:
     config.smtp_address()
     Relay.from_url(config.relay)
     store_from_url(config.store)
+    check_script_url(config.ws_sockjs_url)
+
+
+def check_script_url(url: str) -> None:
+    """``--ws-sockjs-url`` goes into the iframe page's ``<script src="...">``: an http(s) URL or
+    an absolute path, with nothing that could end the attribute."""
+    scheme = urlsplit(url).scheme
+    if not (scheme in ("http", "https") or url.startswith("/")) or any(c in url for c in '"<>\'\\ \t\r\n'):
+        raise ValueError(f"GATEWAY_WS_SOCKJS_URL: expected an http(s) URL or an absolute path, got {url!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

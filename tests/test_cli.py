@@ -35,7 +35,9 @@ def test_bad_option_values_are_refused() -> None:
     assert result.returncode == 2 and "GATEWAY_PORT" in result.stderr
     for args, message in [(["--smtp", "nowhere"], "GATEWAY_SMTP"), (["--relay", "http://x"], "relay URL"),
                           (["--store", "mongodb://x"], "unknown store URL"),
-                          (["--log-level", "loud"], "GATEWAY_LOG_LEVEL")]:
+                          (["--log-level", "loud"], "GATEWAY_LOG_LEVEL"),
+                          (["--ws-sockjs-url", 'https://x/s.js"><script>'], "GATEWAY_WS_SOCKJS_URL"),
+                          (["--ws-sockjs-url", "javascript:alert(1)"], "GATEWAY_WS_SOCKJS_URL")]:
         result = run("serve", *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, args
 

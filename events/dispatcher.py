@@ -76,9 +76,9 @@ class EventDispatcher:
             async for page in self._history(account_id, since):
                 for change in page.changes:
                     self.route(change)
-                if page.changes and (newest is None or self.store.cursor_key(page.changes[-1].cursor)
-                                     > self.store.cursor_key(newest)):
-                    newest = page.changes[-1].cursor
+                last = page.changes[-1].cursor if page.changes else None
+                if last is not None and (newest is None or self.store.cursor_key(last) > self.store.cursor_key(newest)):
+                    newest = last
         self.last_cursor = newest
         log.info("event feed caught up from cursor %s to %s", since, newest)
 
@@ -127,7 +127,7 @@ class EventDispatcher:
                 for change in page.changes:
                     event = event_of(change)
                     if event is not None:
-                        self._send(binding, event, self.store.cursor_key(change.cursor))
+                        self._send(binding, event, self.store.cursor_key(event["cursor"]))
         finally:
             held, binding.held = binding.held or [], None
         for key, event in held:

@@ -109,6 +109,11 @@ class SessionRegistry:
 
     # -- watching the store -------------------------------------------------
 
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "the registry watches no store: start() it first"
+        return self._store
+
     async def start(self, store: Store) -> None:
         """Watch token revocations and account deletions; live when this returns."""
         self._store = store
@@ -133,7 +138,7 @@ class SessionRegistry:
         if not ended:
             return
         # Deleting an account also deletes its tokens: name the real cause.
-        reason = "revoked" if await self._store.get("accounts", token["owner"]) else "account_deleted"
+        reason = "revoked" if await self.store.get("accounts", token["owner"]) else "account_deleted"
         for binding in ended:
             self.end(binding, reason)
 
@@ -145,7 +150,7 @@ class SessionRegistry:
     async def _recheck_all(self) -> None:
         """After a feed outage: end the bindings whose token or account went away meanwhile."""
         for binding in list(self._by_subscriber.values()):
-            if await self._store.get("accounts", binding.account_id) is None:
+            if await self.store.get("accounts", binding.account_id) is None:
                 self.end(binding, "account_deleted")
-            elif await self._store.get("tokens", binding.token_id) is None:
+            elif await self.store.get("tokens", binding.token_id) is None:
                 self.end(binding, "revoked")

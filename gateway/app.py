@@ -31,7 +31,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
                    1000.0 * request.request_time())
 
 
-def make_app(state: State, extra_routes: list[tuple[str, Any]] | None = None, **settings: Any) -> tornado.web.Application:
+def make_app(state: State, extra_routes: list[Any] | None = None, **settings: Any) -> tornado.web.Application:
     """The application serving the API (plus ``extra_routes``, e.g. SockJS), with ``state`` in its settings."""
     return tornado.web.Application(
         (extra_routes or []) + api_routes(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.store import sqlite_path
@@ -108,10 +109,10 @@ class Config:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Config":
         """A config from environment variables, then explicit overrides."""
-        environ = os.environ if environ is None else environ
+        env: Mapping[str, str] = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            raw = environ.get(f.metadata["env"])
+            raw = env.get(f.metadata["env"])
             if raw is not None and raw != "":
                 values[f.name] = parse_value(f, raw)
         values.update(overrides)

@@ -43,6 +43,7 @@ class Session(session.Session):
     """
 
     send_queue: list[str]  # type: ignore[assignment]
+    _pending_flush: bool  # set by the stock __init__
 
     def __init__(self, conn: Any, server: Any, session_id: str, expiry: float | None = None) -> None:
         super().__init__(conn, server, session_id, expiry)
@@ -50,12 +51,12 @@ class Session(session.Session):
 
     def send_jsonified(self, msg: str | bytes, stats: bool = True) -> None:
         """Queue a message that is already a JSON string (stock semantics, list queue)."""
-        msg = bytes_to_str(msg)
+        text: str = bytes_to_str(msg)
         handler = self.handler
         if self._immediate_flush and handler is not None and handler.active and not self.send_queue:
-            handler.send_pack(f"a[{msg}]")
+            handler.send_pack(f"a[{text}]")
         else:
-            self.send_queue.append(msg)
+            self.send_queue.append(text)
             if self._immediate_flush:
                 self.flush()
             elif not self._pending_flush:
@@ -85,6 +86,8 @@ class Router(SockJSRouter):
     loop at construction).  ``context`` is there for the connections, as
     ``self.session.server.context``.
     """
+
+    _transport_urls: list[tuple[str, type, dict[str, Any]]]  # the stock URL table, set by its __init__
 
     def __init__(self, connection: type, prefix: str, settings: dict[str, Any], context: Any = None) -> None:
         super().__init__(connection, prefix, settings, session_kls=Session)

@@ -459,6 +459,8 @@ class WebSocketFixesMixin(WebSocketHandler):
       ``Sec-WebSocket-Key1/2`` and no ``Sec-WebSocket-Version``.
     """
 
+    server: Any  # the SockJS router, set by the stock transports' initialize()
+
     async def _execute(self, transforms: list[Any], *args: bytes, **kwargs: bytes) -> None:
         if self.request.method != "GET":
             self._transforms = transforms

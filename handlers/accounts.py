@@ -96,7 +96,7 @@ class MeHandler(APIHandler):
             changes["password_hash"] = await self.state.passwords.hash(body["password"])
             # a new password shuts out whoever had the old one: every other token is revoked
             for token in await self.store.find("tokens", Query({"owner": self.account["id"]})):
-                if token["id"] != self.session.token["id"]:
+                if token["id"] != self.auth.token["id"]:
                     await self.store.delete("tokens", token["id"])
         elif "current_password" in body:
             raise APIError(400, "invalid_field", "current_password is only used with password")

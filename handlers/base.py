@@ -99,8 +99,13 @@ class APIHandler(tornado.web.RequestHandler):
 
     @property
     def account(self) -> Doc:
-        assert self.session is not None, "account used on a public method"
-        return self.session.account
+        return self.auth.account
+
+    @property
+    def auth(self) -> Session:
+        """The caller's verified session (on an authenticated method)."""
+        assert self.session is not None, "auth used on a public method"
+        return self.session
 
     # -- request ------------------------------------------------------------
 

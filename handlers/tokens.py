@@ -42,12 +42,12 @@ class TokensHandler(APIHandler):
     async def get(self) -> None:
         now = time.time()
         records = await self.store.find("tokens", Query({"owner": self.account["id"]}, [("created", True)]))
-        live = [token_view(r, self.session.token["id"]) for r in records if r["exp"] > now]
+        live = [token_view(r, self.auth.token["id"]) for r in records if r["exp"] > now]
         self.set_header("X-Total-Count", str(len(live)))
         self.reply(tokens=live)
 
     async def delete(self) -> None:
-        await self.store.delete("tokens", self.session.token["id"])
+        await self.store.delete("tokens", self.auth.token["id"])
         self.reply(message="Token revoked")
 
 

@@ -42,7 +42,7 @@ import itertools
 import logging
 import random
 import re
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, overload
 from urllib.parse import unquote, urlsplit
 
 from rethinkdb import RethinkDB
@@ -639,6 +639,14 @@ class RethinkStore(Store):
         if not self._open:  # closed while the feed started: it must end like the others
             await feed.aclose()
         return feed
+
+
+@overload
+def _public(doc: Doc) -> Doc: ...
+@overload
+def _public(doc: None) -> None: ...
+@overload
+def _public(doc: Doc | None) -> Doc | None: ...
 
 
 def _public(doc: Doc | None) -> Doc | None:

@@ -155,6 +155,7 @@ class SQLiteStore(Store):
             "INSERT INTO changelog (tbl, owner, old, new, kind) VALUES (?, ?, ?, ?, ?)",
             (table, new["owner"] if new else None, _dump(old), _dump(new), kind),
         ).lastrowid
+        assert seq is not None  # an INSERT's rowid
         self._events_since_prune += 1
         if self._events_since_prune >= min(1000, self.history_limit):  # keep about the last history_limit
             self._events_since_prune = 0

@@ -153,6 +153,17 @@ class StreamingHeartbeatMixin:
     def _attach_session(self, session_id: str, start_heartbeat: bool = False) -> bool:
         return super()._attach_session(session_id, True)  # type: ignore[misc,no-any-return]
 
+    def start_stream(self, session_id: str, prelude: str) -> None:
+        """Send the prelude, then attach to the session and send what it has queued."""
+        handler: Any = self
+        handler.write(prelude)
+        handler.flush()
+        if not self._attach_session(session_id):
+            handler.finish()
+            return
+        if handler.session:
+            handler.session.flush()
+
 
 # ---------------------------------------------------------------------------
 # Polling transports
@@ -321,16 +332,7 @@ class EventSourceTransport(NoTransformMixin, Http10StreamingMixin, StreamingHear
         self.handle_session_cookie()
         self.disable_cache()
         self.set_header("Content-Type", "text/event-stream")
-        # Prelude: a new line, for an old Opera bug.
-        self.write("\r\n")
-        self.flush()
-
-        if not self._attach_session(session_id):
-            self.finish()
-            return
-
-        if self.session:
-            self.session.flush()
+        self.start_stream(session_id, "\r\n")  # the prelude: a new line, for an old Opera bug
 
 
 class HtmlFileTransport(NoTransformMixin, Http10StreamingMixin, StreamingHeartbeatMixin, htmlfile.HtmlFileTransport):
@@ -372,16 +374,7 @@ class HtmlFileTransport(NoTransformMixin, Http10StreamingMixin, StreamingHeartbe
             self.finish(error)
             return
 
-        # HTMLFILE_HEAD is padded to > 1KiB so IE starts rendering.
-        self.write(HTMLFILE_HEAD % callback)
-        self.flush()
-
-        if not self._attach_session(session_id):
-            self.finish()
-            return
-
-        if self.session:
-            self.session.flush()
+        self.start_stream(session_id, HTMLFILE_HEAD % callback)  # padded to > 1 KiB so IE starts rendering
 
 
 # ---------------------------------------------------------------------------

@@ -20,12 +20,13 @@ import logging
 from typing import Any, AsyncIterator
 
 from events.sessions import Binding, SessionRegistry
-from gateway.store import Change, History, Store
+from gateway.store import EVENT_KINDS, Change, History, Store
 from gateway.store.follow import Follower
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = frozenset({"delivery", "receipt"})
+#: The event types a subscription may ask for.
+EVENT_TYPES = frozenset(EVENT_KINDS)
 REPLAY_PAGE = 500
 
 
@@ -47,7 +48,6 @@ class EventDispatcher:
         self.feed = Follower(store.event_feed, "event feed").add("events", self._changed, self._catch_up)
         #: The newest cursor seen; after an outage, events after it are read from history.
         self.last_cursor: str | None = None
-        self.delivered = 0
 
     async def start(self) -> None:
         """Note where the feed starts, and follow it (live when this returns)."""
@@ -104,7 +104,6 @@ class EventDispatcher:
             return
         binding.last_key = key
         if binding.events is None or event["type"] in binding.events:
-            self.delivered += 1
             binding.subscriber.send_event(event)
 
     async def resume(self, binding: Binding, since: str, announce: Any) -> None:

@@ -12,12 +12,10 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from gateway.ids import new_id, now_iso
-from gateway.store import Conflict, Contains, Doc, In, Query, Store
+from gateway.store import OWNED_TABLES, Conflict, Contains, Doc, In, Query, Store
 
 BUILTIN_LABELS: dict[str, str] = {"inbox": "Inbox", "sent": "Sent", "trash": "Trash", "spam": "Spam"}
 
-#: Tables whose documents belong to an account through their ``owner`` field.
-OWNED_TABLES = ("tokens", "emails", "threads", "labels", "contacts")
 
 
 def public(doc: Doc, *hidden: str) -> Doc:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from gateway.store.base import (
-    EVENT_KINDS, TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError,
+    EVENT_KINDS, OWNED_TABLES, TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError,
     StoreUnavailable, event_kind, matches,
 )
 
 __all__ = [
-    "EVENT_KINDS", "TABLES", "Change", "ChangeFeed", "History", "Conflict", "Contains", "Doc", "In", "Query", "Store", "StoreError",
+    "EVENT_KINDS", "OWNED_TABLES", "TABLES", "Change", "ChangeFeed", "History", "Conflict", "Contains", "Doc", "In", "Query", "Store", "StoreError",
     "StoreUnavailable", "event_kind", "matches", "sqlite_path", "store_from_url",
 ]
 

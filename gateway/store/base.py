@@ -16,6 +16,9 @@ from typing import Any
 #: The tables every backend provides.
 TABLES: tuple[str, ...] = ("accounts", "usernames", "tokens", "emails", "threads", "labels", "contacts")
 
+#: The tables whose documents belong to an account (an ``owner`` field, indexed).
+OWNED_TABLES: tuple[str, ...] = ("tokens", "emails", "threads", "labels", "contacts")
+
 #: Field names a query may name; keeps backends free of injection worries.
 FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 

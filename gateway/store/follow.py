@@ -40,7 +40,6 @@ class Follower:
         self.open_feed = open_feed
         self.name = name
         self.readers: list[tuple[str, OnChange, OnResume | None]] = []
-        self.connected = asyncio.Event()
         self._feed: ChangeFeed | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -53,7 +52,6 @@ class Follower:
     async def start(self) -> None:
         """Open the feed (live when this returns) and follow it in the background."""
         self._feed = await self.open_feed()
-        self.connected.set()
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
@@ -80,7 +78,6 @@ class Follower:
                 log.warning("%s lost: %s", self.name, exc)
             if self._stopping:
                 return
-            self.connected.clear()
             await self._reopen()
 
     async def _reopen(self) -> None:
@@ -94,7 +91,6 @@ class Follower:
                 delay = min(delay * 2, MAX_RETRY)
                 continue
             log.info("%s: reconnected", self.name)
-            self.connected.set()
             for reader, _, on_resume in self.readers:
                 if on_resume is None:
                     continue

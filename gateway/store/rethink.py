@@ -52,8 +52,8 @@ from rethinkdb.errors import (
 )
 
 from gateway.store.base import (
-    TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError, StoreUnavailable,
-    event_kind, seq_cursor_key,
+    OWNED_TABLES, TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError,
+    StoreUnavailable, event_kind, seq_cursor_key,
 )
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,6 @@ EVENTS = "events"
 COUNTERS = "counters"
 #: The field stamped on an email whose write made an event: ``{seq, kind}``.
 STAMP = "_event"
-
-OWNED_TABLES = ("tokens", "emails", "threads", "labels", "contacts")
 
 
 def _fields(*names: str) -> Callable[[Any], Any]:

@@ -86,8 +86,13 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+def _text(value: Any) -> str:
+    """JSON as stored: compact."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _dump(doc: Doc | None) -> str | None:
-    return None if doc is None else json.dumps(doc, separators=(",", ":"))
+    return None if doc is None else _text(doc)
 
 
 def _load(text: str | None) -> Doc | None:
@@ -100,7 +105,7 @@ def _field(name: str) -> str:
 
 def _bindable(value: Any) -> Any:
     # json_extract returns JSON objects/arrays as text; compare like with like.
-    return json.dumps(value, separators=(",", ":")) if isinstance(value, (dict, list)) else value
+    return _text(value) if isinstance(value, (dict, list)) else value
 
 
 def _where_sql(table: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -238,7 +243,7 @@ class SQLiteStore(Store):
         return await self._run(lambda db: self._read(db, table, id))
 
     async def insert(self, table: str, doc: Doc) -> Doc:
-        text = json.dumps(doc, separators=(",", ":"))
+        text = _text(doc)
 
         def insert(db: sqlite3.Connection) -> Doc:
             new = json.loads(text)
@@ -259,8 +264,9 @@ class SQLiteStore(Store):
                 old = self._read(db, table, id)
                 if old is None or any(old.get(k) != v for k, v in (only_if or {}).items()):
                     return None
-                new = json.loads(json.dumps({**old, **changes, "id": id}))
-                db.execute(f"UPDATE {table} SET doc = ? WHERE id = ?", (_dump(new), id))
+                text = _text({**old, **changes, "id": id})
+                db.execute(f"UPDATE {table} SET doc = ? WHERE id = ?", (text, id))
+                new = json.loads(text)  # a copy of its own, as stored
                 change = self._log(db, table, old, new)
             self._publish(change)
             return new

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from typing import Any
 
 import tornado.httpserver
@@ -20,6 +19,7 @@ from sockjs.tornado import SockJSConnection
 
 from gateway.app import log_request
 from gateway.config import Config
+from gateway.server import until_signalled
 from gateway.sockjs import Router, router_settings
 
 log = logging.getLogger("gateway.conformance")
@@ -47,7 +47,7 @@ def conformance_app(config: Config) -> tornado.web.Application:
         Router(EchoConnection, "/disabled_websocket_echo", {**common, "disabled_transports": ["websocket"]}),
         Router(EchoConnection, "/cookie_needed_echo", {**common, "jsessionid": True}),
     ]
-    return tornado.web.Application([route for r in routers for route in r.routes], log_function=log_request)
+    return tornado.web.Application([route for r in routers for route in r.urls], log_function=log_request)
 
 
 def run_conformance(config: Config) -> int:
@@ -57,10 +57,7 @@ def run_conformance(config: Config) -> int:
         server = tornado.httpserver.HTTPServer(conformance_app(config))
         server.listen(config.port, config.host)
         log.info("SockJS conformance endpoints on http://%s:%d/echo", config.host, config.port)
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_signalled()
         server.stop()
 
     asyncio.run(serve())

@@ -111,7 +111,6 @@ class GatewayConnection(SockJSConnection):
         assert self.context.app is not None
         self.tunnel = Tunnel(self.context.app, info.ip, host)
         self.inflight: set[asyncio.Task[None]] = set()
-        self.running_requests = 0
         self.control = asyncio.Lock()  # subscribe/unsubscribe run in arrival order
         self.context.live.add(self)
         log.debug("session opened from %s", info.ip)
@@ -119,25 +118,20 @@ class GatewayConnection(SockJSConnection):
     def on_close(self) -> None:
         self.context.live.discard(self)
         self.context.registry.unbind(self)
-        self.tunnel.close()  # their responses are dropped, so they are no longer counted
-        self.running_requests = 0
+        self.tunnel.close()  # their responses are dropped
         for task in list(self.inflight):
             task.cancel()
         self.inflight.clear()
 
     # -- sending ------------------------------------------------------------
 
-    def send_json(self, message: dict[str, Any]) -> None:
-        if not self.is_closed:
-            self.send_text(compact_json(message))
+    @property
+    def running_requests(self) -> int:
+        """Tunneled requests started and not yet answered."""
+        return len(self.tunnel.open)
 
-    def send_text(self, text: str) -> None:
-        """Send one message; like ``send`` without its generic wrappers (as sockjs-tornado's ``broadcast`` does)."""
-        session = self.session
-        if session.send_expects_json:  # a framed session: the message goes out as a JSON string
-            session.send_jsonified(json_string(text))
-        else:
-            session.send_message(text)
+    def send_json(self, message: dict[str, Any]) -> None:
+        self.send(compact_json(message))
 
     def send_error(self, code: str, message: str, message_id: Any = None) -> None:
         error: dict[str, Any] = {"type": "error", "error": message, "code": code}
@@ -152,9 +146,10 @@ class GatewayConnection(SockJSConnection):
         """Send an event, or close the session if its client is not keeping up."""
         if self.is_closed:
             return
-        if self.backlog() > self.config.ws_max_queue:
-            log.warning("closing a session whose client fell %d bytes behind", self.backlog())
-            self.context.registry.unbind(self)
+        backlog = self.backlog()
+        if backlog > self.config.ws_max_queue:
+            log.warning("closing a session whose client fell %d bytes behind", backlog)
+            self.context.registry.unbind(self)  # no further event, even before the close completes
             self.session.close(4000, "Outgoing queue overflow: reconnect and subscribe with since=<last cursor>")
             return
         self.send_json(event)
@@ -173,8 +168,7 @@ class GatewayConnection(SockJSConnection):
         # tornado's IOStream keeps its unsent byte count in a private field
         unsent = getattr(stream, "_write_buffer_size", 0)
         if handler is None or not handler.active:
-            queued = getattr(self.session, "queued_chars", None)  # raw websocket sessions queue nothing
-            unsent += queued() if queued else 0
+            unsent += getattr(self.session, "queued_chars", 0)  # raw websocket sessions queue nothing
         return unsent
 
     # -- receiving ----------------------------------------------------------
@@ -223,7 +217,6 @@ class GatewayConnection(SockJSConnection):
                             "headers": {"Content-Type": ["application/json; charset=utf-8"]},
                             "body": RATE_LIMITED_BODY})
             return
-        self.running_requests += 1
         message_id = message["id"]
         try:
             rest = self.tunnel.start(method, target, headers, body, partial(self.respond, message_id))
@@ -245,12 +238,10 @@ class GatewayConnection(SockJSConnection):
             self.request_failed(message_id)
 
     def request_failed(self, message_id: str) -> None:
-        self.running_requests -= 1
         self.send_error("internal_error", "The request could not be run", message_id)
 
     def respond(self, message_id: str, response: TunneledResponse) -> None:
         """Send a tunneled request's response (called by the tunnel when the handler finishes)."""
-        self.running_requests -= 1
         if self.is_closed:
             return
         session = self.session

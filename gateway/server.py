@@ -91,7 +91,7 @@ class Gateway:
         await self.dispatcher.start()
         self.ws = WsContext(self.state, self.registry, self.dispatcher)
         self.router = Router(GatewayConnection, self.ws.prefix, router_settings(self.config), self.ws)
-        app = make_app(self.state, self.router.routes,
+        app = make_app(self.state, self.router.urls,
                        # over the limit, tornado drops the websocket; under it, the session answers too_large
                        websocket_max_message_size=4 * self.config.ws_max_message + 65536)
         self.ws.app = app
@@ -138,6 +138,15 @@ class Gateway:
             await self.store.close()
 
 
+async def until_signalled() -> None:
+    """Return on the first SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 def run(config: Config) -> int:
     """Serve until SIGINT or SIGTERM; the exit status."""
 
@@ -147,11 +156,7 @@ def run(config: Config) -> int:
         # Everything made at startup lives as long as the process: keep it out of the garbage
         # collector's full passes, whose pauses are the worst event latencies under load.
         gc.freeze()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_signalled()
         log.info("shutting down")
         await gateway.stop()
 

@@ -8,9 +8,9 @@ False``); the transport fixes are in :mod:`gateway.sockjs_transports`.
 
 from __future__ import annotations
 
+from json.encoder import encode_basestring_ascii as json_string
 from typing import Any
 
-import tornado.web
 from sockjs.tornado import SockJSRouter, session
 from sockjs.tornado.util import bytes_to_str
 
@@ -48,6 +48,14 @@ class Session(session.Session):
     def __init__(self, conn: Any, server: Any, session_id: str, expiry: float | None = None) -> None:
         super().__init__(conn, server, session_id, expiry)
         self.send_queue = []
+        #: Characters in ``send_queue`` (with the commas that will join them): kept as it
+        #: changes, since a stalled poller's queue is measured on every event sent to it.
+        self.queued_chars = 0
+
+    def send_message(self, msg: str | bytes, stats: bool = True, binary: bool = False) -> None:
+        """Stock ``send_message`` (the message as a JSON string), with the string escaper
+        called directly rather than through the generic encoder."""
+        self.send_jsonified(json_string(bytes_to_str(msg)), stats)
 
     def send_jsonified(self, msg: str | bytes, stats: bool = True) -> None:
         """Queue a message that is already a JSON string (stock semantics, list queue)."""
@@ -56,6 +64,7 @@ class Session(session.Session):
         if self._immediate_flush and handler is not None and handler.active and not self.send_queue:
             handler.send_pack(f"a[{text}]")
         else:
+            self.queued_chars += len(text) + (1 if self.send_queue else 0)
             self.send_queue.append(text)
             if self._immediate_flush:
                 self.flush()
@@ -73,10 +82,7 @@ class Session(session.Session):
             return
         handler.send_pack(f"a[{','.join(self.send_queue)}]")
         self.send_queue = []
-
-    def queued_chars(self) -> int:
-        """Characters waiting for a transport."""
-        return sum(map(len, self.send_queue)) + max(0, len(self.send_queue) - 1)
+        self.queued_chars = 0
 
 
 class Router(SockJSRouter):
@@ -95,10 +101,6 @@ class Router(SockJSRouter):
         self._transport_urls = [
             (pattern, OVERRIDES.get(handler, handler), kwargs) for pattern, handler, kwargs in self._transport_urls
         ]
-
-    @property
-    def routes(self) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
-        return self._transport_urls
 
     def stop(self) -> None:
         """Stop the sweeper that expires idle polling sessions."""

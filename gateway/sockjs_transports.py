@@ -141,14 +141,22 @@ class Http10StreamingMixin(RequestHandler):
                 connection._disconnect_on_finish = True  # type: ignore[union-attr]
 
 
-class StreamingHeartbeatMixin:
-    """For streaming transports: heartbeats while the stream is attached.
+class StreamingMixin:
+    """For the streaming transports: heartbeats, and (eventsource, htmlfile) opening the stream.
 
     Stock xhr_streaming, eventsource and htmlfile attach to their session with
     ``start_heartbeat=False`` and nothing starts it later, so an idle stream
     carried no ``h`` frame at all, and proxies that drop quiet connections cut
     it.  (The polling transports start one themselves when a poll waits.)
     """
+
+    def begin_stream(self, content_type: str) -> None:
+        """The headers every stream starts with (before anything that may still fail)."""
+        handler: Any = self
+        handler.preflight()
+        handler.handle_session_cookie()
+        handler.disable_cache()
+        handler.set_header("Content-Type", content_type)
 
     def _attach_session(self, session_id: str, start_heartbeat: bool = False) -> bool:
         return super()._attach_session(session_id, True)  # type: ignore[misc,no-any-return]
@@ -306,11 +314,11 @@ class JSONPSendHandler(NoTransformMixin, jsonp.JSONPSendHandler):
 # ---------------------------------------------------------------------------
 
 
-class XhrStreamingTransport(NoTransformMixin, Http10StreamingMixin, StreamingHeartbeatMixin, xhrstreaming.XhrStreamingTransport):
+class XhrStreamingTransport(NoTransformMixin, Http10StreamingMixin, StreamingMixin, xhrstreaming.XhrStreamingTransport):
     """``/<server>/<session>/xhr_streaming``: no-transform; HTTP/1.0 close; heartbeats."""
 
 
-class EventSourceTransport(NoTransformMixin, Http10StreamingMixin, StreamingHeartbeatMixin, eventsource.EventSourceTransport):
+class EventSourceTransport(NoTransformMixin, Http10StreamingMixin, StreamingMixin, eventsource.EventSourceTransport):
     """``/<server>/<session>/eventsource``.
 
     Stock sends ``text/event-stream; charset=UTF-8``; the protocol (and the
@@ -328,14 +336,11 @@ class EventSourceTransport(NoTransformMixin, Http10StreamingMixin, StreamingHear
 
     @asynchronous
     def get(self, session_id: str) -> None:
-        self.preflight()
-        self.handle_session_cookie()
-        self.disable_cache()
-        self.set_header("Content-Type", "text/event-stream")
+        self.begin_stream("text/event-stream")
         self.start_stream(session_id, "\r\n")  # the prelude: a new line, for an old Opera bug
 
 
-class HtmlFileTransport(NoTransformMixin, Http10StreamingMixin, StreamingHeartbeatMixin, htmlfile.HtmlFileTransport):
+class HtmlFileTransport(NoTransformMixin, Http10StreamingMixin, StreamingMixin, htmlfile.HtmlFileTransport):
     """``/<server>/<session>/htmlfile?c=<callback>``.
 
     Stock ``get`` has no validation (any ``c`` is accepted after stripping
@@ -362,11 +367,7 @@ class HtmlFileTransport(NoTransformMixin, Http10StreamingMixin, StreamingHeartbe
 
     @asynchronous
     def get(self, session_id: str) -> None:
-        self.preflight()
-        self.handle_session_cookie()
-        self.disable_cache()
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
-
+        self.begin_stream("text/html; charset=UTF-8")
         callback = self.get_argument("c", None, strip=False)
         error = _callback_error(callback)
         if error:

@@ -9,6 +9,7 @@ written to a socket.  No loopback socket, no second route table.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -16,6 +17,8 @@ from typing import Any
 
 import tornado.web
 from tornado import httputil
+
+log = logging.getLogger("gateway.ws")
 
 #: Headers the tunnel sets itself or that mean nothing without a real connection.
 #: Accept-Encoding is dropped so a body is never gzipped into the JSON envelope.
@@ -90,7 +93,6 @@ class Tunnel:
 
     def __init__(self, app: tornado.web.Application, remote_ip: str, host: str) -> None:
         self.app = app
-        self.remote_ip = remote_ip
         self.host = host
         #: Shared by every request of this client: it only names the client's address.
         self.context = SimpleNamespace(remote_ip=remote_ip, protocol="http")
@@ -129,9 +131,7 @@ class Tunnel:
             if started is not None:
                 return self._continue(connection, delegate, started, body)
             if body:
-                received = delegate.data_received(body)
-                if received is not None:
-                    return self._continue(connection, delegate, received, b"")
+                delegate.data_received(body)  # a handler that does not stream takes it at once
             delegate.finish()
         except BaseException:
             self._drop(connection)
@@ -152,7 +152,13 @@ class Tunnel:
                 if received is not None:
                     await received
             delegate.finish()
-        except BaseException:
+        except asyncio.CancelledError:
+            self._drop(connection)
+            raise
+        except Exception:
+            if connection not in self.open:  # answered already (say, refused in prepare): nothing to tell
+                log.exception("a tunneled request failed after its response")
+                return
             self._drop(connection)
             raise
 

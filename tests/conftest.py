@@ -166,6 +166,11 @@ def relay(io_loop: Any) -> Any:
     server.close()
 
 
+def api_for(gateway: Gateway) -> Api:
+    """A client of the gateway's HTTP API."""
+    return Api(f"http://127.0.0.1:{gateway.port}")
+
+
 @pytest.fixture
 def api(gateway: Gateway) -> Api:
-    return Api(f"http://127.0.0.1:{gateway.port}")
+    return api_for(gateway)

@@ -1,8 +1,29 @@
-"""Protocol peers the tests play: an SMTP relay (aiosmtpd) that records what it accepts."""
+"""Protocol peers the tests play: an SMTP relay (aiosmtpd) that records what it accepts, an SMTP sender,
+and free loopback ports."""
 
 from __future__ import annotations
 
+import asyncio
+import smtplib
+import socket
 from typing import Any
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (free when this returns)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def smtp_send(port: int, sender: str, recipients: list[str], data: bytes | str) -> dict:
+    """Send one message with smtplib (blocking: run it with :func:`in_thread`); the refused recipients."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        return smtp.sendmail(sender, recipients, data)
+
+
+async def in_thread(fn: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 class Relay:

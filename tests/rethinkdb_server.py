@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.peers import free_port
 
 #: How long a started server may take to accept driver connections.
 START_TIMEOUT = 60.0
@@ -39,12 +40,6 @@ class _Server:
 _server: _Server | None = None
 _failure: str | None = None  # why starting failed, so later tests fail fast with the same reason
 _databases: list[str] = []
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _can_connect(host: str, port: int) -> bool:
@@ -75,7 +70,7 @@ def _start() -> _Server:
     failure = ""
     for _ in range(3):  # a free port can be taken between our probe and the server's bind: try others
         directory = tempfile.mkdtemp(prefix="gateway-rethinkdb-")
-        driver_port, cluster_port = _free_port(), _free_port()
+        driver_port, cluster_port = free_port(), free_port()
         with open(os.path.join(directory, "server.log"), "wb") as log:
             process = subprocess.Popen(
                 [binary, "--directory", os.path.join(directory, "data"), "--bind", "127.0.0.1",
@@ -183,7 +178,7 @@ class OwnServer:
             pytest.skip("needs a rethinkdb on PATH to kill and restart")
         self.binary = binary
         self.directory = tempfile.mkdtemp(prefix="gateway-rethinkdb-own-")
-        self.port, self.cluster_port = _free_port(), _free_port()
+        self.port, self.cluster_port = free_port(), free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

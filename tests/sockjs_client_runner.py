@@ -16,6 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import PASSWORD, Api
+
 JS_DIR = Path(__file__).parent / "js"
 NODE = shutil.which("node")
 STEPS = ["open", "register", "login", "send email", "list emails", "me",
@@ -50,6 +52,14 @@ async def run_script(script: str, *args: str, **env: str) -> tuple[int | None, l
         raise AssertionError(f"{script} printed something that is not a JSON line\nstdout:\n{out}\n"
                              f"stderr:\n{err}") from None
     return process.returncode, lines, err
+
+
+async def check_done_over_tunnel(api: Api, username: str, result: dict[str, Any]) -> None:
+    """What the scenario did over the tunnel is there over plain HTTP: its account, and the email it sent."""
+    login = await api.post("/tokens", {"username": username, "password": PASSWORD})
+    assert login.status == 201
+    emails = (await api.get("/emails?label=sent", token=login.json["token"]["value"])).json["emails"]
+    assert sorted((e["id"], e["subject"]) for e in emails if e["to"] == ["bob@x.org"]) == [(result["email"], "hi")]
 
 
 def check_succeeded(transport: str, code: int | None, lines: list[dict[str, Any]], err: str) -> dict[str, Any]:

@@ -241,3 +241,17 @@ TRANSPORTS = {c.name: c for c in (WebsocketClient, RawWebsocketClient, XhrPollin
 
 async def connect(transport: str, base_url: str) -> Client:
     return await TRANSPORTS[transport](base_url).open()
+
+
+async def subscribed(transport: str, base_url: str, token: str, **fields: Any) -> Client:
+    """A client on ``transport`` whose session is subscribed with ``token``."""
+    client = await connect(transport, base_url)
+    await client.send({"type": "subscribe", "token": token, **fields})
+    reply = await client.recv()
+    assert reply["type"] == "subscribed", reply
+    return client
+
+
+async def next_event(client: Client) -> dict[str, Any]:
+    """The next delivery or receipt event the client gets (other messages are passed over)."""
+    return await client.wait_for(lambda m: m.get("type") in ("delivery", "receipt"))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
 from typing import Any
 
 from gateway.config import OPTIONS
+from tests.peers import free_port
 
 
 def run(*args: str, **kw: Any) -> subprocess.CompletedProcess:
@@ -87,8 +89,6 @@ def test_serve_on_a_fresh_folder_keeps_data_and_tokens_across_restarts(tmp_path:
 
 
 def test_a_busy_port_is_a_clear_error(tmp_path: Any) -> None:
-    import socket
-
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -99,15 +99,11 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Any) -> None:
 
 
 def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path: Any) -> None:
-    import socket
-
     result = run("serve", "--store", f"sqlite:{tmp_path}/no/such/folder/x.db", "--port", "0", "--smtp", "127.0.0.1:0",
                  cwd=str(tmp_path))
     assert result.returncode == 1
     assert "cannot open the store: sqlite" in result.stderr and "Traceback" not in result.stderr
-    with socket.socket() as closed:  # a port where nothing listens
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
+    port = free_port()  # nothing listens there
     result = run("serve", "--store", f"rethinkdb://127.0.0.1:{port}/x", "--port", "0", "--smtp", "127.0.0.1:0",
                  cwd=str(tmp_path), env={**os.environ, "GATEWAY_STORE_WAIT": "0.6"})
     assert result.returncode == 1 and "Traceback" not in result.stderr

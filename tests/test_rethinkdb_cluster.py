@@ -6,16 +6,18 @@ import asyncio
 import os
 import smtplib
 import sys
+import time
 from typing import Any
 
 import pytest
 
+from gateway.ids import new_id, now_iso
 from gateway.store import store_from_url
+from gateway.store.rethink import r
 from tests import rethinkdb_server
-from tests.conftest import Api, wait_until
-from tests.sockjs_clients import Client
-from tests.peers import Relay
-from tests.test_mail_events import in_thread, next_event, smtp_send, subscribed
+from tests.conftest import Api, api_for, wait_until
+from tests.sockjs_clients import Client, next_event, subscribed
+from tests.peers import Relay, in_thread, smtp_send
 
 
 class Subprocess:
@@ -52,13 +54,13 @@ class Subprocess:
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_two_gateway_processes_share_users_events_and_the_queue(start_gateway: Any, tmp_path: Any,
+async def test_two_gateway_processes_share_users_events_and_the_queue(start_gateway: Any,
                                                                       relay: Relay) -> None:
     url = rethinkdb_server.store_url()
     a = await start_gateway(store=url, relay=relay.url)
     b = Subprocess({"GATEWAY_STORE": url, "GATEWAY_SECRET_FILE": a.config.secret_file, "GATEWAY_RELAY": relay.url})
     await b.start()
-    api_a, api_b = Api(f"http://127.0.0.1:{a.port}"), Api(b.base)
+    api_a, api_b = api_for(a), Api(b.base)
     client: Client | None = None
     try:
         alice, alice_token = await api_a.register("alice")
@@ -107,7 +109,7 @@ async def test_a_gateway_started_before_its_database_waits_for_it(start_gateway:
         assert not starting.done()
         await asyncio.get_running_loop().run_in_executor(None, server.start)
         gateway = await starting
-        health = await Api(f"http://127.0.0.1:{gateway.port}").get("/health")
+        health = await api_for(gateway).get("/health")
         assert (health.status, health.json["store"]) == (200, "up")
     finally:
         server.remove()
@@ -120,7 +122,7 @@ async def test_the_database_going_away_and_coming_back(start_gateway: Any) -> No
     await loop.run_in_executor(None, server.start)
     try:
         gateway = await start_gateway(store=server.url)
-        api = Api(f"http://127.0.0.1:{gateway.port}")
+        api = api_for(gateway)
         _, token = await api.register("bob")
         client = await subscribed("websocket", api.base_url, token)
         mail = lambda name: in_thread(smtp_send, gateway.smtp_port, "x@example.org",  # noqa: E731
@@ -145,13 +147,14 @@ async def test_the_database_going_away_and_coming_back(start_gateway: Any) -> No
         # mail written while the event feed may still be reconnecting: delivered when it is back.
         # Like any MTA, the sender retries a 451 (tables can come back one by one).
         for i in range(3):
-            for _ in range(100):
+            async def accepted(subject: str = f"after {i}") -> bool:
                 try:
-                    await mail(f"after {i}")
-                    break
+                    await mail(subject)
+                    return True
                 except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
                     assert "451" in str(exc)
-                    await asyncio.sleep(0.1)
+                    return False
+            await wait_until(accepted, timeout=30)
         events = [await next_event(client) for _ in range(3)]
         assert [e["name"] for e in events] == [f"after {i}" for i in range(3)]
         assert client.close_frame is None  # the session stayed open throughout
@@ -163,13 +166,11 @@ async def test_the_database_going_away_and_coming_back(start_gateway: Any) -> No
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_concurrent_startup_makes_one_schema(io_loop: Any) -> None:
+async def test_concurrent_startup_makes_one_schema() -> None:
     url = rethinkdb_server.store_url()
     stores = [store_from_url(url) for _ in range(6)]
     await asyncio.gather(*(s.open() for s in stores))
     try:
-        from gateway.store.rethink import r
-
         conn = await r.connect(*rethinkdb_server.server_address())
         names = await r.db(url.rsplit("/", 1)[1]).table_list().run(conn)
         await conn.close()
@@ -184,23 +185,19 @@ async def test_concurrent_startup_makes_one_schema(io_loop: Any) -> None:
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_delivery_claimed_by_a_dead_process_is_taken_over(start_gateway: Any, relay: Relay) -> None:
-    import time as clock
-
-    from gateway.ids import new_id, now_iso
-
     url = rethinkdb_server.store_url()
     gateway = await start_gateway(store=url, relay=relay.url, delivery_lease=0.5)
-    api = Api(f"http://127.0.0.1:{gateway.port}")
+    api = api_for(gateway)
     alice, _ = await api.register("alice")
     # what a process that died mid-delivery leaves: a claim nobody will finish
     email = {"id": new_id(), "owner": alice["id"], "direction": "out", "status": "sending",
-             "claimed_at": clock.time() - 60, "from": "alice@localhost", "to": ["dan@example.org"], "cc": [],
+             "claimed_at": time.time() - 60, "from": "alice@localhost", "to": ["dan@example.org"], "cc": [],
              "bcc": [], "subject": "orphan", "text": "t", "html": None, "message_id": "<orphan@localhost>",
              "in_reply_to": None, "references": [], "labels": ["sent"], "read": True, "created": now_iso(),
              "thread": new_id()}
     await gateway.store.insert("emails", email)
     # a claim that is still fresh (its process is alive) is left alone
-    fresh = {**email, "id": new_id(), "message_id": "<fresh@localhost>", "claimed_at": clock.time() + 3600}
+    fresh = {**email, "id": new_id(), "message_id": "<fresh@localhost>", "claimed_at": time.time() + 3600}
     await gateway.store.insert("emails", fresh)
 
     async def taken_over() -> bool:

@@ -22,8 +22,10 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from tests.conftest import PASSWORD, Api
-from tests.sockjs_client_runner import JS_DIR, NODE, SCENARIO_TIMEOUT, check_succeeded, installed, run_script
+from tests.conftest import api_for
+from tests.sockjs_client_runner import (
+    JS_DIR, NODE, SCENARIO_TIMEOUT, check_done_over_tunnel, check_succeeded, installed, run_script,
+)
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 TRANSPORTS = ["websocket", "xhr-streaming", "xhr-polling", "eventsource", "iframe-eventsource", "iframe-htmlfile",
@@ -70,16 +72,12 @@ def page_server(io_loop: Any) -> Any:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_sockjs_client_in_chromium(start_gateway: Any, page_server: str, transport: str) -> None:
     gateway = await start_gateway(ws_sockjs_url=f"{page_server}/sockjs.min.js")
-    api = Api(f"http://127.0.0.1:{gateway.port}")
+    api = api_for(gateway)
     username = f"browser-{transport}"
     code, lines, err = await run_script("browser.js", f"{page_server}/", api.base_url, transport, username,
                                         CHROMIUM=CHROMIUM)
     result = check_succeeded(transport, code, lines, err)
-    # what it did over the tunnel is there over plain HTTP
-    login = await api.post("/tokens", {"username": username, "password": PASSWORD})
-    assert login.status == 201
-    emails = (await api.get("/emails?label=sent", token=login.json["token"]["value"])).json["emails"]
-    assert sorted((e["id"], e["subject"]) for e in emails if e["to"] == ["bob@x.org"]) == [(result["email"], "hi")]
+    await check_done_over_tunnel(api, username, result)
 
 
 @pytest.mark.gen_test(timeout=SCENARIO_TIMEOUT + 20)
@@ -90,6 +88,6 @@ async def test_markup_and_percent_signs_reach_the_browser_intact(start_gateway: 
     # may end early, run anything, or mangle the text
     subject = "100% </script><script>parent.pwned=1</script> <!-- \u2028 %zz"
     gateway = await start_gateway(ws_sockjs_url=f"{page_server}/sockjs.min.js")
-    code, lines, err = await run_script("browser.js", f"{page_server}/", f"http://127.0.0.1:{gateway.port}",
+    code, lines, err = await run_script("browser.js", f"{page_server}/", api_for(gateway).base_url,
                                         transport, "markup", CHROMIUM=CHROMIUM, SCENARIO_SUBJECT=subject)
     check_succeeded(transport, code, lines, err)

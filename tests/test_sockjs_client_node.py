@@ -9,12 +9,13 @@ has are in ``test_sockjs_client_browser.py``.
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 
-from tests.conftest import PASSWORD, Api
-from tests.sockjs_client_runner import NODE, SCENARIO_TIMEOUT, check_succeeded, installed, run_script
+from tests.conftest import Api
+from tests.sockjs_client_runner import (
+    NODE, SCENARIO_TIMEOUT, check_done_over_tunnel, check_succeeded, installed, run_script,
+)
 
 TRANSPORTS = ["websocket", "xhr-streaming", "xhr-polling", "eventsource"]
 
@@ -25,25 +26,18 @@ pytestmark = [
 ]
 
 
-async def run_scenario(base_url: str, transport: str, username: str,
-                       **env: str) -> tuple[int | None, list[dict[str, Any]], str]:
-    return await run_script("scenario.js", base_url, transport, username, **env)
-
 @pytest.mark.gen_test(timeout=SCENARIO_TIMEOUT + 10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_sockjs_client_scenario(api: Api, transport: str) -> None:
     username = f"node-{transport}"
-    result = check_succeeded(transport, *await run_scenario(api.base_url, transport, username))
-    # what it did over the tunnel is there over plain HTTP
-    login = await api.post("/tokens", {"username": username, "password": PASSWORD})
-    assert login.status == 201
-    emails = (await api.get("/emails?label=sent", token=login.json["token"]["value"])).json["emails"]
-    assert sorted((e["id"], e["subject"]) for e in emails if e["to"] == ["bob@x.org"]) == [(result["email"], "hi")]
+    result = check_succeeded(transport, *await run_script("scenario.js", api.base_url, transport, username))
+    await check_done_over_tunnel(api, username, result)
 
 
 @pytest.mark.gen_test(timeout=SCENARIO_TIMEOUT + 10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_percent_signs_reach_sockjs_client_intact(api: Api, transport: str) -> None:
     subject = "100% off, %41 and %zz"
-    code, lines, err = await run_scenario(api.base_url, transport, "percent", SCENARIO_SUBJECT=subject)
+    code, lines, err = await run_script("scenario.js", api.base_url, transport, "percent",
+                                        SCENARIO_SUBJECT=subject)
     check_succeeded(transport, code, lines, err)

@@ -7,7 +7,9 @@ Router and settings as ``/ws``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import socket
 import uuid
 from typing import Any
@@ -93,8 +95,6 @@ async def test_not_cached_responses_have_no_transform(server: Server) -> None:
 
 @pytest.mark.gen_test
 async def test_info_entropy_fits_32_bits_and_no_cookie_needed(server: Server) -> None:
-    import json
-
     for _ in range(50):
         info = json.loads((await server.get("/echo/info")).body)
         assert 0 <= info["entropy"] <= 2**32 - 1 and info["cookie_needed"] is False
@@ -173,8 +173,6 @@ async def test_http10_keep_alive_streaming_ends_with_eof(server: Server) -> None
 
 @pytest.mark.gen_test
 async def test_iframe_page_is_the_current_template(server: Server) -> None:
-    import re
-
     body = (await server.get("/echo/iframe.html")).body.decode()
     assert re.search(r'<script src="[^"]*"></script>\s*<script>\s*document\.domain = document\.domain;'
                      r"\s*SockJS\.bootstrap_iframe\(\);\s*</script>", body)

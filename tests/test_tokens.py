@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from gateway.server import Gateway
-from tests.conftest import PASSWORD, Api, wait_until
+from tests.conftest import Api, PASSWORD, api_for, wait_until
 
 
 def secret_of(gateway: Gateway) -> bytes:
@@ -125,7 +125,7 @@ async def test_tokens_survive_a_restart(api: Api, gateway: Gateway, config) -> N
     restarted = Gateway(config)
     await restarted.start()
     try:
-        reply = await Api(f"http://127.0.0.1:{restarted.port}").get("/accounts/me", token=token)
+        reply = await api_for(restarted).get("/accounts/me", token=token)
         assert reply.status == 200 and reply.json["account"]["username"] == "alice"
     finally:
         await restarted.stop()

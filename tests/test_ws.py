@@ -18,7 +18,7 @@ from tornado.tcpclient import TCPClient
 from gateway.connection import response_frame_string, response_message
 from gateway.server import Gateway
 from gateway.tunnel import Tunnel, TunneledResponse
-from tests.conftest import PASSWORD, Api, settled, wait_until
+from tests.conftest import Api, PASSWORD, api_for, settled, wait_until
 from tests.sockjs_clients import TRANSPORTS, connect
 
 ALL = list(TRANSPORTS)
@@ -238,7 +238,7 @@ async def test_non_json_and_oversized_messages(api: Api, gateway: Gateway) -> No
 async def test_requests_run_concurrently_and_the_limit_answers_429(start_gateway: Any) -> None:
     # full-cost Argon2id makes a login take far longer than a GET; two requests may run at once
     slow_gateway = await start_gateway(argon2_memory=65536, ws_max_inflight=2)
-    api = Api(f"http://127.0.0.1:{slow_gateway.port}")
+    api = api_for(slow_gateway)
     await api.register("alice")
     client = await connect("websocket", api.base_url)
     try:
@@ -327,7 +327,7 @@ async def test_account_deletion_and_expiry_unsubscribe(api: Api) -> None:
 @pytest.mark.parametrize("transport", ALL)
 async def test_closing_a_session_releases_its_binding_and_work(start_gateway: Any, transport: str) -> None:
     gateway = await start_gateway(ws_disconnect_delay=0.2, argon2_memory=65536)
-    api = Api(f"http://127.0.0.1:{gateway.port}")
+    api = api_for(gateway)
     _, token = await api.register("alice")
     client = await connect(transport, api.base_url)
     await client.send({"type": "subscribe", "token": token})

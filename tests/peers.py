@@ -4,8 +4,10 @@ and free loopback ports."""
 from __future__ import annotations
 
 import asyncio
+import os
 import smtplib
 import socket
+import sys
 from typing import Any
 
 
@@ -14,6 +16,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: ``gateway serve`` as a process of its own.
+SERVE = [sys.executable, "-m", "gateway", "serve"]
+
+
+def serve_env(**env: str) -> dict[str, str]:
+    """The environment for :data:`SERVE`: free ports, cheap password hashing, then ``env``."""
+    return {**os.environ, "GATEWAY_PORT": "0", "GATEWAY_SMTP": "127.0.0.1:0", "GATEWAY_ARGON2_MEMORY": "1024", **env}
+
+
+def listening_at(log_line: str) -> str | None:
+    """The base URL a gateway's log line says it serves HTTP on, if it is that line."""
+    if "HTTP API on http://" not in log_line:
+        return None
+    return log_line.split("HTTP API on ")[1].split()[0].rstrip("/")
 
 
 def smtp_send(port: int, sender: str, recipients: list[str], data: bytes | str) -> dict:

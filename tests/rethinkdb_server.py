@@ -64,6 +64,28 @@ def _log_tail(directory: str) -> str:
         return ""
 
 
+def _spawn(binary: str, directory: str, port: int, cluster_port: int, name: str,
+           cache_mb: int) -> subprocess.Popen[bytes]:
+    """A rethinkdb process on loopback ports, its data and log in ``directory``."""
+    with open(os.path.join(directory, "server.log"), "ab") as log:
+        return subprocess.Popen(
+            [binary, "--directory", os.path.join(directory, "data"), "--bind", "127.0.0.1",
+             "--driver-port", str(port), "--cluster-port", str(cluster_port), "--no-http-admin",
+             "--no-update-check", "--server-name", name, "--cache-size", str(cache_mb)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+
+
+def _came_up(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Wait until the server takes driver connections; False if it exits or takes too long."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _can_connect("127.0.0.1", port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # polling a process we cannot be notified by
+    return True
+
+
 def _start() -> _Server:
     binary = shutil.which("rethinkdb")
     assert binary is not None
@@ -71,20 +93,9 @@ def _start() -> _Server:
     for _ in range(3):  # a free port can be taken between our probe and the server's bind: try others
         directory = tempfile.mkdtemp(prefix="gateway-rethinkdb-")
         driver_port, cluster_port = free_port(), free_port()
-        with open(os.path.join(directory, "server.log"), "wb") as log:
-            process = subprocess.Popen(
-                [binary, "--directory", os.path.join(directory, "data"), "--bind", "127.0.0.1",
-                 "--driver-port", str(driver_port), "--cluster-port", str(cluster_port), "--no-http-admin",
-                 "--no-update-check", "--server-name", "gateway_tests", "--cache-size", "256"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
+        process = _spawn(binary, directory, driver_port, cluster_port, "gateway_tests", 256)
         server = _Server("127.0.0.1", driver_port, process, directory)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _can_connect(server.host, server.port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        else:
+        if _came_up(process, driver_port):
             return server
         exited = process.poll() is not None
         failure = f"rethinkdb did not start (exit code {process.poll()}):\n{_log_tail(directory)}"
@@ -186,18 +197,9 @@ class OwnServer:
         return f"rethinkdb://127.0.0.1:{self.port}/gateway"
 
     def start(self) -> None:
-        with open(os.path.join(self.directory, "server.log"), "ab") as log:
-            self.process = subprocess.Popen(
-                [self.binary, "--directory", os.path.join(self.directory, "data"), "--bind", "127.0.0.1",
-                 "--driver-port", str(self.port), "--cluster-port", str(self.cluster_port), "--no-http-admin",
-                 "--no-update-check", "--server-name", "gateway_own", "--cache-size", "128"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _can_connect("127.0.0.1", self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"rethinkdb did not start:\n{_log_tail(self.directory)}")
-            time.sleep(0.05)
+        self.process = _spawn(self.binary, self.directory, self.port, self.cluster_port, "gateway_own", 128)
+        if not _came_up(self.process, self.port):
+            raise RuntimeError(f"rethinkdb did not start:\n{_log_tail(self.directory)}")
 
     def kill(self) -> None:
         """SIGKILL: the database goes away without a goodbye."""

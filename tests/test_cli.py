@@ -7,11 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from typing import Any
 
 from gateway.config import OPTIONS
-from tests.peers import free_port
+from tests.peers import SERVE, free_port, listening_at, serve_env
 
 
 def run(*args: str, **kw: Any) -> subprocess.CompletedProcess:
@@ -48,12 +49,14 @@ class Served:
     """``gateway serve`` in a folder, on a free port, until stopped."""
 
     def __init__(self, cwd: str) -> None:
-        env = {**os.environ, "GATEWAY_PORT": "0", "GATEWAY_SMTP": "127.0.0.1:0", "GATEWAY_ARGON2_MEMORY": "1024"}
-        self.process = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=cwd, env=env,
-                                        stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(SERVE, cwd=cwd, env=serve_env(), stderr=subprocess.PIPE, text=True)
+        assert self.process.stderr is not None
         for line in self.process.stderr:  # the log line that says where it listens
-            if "HTTP API on http://" in line:
-                self.base = line.split("HTTP API on ")[1].split()[0].rstrip("/")
+            base = listening_at(line)
+            if base:
+                self.base = base
+                # keep reading its log, so a full pipe never stalls the server
+                threading.Thread(target=self.process.stderr.read, daemon=True).start()
                 return
         raise AssertionError("the server did not start")
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import smtplib
-import sys
 import time
 from typing import Any
 
@@ -17,29 +15,26 @@ from gateway.store.rethink import r
 from tests import rethinkdb_server
 from tests.conftest import Api, api_for, wait_until
 from tests.sockjs_clients import Client, next_event, subscribed
-from tests.peers import Relay, in_thread, smtp_send
+from tests.peers import SERVE, Relay, in_thread, listening_at, serve_env, smtp_send
 
 
 class Subprocess:
     """``gateway serve`` in a process of its own, on free ports."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = {**os.environ, "GATEWAY_PORT": "0", "GATEWAY_SMTP": "127.0.0.1:0",
-                    "GATEWAY_ARGON2_MEMORY": "1024", **env}
+        self.env = serve_env(**env)
         self.base = ""
         self.smtp_port = 0
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", env=self.env, stderr=asyncio.subprocess.PIPE)
+        self.process = await asyncio.create_subprocess_exec(*SERVE, env=self.env, stderr=asyncio.subprocess.PIPE)
         assert self.process.stderr is not None
         while not self.base:  # the log lines that say where it listens
             line = (await asyncio.wait_for(self.process.stderr.readline(), 60)).decode()
             assert line, "the gateway process exited"
             if "SMTP for @" in line:
                 self.smtp_port = int(line.rsplit(":", 1)[1])
-            if "HTTP API on http://" in line:
-                self.base = line.split("HTTP API on ")[1].split()[0].rstrip("/")
+            self.base = listening_at(line) or ""
         self.drain = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:

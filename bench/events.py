@@ -70,10 +70,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from procstat import gateway_pid, machine_busy_seconds, process_cpu
+from gateway_process import GatewayProcess, free_port, percentile
+from procstat import machine_busy_seconds
 
-REPO = Path(__file__).resolve().parent.parent
-HTTP_LINE = re.compile(r"HTTP API on (http://([0-9.]+):(\d+))/")
+HTTP_LINE = re.compile(r"HTTP API on http://([0-9.]+):(\d+)/")
 SMTP_LINE = re.compile(r"SMTP for @(\S+) on ([0-9.]+):(\d+)")
 CONNECT_CONCURRENCY = 64  # websocket handshakes in flight per client process
 SETUP_CONCURRENCY = 8  # account registrations in flight
@@ -93,7 +93,7 @@ class RethinkServer:
         if binary is None:
             raise RuntimeError("--stores rethinkdb needs a rethinkdb on PATH")
         self.directory = Path(tempfile.mkdtemp(prefix="gateway-events-bench-rethinkdb-"))
-        self.port, cluster = _free_port(), _free_port()
+        self.port, cluster = free_port(), free_port()
         self._log = open(self.directory / "server.log", "wb")
         self.process = subprocess.Popen(
             [binary, "--directory", str(self.directory / "data"), "--bind", "127.0.0.1", "--driver-port",
@@ -116,36 +116,16 @@ class RethinkServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServerProcess:
-    """A ``gateway serve`` child on free HTTP and SMTP ports, logging to ``workdir/server.log``."""
+class ServerProcess(GatewayProcess):
+    """The gateway under test, on free HTTP and SMTP ports."""
 
     def __init__(self, workdir: Path, prefix: Sequence[str] = (), store: str = "") -> None:
-        self.workdir = workdir
-        self.log_path = workdir / "server.log"
-        env = dict(os.environ)
-        env.update({
-            "GATEWAY_HOST": "127.0.0.1",
+        super().__init__(workdir, {
             "GATEWAY_PORT": "0",
             "GATEWAY_SMTP": "127.0.0.1:0",
-            "GATEWAY_STORE": store or f"sqlite:{workdir / 'gateway.db'}",
-            "GATEWAY_ARGON2_MEMORY": "1024",  # setup logins stay cheap
             "GATEWAY_LOG_LEVEL": "info",  # the default, and the ports are read from info lines
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-        })
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "gateway", "serve"],
-            cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
-        )
-        self.pid = self.process.pid
+            **({"GATEWAY_STORE": store} if store else {}),
+        }, prefix)
         self.host = "127.0.0.1"
         self.http_port = 0
         self.smtp_port = 0
@@ -153,38 +133,18 @@ class ServerProcess:
 
     def wait_listening(self, timeout: float = 60.0) -> None:
         """Read both ports from the log; find the gateway's own pid (it may run under a profiler)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log_path.read_text(errors="replace")
+        def both() -> tuple[re.Match[str], re.Match[str]] | None:
+            text = self.log_text()
             http, smtp = HTTP_LINE.search(text), SMTP_LINE.search(text)
-            if http and smtp:
-                self.host, self.http_port = http.group(2), int(http.group(3))
-                self.domain, self.smtp_port = smtp.group(1), int(smtp.group(3))
-                self.pid = gateway_pid(self.process.pid)
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"the gateway did not start; its log:\n{self.log_path.read_text(errors='replace')}")
+            return (http, smtp) if http and smtp else None
 
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time of the gateway so far (every thread), from ``/proc``."""
-        return sum(process_cpu(self.pid))
+        http, smtp = self.wait_for(both, timeout)
+        self.host, self.http_port = http.group(1), int(http.group(2))
+        self.domain, self.smtp_port = smtp.group(1), int(smtp.group(3))
 
     def log_problems(self) -> list[str]:
         """The log's WARNING, ERROR and CRITICAL lines."""
-        text = self.log_path.read_text(errors="replace")
-        return [line for line in text.splitlines() if re.search(r" (WARNING|ERROR|CRITICAL) ", line)]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)  # the gateway itself, so a profiling wrapper writes its output
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+        return [line for line in self.log_text().splitlines() if re.search(r" (WARNING|ERROR|CRITICAL) ", line)]
 
 
 # -- setup over HTTP --------------------------------------------------------------
@@ -237,7 +197,6 @@ class ClientTally:
     duplicates: int = 0
     out_of_order: int = 0
     foreign: int = 0  # events whose subject is not a bench stamp
-    first_event: float = math.inf
     last_event: float = 0.0
 
 
@@ -371,8 +330,6 @@ class SockJSClient(asyncio.Protocol):
         self.seen.add(seq)
         self.seqs.append(seq)
         tally.latencies.append(now - stamp)
-        if now < tally.first_event:
-            tally.first_event = now
         tally.last_event = now
         self.counter.value += 1
 
@@ -467,7 +424,6 @@ async def _client(host: str, port: int, sessions: list[tuple[int, str]],
         "duplicates": tally.duplicates,
         "out_of_order": tally.out_of_order,
         "foreign": tally.foreign,
-        "first_event": tally.first_event,
         "last_event": tally.last_event,
         "closed": len(closed),
         "closed_samples": closed[:5],
@@ -620,16 +576,9 @@ class Result:
                 and self.unexpected == 0 and self.duplicates == 0 and self.out_of_order == 0 and self.closed == 0)
 
 
-def _own_cpu() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank quantile of sorted values, in milliseconds."""
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] * 1000
+def percentile_ms(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile of sorted seconds, in milliseconds."""
+    return percentile(ordered, q) * 1000
 
 
 def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str = "sqlite",
@@ -672,21 +621,22 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
         print(f"  N={n}: {result.subscribed} sessions subscribed on {accounts} accounts in "
               f"{result.connect_seconds:.1f} s; writing {args.rate:g}/s for {args.duration:g} s", flush=True)
 
-        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
-        busy_before, own_before = machine_busy_seconds(), _own_cpu()
+        cpu_before, wall_before = sum(server.cpu_seconds()), time.monotonic()
+        busy_before, own_before = machine_busy_seconds(), time.process_time()
         writes = asyncio.run(write_mail(server.host, server.smtp_port, server.domain, [u for u, _ in users],
                                         args.rate, args.duration, args.smtp_connections))
-        per_account = [0] * accounts
-        for i in range(n):
-            per_account[i % accounts] += 1
-        expected = sum(per_account[seq % accounts] for seq in writes.acked)
+        # each write goes to one account, and to every session bound to it
+        wanted_by_account: list[set[int]] = [set() for _ in range(accounts)]
+        for seq in writes.acked:
+            wanted_by_account[seq % accounts].add(seq)
+        expected = sum(len(wanted_by_account[i % accounts]) for i in range(n))
         drain_start = time.monotonic()
         while sum(c.value for c in counters) < expected and time.monotonic() - drain_start < args.drain:
             time.sleep(0.01)
         result.drained_in = time.monotonic() - drain_start
         time.sleep(0.25)  # late duplicates would show up here
-        server_cpu, wall = server.cpu_seconds() - cpu_before, time.monotonic() - wall_before
-        busy, own = machine_busy_seconds() - busy_before, _own_cpu() - own_before
+        server_cpu, wall = sum(server.cpu_seconds()) - cpu_before, time.monotonic() - wall_before
+        busy, own = machine_busy_seconds() - busy_before, time.process_time() - own_before
 
         tallies: list[dict[str, Any]] = []
         for pipe in pipes:
@@ -703,15 +653,12 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
         received: dict[int, list[int]] = {}
         for t in tallies:
             received.update(t["received"])
-        acked = set(writes.acked)
         lost = unexpected = 0
         for i in range(n):
-            account = i % accounts
             got = set(received.get(i, ()))
-            wanted = {seq for seq in acked if seq % accounts == account}
+            wanted = wanted_by_account[i % accounts]
             lost += len(wanted - got)
             unexpected += len(got - wanted)
-        first = min((t["first_event"] for t in tallies), default=math.inf)
         last = max((t["last_event"] for t in tallies), default=0.0)
         smtp_times = sorted(writes.acked[s] - writes.sent[s] for s in writes.acked)
 
@@ -727,12 +674,12 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
         result.out_of_order = sum(t["out_of_order"] for t in tallies)
         result.closed = sum(t["closed"] for t in tallies)
         result.events_per_s = len(latencies) / (last - writes.started) if last > writes.started else 0.0
-        result.p50_ms = percentile(latencies, 0.50)
-        result.p90_ms = percentile(latencies, 0.90)
-        result.p99_ms = percentile(latencies, 0.99)
-        result.max_ms = percentile(latencies, 1.0)
-        result.smtp_p50_ms = percentile(smtp_times, 0.50)
-        result.smtp_p99_ms = percentile(smtp_times, 0.99)
+        result.p50_ms = percentile_ms(latencies, 0.50)
+        result.p90_ms = percentile_ms(latencies, 0.90)
+        result.p99_ms = percentile_ms(latencies, 0.99)
+        result.max_ms = percentile_ms(latencies, 1.0)
+        result.smtp_p50_ms = percentile_ms(smtp_times, 0.50)
+        result.smtp_p99_ms = percentile_ms(smtp_times, 0.99)
         result.lag_max_ms = max(writes.lag, default=0.0) * 1000
         result.server_cpu_pct = 100 * server_cpu / wall if wall else 0.0
         # the load generator: websocket client processes and this process (the SMTP sender)
@@ -752,7 +699,7 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
             result.notes.append(f"unexpected messages, e.g. {[e for t in tallies for e in t['errors']][:3]}")
         if problems:
             result.notes.append(f"{len(problems)} warnings/errors in the server log, e.g. {problems[:3]}")
-        if first is math.inf:
+        if not latencies:
             result.notes.append("no event arrived")
         return result
     finally:

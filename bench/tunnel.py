@@ -57,7 +57,6 @@ import re
 import secrets
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -69,13 +68,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from procstat import gateway_pid, machine_busy_seconds, process_cpu
+from gateway_process import REPO, GatewayProcess, free_port, percentile
+from procstat import machine_busy_seconds
 
-REPO = Path(__file__).resolve().parent.parent
 #: What each run sends, alternately: ``api`` is the issue's mix; ``root`` (``GET /``: no auth, no store)
 #: leaves almost nothing but the transport, to show what each path costs on its own.
 MIXES = {"api": ("/emails?limit=20", "/accounts/me"), "root": ("/",)}
-LISTEN_LINE = re.compile(r"HTTP API on (http://([0-9.]+):(\d+))/")
+LISTEN_LINE = re.compile(r"HTTP API on http://([0-9.]+):(\d+)/")
 VARIANTS = ("http", "tunnel", "tunnel-packed")
 SETUP_EMAILS = 40
 MAX_ERROR_SAMPLES = 5
@@ -89,72 +88,29 @@ except ImportError:  # pragma: no cover - depends on the environment
 # -- the server process -------------------------------------------------------
 
 
-class ServerProcess:
-    """A ``gateway serve`` child process on a free port, logging to a file in ``workdir``."""
+class ServerProcess(GatewayProcess):
+    """The gateway under test, on a free port, without SMTP (several benches may run at once)."""
 
     def __init__(self, workdir: Path, *, max_inflight: int, log_level: str, prefix: Sequence[str] = (),
                  source: Path = REPO) -> None:
-        self.workdir = workdir
         self.source = source
-        self.log_path = workdir / "server.log"
         self.host = "127.0.0.1"
         # The bound port is read from the server's info log line; above info there is none, so pick one here.
-        self.port = 0 if log_level.lower() in ("debug", "info") else _free_port(self.host)
-        env = {name: value for name, value in os.environ.items() if not name.startswith("GATEWAY_")}
-        env.update({
-            "GATEWAY_HOST": self.host,
+        self.port = 0 if log_level.lower() in ("debug", "info") else free_port(self.host)
+        super().__init__(workdir, {
             "GATEWAY_PORT": str(self.port),
-            "GATEWAY_SMTP": "off",  # no inbound mail; several benches may run at once
-            "GATEWAY_STORE": f"sqlite:{workdir / 'gateway.db'}",
-            "GATEWAY_ARGON2_MEMORY": "1024",  # setup logins stay cheap
+            "GATEWAY_SMTP": "off",
             "GATEWAY_WS_MAX_INFLIGHT": str(max_inflight),
             "GATEWAY_LOG_LEVEL": log_level,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")])),
-        })
-        with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
-            self.process = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "gateway", "serve"],
-                cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-            )
-        self.pid = self.process.pid
+        }, prefix, source)
 
     def wait_listening(self, timeout: float = 30.0) -> None:
         """Wait for the log line naming the bound port (or a port that accepts); find the gateway's pid."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.port == 0:
-                match = LISTEN_LINE.search(self.log_path.read_text(errors="replace"))
-                if match:
-                    self.host, self.port = match.group(2), int(match.group(3))
-                    self.pid = gateway_pid(self.process.pid)
-                    return
-            elif _accepts(self.host, self.port):
-                self.pid = gateway_pid(self.process.pid)
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"the gateway did not start; its log:\n{self.log_path.read_text(errors='replace')}")
-
-    def cpu_seconds(self) -> tuple[float, float]:
-        """User and system CPU time of the server so far, all threads, from ``/proc/<pid>/stat``."""
-        return process_cpu(self.pid)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)  # the gateway itself, so a profiling wrapper can write its output
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+        if self.port:
+            self.wait_for(lambda: True if _accepts(self.host, self.port) else None, timeout)
+            return
+        match = self.wait_for(lambda: LISTEN_LINE.search(self.log_text()), timeout)
+        self.host, self.port = match.group(1), int(match.group(2))
 
 
 def _accepts(host: str, port: int) -> bool:
@@ -277,8 +233,7 @@ class Run:
 
     def percentile(self, q: float) -> float:
         """Latency at quantile ``q`` (nearest rank), in milliseconds."""
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+        return percentile(sorted(self.latencies), q) * 1000
 
     @property
     def cpu_us(self) -> float:
@@ -323,8 +278,8 @@ async def measured(run: Run, server: ServerProcess, load: Load, body: Callable[[
     (user_before, sys_before), (user_after, sys_after) = server_before, server.cpu_seconds()
     run.server_cpu = user_after + sys_after - user_before - sys_before
     run.server_sys = sys_after - sys_before
-    run.others_cpu = max(0.0, machine_busy_seconds() - machine_before - run.server_cpu - run.client_cpu)
     run.client_cpu = time.process_time() - client_before
+    run.others_cpu = max(0.0, machine_busy_seconds() - machine_before - run.server_cpu - run.client_cpu)
     return run
 
 
@@ -501,7 +456,6 @@ class Summary:
     p99: float
     cpu_us: float
     client_us: float
-    frames_per_request: float
 
 
 def summarize(variant: str, runs: list[Run], pick: str) -> Summary:
@@ -510,7 +464,6 @@ def summarize(variant: str, runs: list[Run], pick: str) -> Summary:
             return statistics.median(values)
         return max(values) if higher_is_better else min(values)
 
-    frames = sum(r.frames_received for r in runs) / max(1, sum(r.requests for r in runs))
     return Summary(
         variant,
         rps=choose([r.rps for r in runs], True),
@@ -518,7 +471,6 @@ def summarize(variant: str, runs: list[Run], pick: str) -> Summary:
         p99=choose([r.percentile(0.99) for r in runs], False),
         cpu_us=choose([r.cpu_us for r in runs], False),
         client_us=choose([r.client_us for r in runs], False),
-        frames_per_request=frames,
     )
 
 

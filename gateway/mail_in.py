@@ -9,8 +9,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gateway.ids import now_iso
-from gateway.mailbox import add_email
+from gateway.mailbox import add_email, copy_id, inbound_copy, local_account
 from gateway.message import parse_message
 from gateway.store import Conflict, Store, StoreError
 
@@ -26,18 +25,10 @@ class InboundHandler:
         self.store = store
         self.domain = domain.lower()
 
-    async def local_account(self, address: str) -> str | None:
-        """The account id behind a local address, or None."""
-        local, _, domain = address.rpartition("@")
-        if domain.lower() != self.domain or not local:
-            return None
-        entry = await self.store.get("usernames", local.lower())
-        return entry["account"] if entry else None
-
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         try:
-            account = await self.local_account(address)
+            account = await local_account(self.store, address, self.domain)
         except StoreError as exc:
             log.warning("RCPT %s deferred: %s", address, exc)
             return TRY_LATER
@@ -70,16 +61,13 @@ class InboundHandler:
         """One copy per local recipient; the same message delivered again is not stored twice."""
         stored = 0
         for address in dict.fromkeys(envelope.rcpt_tos):
-            owner = await self.local_account(address)
+            owner = await local_account(self.store, address, self.domain)
             if owner is None:  # deleted since RCPT
                 continue
-            copy_id = hashlib.sha256(f"{digest}:{owner}".encode()).hexdigest()[:24]
+            copy = copy_id(digest, owner)
             try:
-                await add_email(self.store, {
-                    **fields, "id": copy_id, "owner": owner, "direction": "in", "status": "received",
-                    "message_id": fields["message_id"] or f"<{copy_id}@{self.domain}>",
-                    "bcc": [], "labels": ["inbox"], "read": False, "created": now_iso(),
-                })
+                await add_email(self.store, inbound_copy(
+                    {**fields, "message_id": fields["message_id"] or f"<{copy}@{self.domain}>"}, owner, copy))
                 stored += 1
             except Conflict:
                 pass  # the same bytes were filed for this account before (a sender's retry)

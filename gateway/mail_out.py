@@ -19,7 +19,6 @@ process died) is put back in the queue by whichever process sweeps first.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from gateway.ids import iso_from_epoch, now_iso
-from gateway.mailbox import add_email
+from gateway.mailbox import add_email, copy_id, inbound_copy, local_account
 from gateway.message import build_message
 from gateway.store import Change, Conflict, Doc, Query, Store, StoreError
 from gateway.store.follow import Follower
@@ -67,11 +66,6 @@ class Relay:
 
 class PermanentFailure(Exception):
     """This recipient will never accept this email."""
-
-
-def copy_id(email_id: str, account_id: str) -> str:
-    """The id of a local recipient's copy: the same for every attempt."""
-    return hashlib.sha256(f"{email_id}:{account_id}".encode()).hexdigest()[:24]
 
 
 class DeliveryWorker:
@@ -216,18 +210,16 @@ class DeliveryWorker:
             "status": "queued", "attempts": attempts, "last_error": reason, "next_attempt_at": due})
 
     async def _deliver_locally(self, email: Doc, address: str) -> None:
-        entry = await self.store.get("usernames", address.rpartition("@")[0].lower())
-        if entry is None:
+        owner = await local_account(self.store, address, self.domain)
+        if owner is None:
             raise PermanentFailure("no such local account")
-        copy = {
-            "id": copy_id(email["id"], entry["account"]), "owner": entry["account"], "direction": "in",
-            "status": "received", "message_id": email["message_id"], "from": email["from"], "to": email["to"],
-            "cc": email.get("cc", []), "bcc": [], "subject": email.get("subject", ""), "text": email.get("text"),
-            "html": email.get("html"), "in_reply_to": email.get("in_reply_to"),
-            "references": email.get("references", []), "labels": ["inbox"], "read": False, "created": now_iso(),
+        fields = {
+            "message_id": email["message_id"], "from": email["from"], "to": email["to"], "cc": email.get("cc", []),
+            "subject": email.get("subject", ""), "text": email.get("text"), "html": email.get("html"),
+            "in_reply_to": email.get("in_reply_to"), "references": email.get("references", []),
         }
         try:
-            await add_email(self.store, copy)
+            await add_email(self.store, inbound_copy(fields, owner, copy_id(email["id"], owner)))
         except Conflict:
             pass  # stored by an earlier attempt
 

@@ -9,6 +9,7 @@ change to one of them, so threads can be listed and filtered by label.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Iterable
 
 from gateway.ids import new_id, now_iso
@@ -62,6 +63,27 @@ async def delete_account(store: Store, account: Doc) -> None:
     for table in OWNED_TABLES:
         await store.delete_where(table, {"owner": account["id"]})
     await store.delete("usernames", account["username"])
+
+
+async def local_account(store: Store, address: str, domain: str) -> str | None:
+    """The id of the account behind ``user@domain``, or None (another domain, no such user)."""
+    local, _, at = address.rpartition("@")
+    if at.lower() != domain.lower() or not local:
+        return None
+    entry = await store.get("usernames", local.lower())
+    return entry["account"] if entry else None
+
+
+def copy_id(source: str, account_id: str) -> str:
+    """The id of an account's copy of a message (``source``: the sent email's id, or the digest of
+    the bytes received): the same on every attempt, so a retried delivery is stored once."""
+    return hashlib.sha256(f"{source}:{account_id}".encode()).hexdigest()[:24]
+
+
+def inbound_copy(fields: Doc, owner: str, id: str) -> Doc:
+    """A message as filed in ``owner``'s inbox (``fields``: its headers and bodies)."""
+    return {**fields, "id": id, "owner": owner, "direction": "in", "status": "received", "bcc": [],
+            "labels": ["inbox"], "read": False, "created": now_iso()}
 
 
 async def find_thread(store: Store, owner: str, references: list[str]) -> str | None:

@@ -1,1 +1,2 @@
-"""Events: who is subscribed to what, and (later) changefeed -> delivery/receipt events."""
+"""Events: the model (which writes are events, what a client receives), subscriptions, and the
+dispatcher that turns the store's event feed into messages for bound subscribers."""

@@ -1,12 +1,10 @@
-"""Turns the store's email changes into ``delivery`` and ``receipt`` events for bound sessions.
+"""Delivers the store's events to the subscribers bound to their account.
 
-It follows the store's event feed (:meth:`~gateway.store.Store.event_feed`),
-never the handlers: the store itself picks the writes that are events (an
-inserted inbound email is a ``receipt`` for its owner, an outbound email whose
-status becomes ``delivered`` is a ``delivery`` for its sender; see
-:func:`~gateway.store.event_kind`), so no other change reaches this process.
-Each event carries its cursor and is sent to every session bound to the
-account, at most once and in cursor order.
+It follows the store's event feed (:meth:`~gateway.store.EventLog.event_feed`),
+never the handlers: the store itself picks the writes that are events (by the
+rule in :mod:`events.model`), so no other change reaches this process.  Each
+event carries its cursor and is sent to every subscriber bound to the account,
+at most once and in cursor order.
 
 Resuming (``subscribe`` with ``since``): live events for the binding are held
 back while its history after ``since`` is replayed; then the held events
@@ -19,8 +17,9 @@ from __future__ import annotations
 import logging
 from typing import Any, AsyncIterator
 
-from events.sessions import Binding, SessionRegistry
-from gateway.store import EVENT_KINDS, Change, History, Store
+from events.model import EVENT_KINDS
+from events.subscriptions import Binding, SubscriptionRegistry
+from gateway.store import Change, EventLog, History
 from gateway.store.follow import Follower
 
 log = logging.getLogger(__name__)
@@ -30,19 +29,10 @@ EVENT_TYPES = frozenset(EVENT_KINDS)
 REPLAY_PAGE = 500
 
 
-def event_of(change: Change) -> dict[str, Any] | None:
-    """The message for an event the store reported (None for a change that is no event)."""
-    new = change.new
-    if change.kind is None or new is None:
-        return None
-    return {"type": change.kind, "id": new["id"], "name": new.get("subject", ""), "thread": new.get("thread"),
-            "labels": list(new.get("labels", [])), "cursor": change.cursor}
-
-
 class EventDispatcher:
     """Follows the store's event feed and delivers events to the registry's bindings."""
 
-    def __init__(self, store: Store, registry: SessionRegistry) -> None:
+    def __init__(self, store: EventLog, registry: SubscriptionRegistry) -> None:
         self.store = store
         self.registry = registry
         self.feed = Follower(store.event_feed, "event feed").add("events", self._changed, self._catch_up)
@@ -63,11 +53,12 @@ class EventDispatcher:
         self.route(change)
 
     def route(self, change: Change) -> None:
-        event = event_of(change)
-        if event is not None and change.owner is not None:
-            key = self.store.cursor_key(event["cursor"])
-            for binding in self.registry.bindings(change.owner):
-                self.deliver(binding, event, key)
+        event = change.event()
+        if event is not None and event.owner is not None:
+            key = self.store.cursor_key(event.cursor)
+            message = event.message()
+            for binding in self.registry.bindings(event.owner):
+                self.deliver(binding, message, key)
 
     async def _catch_up(self) -> None:
         """After the feed was down: the events of bound accounts that happened meanwhile, in order."""
@@ -124,10 +115,10 @@ class EventDispatcher:
                 if self.registry.binding(binding.subscriber) is not binding:
                     return  # unsubscribed, rebound or closed during the replay
                 for change in page.changes:
-                    event = event_of(change)
+                    event = change.event()
                     if event is not None:
-                        self._send(binding, event, self.store.cursor_key(event["cursor"]))
+                        self._send(binding, event.message(), self.store.cursor_key(event.cursor))
         finally:
             held, binding.held = binding.held or [], None
-        for key, event in held:
-            self._send(binding, event, key)
+        for key, message in held:
+            self._send(binding, message, key)

@@ -2,7 +2,8 @@
 
 Each field carries its help text and environment variable, so ``gateway serve
 --help``, the environment and the code can never disagree.  The CLI builds its
-parser from :data:`OPTIONS`; tests build a :class:`Config` directly.
+parser from :data:`OPTIONS`; tests build a :class:`Config` directly.  It
+imports nothing of the project's, so every layer may read it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import os
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 from typing import Any
-
-from gateway.store import sqlite_path
 
 
 def option(default: Any, help: str, env: str, metavar: str | None = None) -> Any:
@@ -126,15 +125,6 @@ class Config:
         if not host or not port.isdigit():
             raise ValueError(f"GATEWAY_SMTP: expected HOST:PORT or off, got {self.smtp!r}")
         return host, int(port)
-
-    def resolved_secret_file(self) -> str:
-        """Where the signing secret lives: the option, or beside the SQLite file."""
-        if self.secret_file:
-            return self.secret_file
-        db = sqlite_path(self.store)
-        if db and db != ":memory:":
-            return os.path.join(os.path.dirname(os.path.abspath(db)), "gateway.secret")
-        return os.path.abspath("gateway.secret")
 
 
 OPTIONS = dataclasses.fields(Config)

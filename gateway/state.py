@@ -1,19 +1,19 @@
-"""The one object that holds a gateway process's state, handed to handlers via the Application settings."""
+"""What the HTTP handlers are handed (through the Application settings): configuration, store and services."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.auth import Passwords, Tokens
+from gateway.auth import Accounts, Tokens
 from gateway.config import Config
 from gateway.store import Store
 
 
 @dataclass
 class State:
-    """Store, token signer, password hasher and configuration of one process."""
+    """The one object holding a gateway process's state for its handlers; no module-level globals."""
 
     config: Config
     store: Store
     tokens: Tokens
-    passwords: Passwords
+    accounts: Accounts

@@ -1,27 +1,34 @@
 """The base of every API handler: JSON envelope, errors, body validation, auth and paging.
 
-Handlers raise :class:`APIError` for anything a client did wrong; whatever
-else escapes becomes a 500 with no traceback in the body (it goes to the log).
+Handlers raise :class:`APIError` for anything a client did wrong, and let the
+services' :class:`~gateway.errors.Refused` through (each kind has its status
+in :data:`REFUSED_STATUS`); whatever else escapes becomes a 500 with no
+traceback in the body (it goes to the log).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import tornado.web
 
-from gateway.auth import InvalidToken, Session
+from gateway.auth import Identity, InvalidToken
+from gateway.errors import Forbidden, Invalid, NotFound, Refused, Taken
 from gateway.ids import is_id
 from gateway.state import State
 from gateway.store import Doc, Query, Store, StoreUnavailable
+from gateway.validation import Field
+
+__all__ = ["APIError", "APIHandler", "Field", "NotFoundHandler", "not_found"]
 
 log = logging.getLogger("gateway.api")
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 50
+#: The HTTP status of each kind of refusal the services raise.
+REFUSED_STATUS: dict[type[Refused], int] = {Invalid: 400, Forbidden: 403, NotFound: 404, Taken: 409}
 
 
 class APIError(tornado.web.HTTPError):
@@ -38,46 +45,6 @@ def not_found(what: str = "Resource") -> APIError:
     return APIError(404, "not_found", f"{what} not found")
 
 
-@dataclass
-class Field:
-    """One accepted field of a request body.
-
-    ``kind`` is the JSON type (``str``, ``int``, ``bool``, ``list``, ``dict``);
-    ``items`` the type of a list's items; ``check`` returns an error message
-    for a value of the right type that is still unacceptable.
-    """
-
-    kind: type
-    required: bool = False
-    items: type | None = None
-    max_length: int | None = None
-    nullable: bool = False
-    check: Callable[[Any], str | None] | None = None
-
-    def problem(self, value: Any) -> str | None:
-        if value is None:
-            return None if self.nullable else "must not be null"
-        if not _is_kind(value, self.kind):
-            return f"must be {_kind_name(self.kind)}"
-        if self.items is not None and not all(_is_kind(v, self.items) for v in value):
-            return f"must be a list of {_kind_name(self.items)}s"
-        if self.max_length is not None and len(value) > self.max_length:
-            return f"must be at most {self.max_length} {'characters' if self.kind is str else 'items'} long"
-        return self.check(value) if self.check else None
-
-
-def _is_kind(value: Any, kind: type) -> bool:
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-def _kind_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", bool: "a boolean", list: "a list", dict: "an object"}.get(
-        kind, kind.__name__
-    )
-
-
 class APIHandler(tornado.web.RequestHandler):
     """Base of the JSON API handlers.
 
@@ -87,7 +54,7 @@ class APIHandler(tornado.web.RequestHandler):
     """
 
     public_methods: frozenset[str] = frozenset()
-    session: Session | None = None
+    identity: Identity | None = None
 
     @property
     def state(self) -> State:
@@ -102,10 +69,10 @@ class APIHandler(tornado.web.RequestHandler):
         return self.auth.account
 
     @property
-    def auth(self) -> Session:
-        """The caller's verified session (on an authenticated method)."""
-        assert self.session is not None, "auth used on a public method"
-        return self.session
+    def auth(self) -> Identity:
+        """Who the caller is: the account and token record behind a verified token (on an authenticated method)."""
+        assert self.identity is not None, "auth used on a public method"
+        return self.identity
 
     # -- request ------------------------------------------------------------
 
@@ -122,12 +89,12 @@ class APIHandler(tornado.web.RequestHandler):
             raise APIError(413, "too_large", f"Request body exceeds {self.state.config.max_body} bytes")
         if self.request.method not in self.public_methods and self.request.method in self.SUPPORTED_METHODS:
             if self._has_method(self.request.method):
-                self.session = await self.authenticate()
+                self.identity = await self.authenticate()
 
     def _has_method(self, method: str) -> bool:
         return getattr(type(self), method.lower()) is not getattr(tornado.web.RequestHandler, method.lower())
 
-    async def authenticate(self) -> Session:
+    async def authenticate(self) -> Identity:
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
@@ -225,6 +192,9 @@ class APIHandler(tornado.web.RequestHandler):
             code, message = exc.code, exc.message
             for name, value in exc.headers.items():
                 self.set_header(name, value)
+        elif isinstance(exc, Refused):  # raised by a service: as an APIError of its kind's status
+            self.set_status(REFUSED_STATUS.get(type(exc), 400))
+            code, message = exc.code, exc.message
         elif isinstance(exc, StoreUnavailable):
             self.set_status(503)
             code, message = "store_unavailable", "The store is unavailable; try again shortly"
@@ -239,7 +209,7 @@ class APIHandler(tornado.web.RequestHandler):
         self.finish(json.dumps({"success": False, "message": message, "code": code}, separators=(",", ":")))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, APIError):
+        if isinstance(value, (APIError, Refused)):
             return  # an answered client error; the access log has it
         if isinstance(value, StoreUnavailable):
             log.warning("%s %s: %s", self.request.method, self.request.path, value)

@@ -1,11 +1,10 @@
-"""Contacts: the account's address book."""
+"""Contacts: the account's address book (:class:`gateway.mail.contacts.Contacts`)."""
 
 from __future__ import annotations
 
-from gateway.ids import new_id, now_iso
-from gateway.mailbox import public
-from gateway.store import Doc, Query
-from handlers.base import APIError, APIHandler, Field
+from gateway.mail.contacts import Contacts
+from gateway.store import public
+from handlers.base import APIHandler, Field
 from handlers.emails import ADDRESS
 
 
@@ -19,14 +18,7 @@ def contact_fields(create: bool) -> dict[str, Field]:
     }
 
 
-class ContactBase(APIHandler):
-    async def check_unique(self, email: str, except_id: str | None = None) -> None:
-        same = await self.store.find("contacts", Query({"owner": self.account["id"], "email": email.lower()}))
-        if any(c["id"] != except_id for c in same):
-            raise APIError(409, "contact_exists", f"A contact with address '{email}' exists")
-
-
-class ContactsHandler(ContactBase):
+class ContactsHandler(APIHandler):
     """``/contacts``: list (paged) and create."""
 
     async def get(self) -> None:
@@ -35,16 +27,11 @@ class ContactsHandler(ContactBase):
 
     async def post(self) -> None:
         body = self.body_fields(contact_fields(create=True))
-        body["email"] = body["email"].lower()
-        body["name"] = body["name"].strip()
-        await self.check_unique(body["email"])
-        now = now_iso()
-        contact: Doc = {"id": new_id(), "owner": self.account["id"], "notes": "", **body, "created": now, "updated": now}
-        await self.store.insert("contacts", contact)
+        contact = await Contacts(self.store, self.account["id"]).create(body)
         self.reply(201, contact=public(contact))
 
 
-class ContactHandler(ContactBase):
+class ContactHandler(APIHandler):
     """``/contacts/{id}``: read, update, delete."""
 
     async def get(self, contact_id: str) -> None:
@@ -53,13 +40,8 @@ class ContactHandler(ContactBase):
     async def put(self, contact_id: str) -> None:
         contact = await self.owned("contacts", contact_id, "Contact")
         body = self.body_fields(contact_fields(create=False), partial=True)
-        if "email" in body:
-            body["email"] = body["email"].lower()
-            await self.check_unique(body["email"], except_id=contact["id"])
-        if "name" in body:
-            body["name"] = body["name"].strip()
-        updated = await self.store.update("contacts", contact["id"], {**body, "updated": now_iso()})
-        self.reply(contact=public(updated or contact))
+        updated = await Contacts(self.store, self.account["id"]).update(contact, body)
+        self.reply(contact=public(updated))
 
     async def delete(self, contact_id: str) -> None:
         contact = await self.owned("contacts", contact_id, "Contact")

@@ -1,14 +1,15 @@
-"""Emails: compose and send, list, read, relabel, delete."""
+"""Emails: compose and send, list, read, relabel, delete (the rules are in :mod:`gateway.mail`)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from gateway.ids import is_id, new_id, now_iso
-from gateway.mailbox import add_email, delete_email, label_ids_exist, public_email, update_email
+from gateway.mail import outbox
+from gateway.mail.documents import Draft, public_email
+from gateway.mail.mailbox import delete_email, update_email
 from gateway.store import Contains
-from handlers.base import APIError, APIHandler, Field
+from handlers.base import APIHandler, Field
 
 ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 MAX_RECIPIENTS = 100
@@ -31,12 +32,7 @@ async def email_changes(handler: APIHandler) -> dict[str, Any]:
         "labels": Field(list, items=str, max_length=MAX_LABELS),
         "read": Field(bool),
     }, partial=True)
-    if "labels" in body:
-        body["labels"] = list(dict.fromkeys(body["labels"]))
-        unknown = await label_ids_exist(handler.store, handler.account["id"], body["labels"])
-        if unknown:
-            raise APIError(400, "unknown_label", f"Unknown label: {', '.join(unknown)}")
-    return body
+    return await outbox.checked_changes(handler.store, handler.account["id"], body)
 
 
 class EmailsHandler(APIHandler):
@@ -53,39 +49,7 @@ class EmailsHandler(APIHandler):
             "html": Field(str),
             "in_reply_to": Field(str, max_length=64),
         })
-        if not body["to"] and not body.get("cc") and not body.get("bcc"):
-            raise APIError(400, "invalid_field", "Field 'to' must name at least one recipient")
-        if "text" not in body and "html" not in body:
-            raise APIError(400, "missing_field", "Missing field: text or html")
-        references: list[str] = []
-        in_reply_to = None
-        if "in_reply_to" in body:
-            parent = await self.store.get("emails", body["in_reply_to"]) if is_id(body["in_reply_to"]) else None
-            if parent is None or parent["owner"] != self.account["id"]:
-                raise APIError(400, "invalid_field", "Field 'in_reply_to' must be the id of one of your emails")
-            in_reply_to = parent["message_id"]
-            references = [*parent.get("references", []), in_reply_to]
-        email_id = new_id()
-        email = {
-            "id": email_id,
-            "owner": self.account["id"],
-            "direction": "out",
-            "status": "queued",
-            "message_id": f"<{email_id}@{self.state.config.mail_domain}>",
-            "from": self.account["address"],
-            "to": body["to"],
-            "cc": body.get("cc", []),
-            "bcc": body.get("bcc", []),
-            "subject": body.get("subject", ""),
-            "text": body.get("text"),
-            "html": body.get("html"),
-            "in_reply_to": in_reply_to,
-            "references": references,
-            "labels": ["sent"],
-            "read": True,
-            "created": now_iso(),
-        }
-        stored = await add_email(self.store, email)
+        stored = await outbox.send(self.store, self.account, self.state.config.mail_domain, Draft(**body))
         self.reply(201, email=public_email(stored, detail=True))
 
     async def get(self) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.mailbox import delete_emails, public, public_email, update_emails
-from gateway.store import Contains, Query
+from gateway.mail.documents import public_email
+from gateway.mail.mailbox import delete_emails, update_emails
+from gateway.store import Contains, Query, public
 from handlers.base import APIHandler
 from handlers.emails import email_changes
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from gateway.mailbox import public
-from gateway.store import Query
+from gateway.store import Query, public
 from handlers.base import APIError, APIHandler, Field
+
 
 def token_view(record: dict, current_id: str | None = None) -> dict:
     view = public(record, "exp")
@@ -27,11 +27,8 @@ class TokensHandler(APIHandler):
             "password": Field(str, required=True, max_length=256),
             "expires_in": Field(int, check=lambda v: None if 1 <= v <= ttl else f"must be between 1 and {ttl} seconds"),
         })
-        username = body["username"].strip().lower()
-        entry = await self.store.get("usernames", username)
-        account = await self.store.get("accounts", entry["account"]) if entry else None
-        valid = await self.state.passwords.verify(account["password_hash"] if account else None, body["password"])
-        if not (account and valid):
+        account = await self.state.accounts.check_password(body["username"], body["password"])
+        if account is None:
             raise APIError(401, "invalid_credentials", "Wrong username or password", {"WWW-Authenticate": "Bearer"})
         token, record = await self.state.tokens.issue(
             account["id"], body.get("expires_in"), ip=self.request.remote_ip,

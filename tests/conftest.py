@@ -14,7 +14,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httputil import HTTPHeaders
 
 from gateway.config import Config
-from gateway.server import Gateway
+from gateway.app.server import Gateway
 from gateway.store import In
 from tests import rethinkdb_server
 from tests.peers import Relay

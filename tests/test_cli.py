@@ -115,8 +115,9 @@ def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path: Any) -> None:
 
 
 def test_default_config_is_localhost_5000_and_sqlite_in_cwd() -> None:
+    from gateway.app.assembly import secret_file
     from gateway.config import Config
 
     config = Config.from_env({})
     assert (config.host, config.port, config.store) == ("127.0.0.1", 5000, "sqlite:gateway.db")
-    assert config.resolved_secret_file() == os.path.abspath("gateway.secret")
+    assert secret_file(config) == os.path.abspath("gateway.secret")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.server import Gateway
+from gateway.app.server import Gateway
 from tests.conftest import PASSWORD, Api
 
 ENVELOPE_KEYS = {"success", "message", "code"}

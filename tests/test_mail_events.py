@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.smtp import SMTP
 
 from gateway.ids import new_id, now_iso
-from gateway.server import Gateway
+from gateway.app.server import Gateway
 from tests.conftest import Api, PASSWORD, api_for, settled, wait_until
 from tests.peers import Relay, free_port, in_thread, smtp_send
 from tests.sockjs_clients import connect, next_event, subscribed
@@ -259,7 +259,7 @@ async def test_a_client_that_falls_behind_is_closed_and_can_resume(start_gateway
     for i in range(8):
         await in_thread(smtp_send, gateway.smtp_port, "x@example.org", ["bob@localhost"], f"Subject: m{i}\r\n\r\nx")
     await wait_until(lambda: not gateway.ws.live)
-    assert gateway.registry.counts()["sessions"] == 0
+    assert gateway.registry.counts()["subscribers"] == 0
     close = (await http.fetch(url + "xhr", method="POST", body=b"")).body.decode()
     assert close.startswith("a[") or close.startswith("c[4000")  # queued events, then the close frame
     # the other clients are unaffected; this one resumes by cursor

@@ -23,7 +23,8 @@ from tornado.tcpclient import TCPClient
 from tornado.websocket import websocket_connect
 
 from gateway.config import Config
-from gateway.conformance import conformance_app
+from gateway.app.web import sockjs_settings
+from gateway.sockjs.conformance import conformance_app
 
 NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
 
@@ -74,7 +75,7 @@ def errors() -> Any:
 @pytest.fixture
 def server(io_loop: Any, errors: ErrorLog) -> Any:
     async def start() -> tornado.httpserver.HTTPServer:
-        http = tornado.httpserver.HTTPServer(conformance_app(Config()))
+        http = tornado.httpserver.HTTPServer(conformance_app(sockjs_settings(Config())))
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
         http.add_sockets(sockets)
         return http, sockets[0].getsockname()[1]

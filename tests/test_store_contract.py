@@ -275,7 +275,9 @@ async def test_rethinkdb_cursors_of_the_earlier_changelog_read_as_pruned(tmp_pat
 async def test_rethinkdb_event_feed_fills_a_gap_from_the_history(tmp_path: Any) -> None:
     """A stamp that never comes (its email deleted before the stamp, a failure after the history
     entry) is reported from the history; a seq in neither (a failure right after taking it) is skipped."""
-    from gateway.store.rethink import EVENTS, _take_seqs, r
+    from gateway.store.rethink import r
+    from gateway.store.rethink.recording import EVENTS
+    from gateway.store.rethink.recording import take_seqs as _take_seqs
 
     store = make_store("rethinkdb", tmp_path)
     await store.open()

@@ -9,7 +9,7 @@ import time
 import jwt
 import pytest
 
-from gateway.server import Gateway
+from gateway.app.server import Gateway
 from tests.conftest import Api, PASSWORD, api_for, wait_until
 
 

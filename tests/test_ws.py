@@ -15,9 +15,9 @@ import tornado.web
 from sockjs.tornado import proto
 from tornado.tcpclient import TCPClient
 
-from gateway.connection import response_frame_string, response_message
-from gateway.server import Gateway
-from gateway.tunnel import Tunnel, TunneledResponse
+from gateway.ws.frames import response_frame_string, response_message
+from gateway.app.server import Gateway
+from gateway.ws.tunnel import Tunnel, TunneledResponse
 from tests.conftest import Api, PASSWORD, api_for, settled, wait_until
 from tests.sockjs_clients import TRANSPORTS, connect
 
@@ -338,7 +338,7 @@ async def test_closing_a_session_releases_its_binding_and_work(start_gateway: An
     await wait_until(lambda: any(c.running_requests for c in gateway.ws.live))
     await client.close()
     await wait_until(lambda: not gateway.ws.live)
-    assert gateway.registry.counts() == {"sessions": 0, "accounts": 0}
+    assert gateway.registry.counts() == {"subscribers": 0, "accounts": 0}
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -1,15 +1,19 @@
-"""Storage backends behind one interface; :func:`open_store` picks one by URL."""
+"""Storage backends behind one interface; :func:`store_from_url` picks one by URL.
+
+Only the backends (:mod:`gateway.store.sqlite`, :mod:`gateway.store.rethink`)
+know SQL or ReQL.  Everything else speaks the roles in :mod:`gateway.store.base`.
+"""
 
 from __future__ import annotations
 
-from gateway.store.base import (
-    EVENT_KINDS, OWNED_TABLES, TABLES, Change, ChangeFeed, Conflict, Contains, Doc, History, In, Query, Store, StoreError,
-    StoreUnavailable, event_kind, matches,
-)
+from gateway.store.base import Change, ChangeFeed, Documents, EventLog, History, Store
+from gateway.store.documents import Conflict, Contains, Doc, In, Query, StoreError, StoreUnavailable, matches, public
+from gateway.store.schema import INDEXES, OWNED_TABLES, TABLES
 
 __all__ = [
-    "EVENT_KINDS", "OWNED_TABLES", "TABLES", "Change", "ChangeFeed", "History", "Conflict", "Contains", "Doc", "In", "Query", "Store", "StoreError",
-    "StoreUnavailable", "event_kind", "matches", "sqlite_path", "store_from_url",
+    "INDEXES", "OWNED_TABLES", "TABLES", "Change", "ChangeFeed", "Conflict", "Contains", "Doc", "Documents",
+    "EventLog", "History", "In", "Query", "Store", "StoreError", "StoreUnavailable", "matches", "public", "sqlite_path",
+    "store_from_url",
 ]
 
 

@@ -1,115 +1,18 @@
-"""The store interface that handlers and events speak to.
+"""The store interface, split by role: documents, the event log, and change feeds.
 
-Documents are JSON-shaped dicts with a string ``id``.  Queries are built from
-:class:`Query` with plain equality plus the :class:`In` and :class:`Contains`
-operators, so no SQL or ReQL leaks out of the backends.  Every backend passes
-the contract suite in ``tests/test_store_contract.py``.
+Callers type against the role they use (:class:`Documents`, :class:`EventLog`);
+a backend implements :class:`Store`, which is all of them plus a lifecycle.
+Every backend passes the contract suite in ``tests/test_store_contract.py``.
 """
 
 from __future__ import annotations
 
 import abc
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-#: The tables every backend provides.
-TABLES: tuple[str, ...] = ("accounts", "usernames", "tokens", "emails", "threads", "labels", "contacts")
-
-#: The tables whose documents belong to an account (an ``owner`` field, indexed).
-OWNED_TABLES: tuple[str, ...] = ("tokens", "emails", "threads", "labels", "contacts")
-
-#: Field names a query may name; keeps backends free of injection worries.
-FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-Doc = dict[str, Any]
-
-
-class StoreError(Exception):
-    """The store could not do what was asked."""
-
-
-class StoreUnavailable(StoreError):
-    """The store cannot be reached right now; retrying later may work."""
-
-
-class Conflict(StoreError):
-    """A document with that id already exists."""
-
-
-@dataclass(frozen=True)
-class In:
-    """Matches documents whose field equals one of ``values``."""
-
-    values: tuple[Any, ...]
-
-    def __init__(self, values: Any) -> None:
-        object.__setattr__(self, "values", tuple(values))
-
-
-@dataclass(frozen=True)
-class Contains:
-    """Matches documents whose array field contains ``value``."""
-
-    value: Any
-
-
-@dataclass
-class Query:
-    """Which documents of a table, in what order, which page.
-
-    ``where`` maps field names to a value (equality), :class:`In` or
-    :class:`Contains`.  ``order_by`` is a list of ``(field, descending)``;
-    ties are broken by ``id`` so paging is stable.
-    """
-
-    where: dict[str, Any] = field(default_factory=dict)
-    order_by: list[tuple[str, bool]] = field(default_factory=list)
-    limit: int | None = None
-    offset: int = 0
-
-    def check(self) -> None:
-        for name in list(self.where) + [name for name, _ in self.order_by]:
-            if not FIELD_NAME.match(name):
-                raise ValueError(f"bad field name {name!r}")
-
-
-def matches(doc: Doc | None, where: dict[str, Any]) -> bool:
-    """Whether a document satisfies ``where`` as :class:`Query` means it (a missing field equals None)."""
-    if doc is None:
-        return False
-    for name, cond in where.items():
-        value = doc.get(name)
-        if isinstance(cond, In):
-            if value is None or value not in cond.values:
-                return False
-        elif isinstance(cond, Contains):
-            if not isinstance(value, list) or cond.value not in value:
-                return False
-        elif value != cond:
-            return False
-    return True
-
-
-#: The kinds of event the emails table makes.
-EVENT_KINDS: tuple[str, ...] = ("receipt", "delivery")
-
-
-def event_kind(old: Doc | None, new: Doc | None) -> str | None:
-    """The event a write to the emails table makes, or None (most writes make none).
-
-    ``receipt``: an inbound email was stored.  ``delivery``: an outbound email's
-    status became ``delivered``.  Each backend records these writes, with a
-    cursor, as they commit (the RethinkDB backend evaluates the same rule in ReQL).
-    """
-    if new is None:
-        return None
-    if old is None and new.get("direction") == "in":
-        return "receipt"
-    if new.get("direction") == "out" and new.get("status") == "delivered" \
-            and (old is None or old.get("status") != "delivered"):
-        return "delivery"
-    return None
+from events.model import Event
+from gateway.store.documents import Doc, Query
 
 
 def seq_cursor_key(cursor: str) -> int:
@@ -124,9 +27,9 @@ def seq_cursor_key(cursor: str) -> int:
 class Change:
     """One write to a table: ``old`` is None for an insert, ``new`` for a delete.
 
-    An event (see :func:`event_kind`) also has its ``kind`` and a ``cursor``:
-    its position among all events, an opaque string; cursors compare in the
-    order events are reported with :meth:`Store.cursor_key`.
+    An event (see :func:`events.model.event_kind`) also has its ``kind`` and a
+    ``cursor``: its position among all events, an opaque string; cursors
+    compare in the order events are reported with :meth:`EventLog.cursor_key`.
     """
 
     table: str
@@ -139,6 +42,12 @@ class Change:
     def owner(self) -> str | None:
         doc = self.new if self.new is not None else self.old
         return doc.get("owner") if doc else None
+
+    def event(self) -> Event | None:
+        """The event this change is, or None for a change that is no event."""
+        if self.kind is None or self.cursor is None or self.new is None:
+            return None
+        return Event(self.kind, self.new, self.cursor)
 
 
 @dataclass
@@ -164,23 +73,11 @@ class ChangeFeed(abc.ABC):
         """Stop the feed and release what it holds."""
 
 
-class Store(abc.ABC):
-    """What handlers and events may ask of storage."""
+class Documents(abc.ABC):
+    """Reading and writing documents, and following a table's writes."""
 
-    #: Whether other gateway processes may use the same store at once (then claims expire, see mail_out).
+    #: Whether other gateway processes may use the same store at once (then claims expire, see mail.delivery).
     shared: bool = False
-
-    @abc.abstractmethod
-    async def open(self) -> None:
-        """Connect, and create or migrate the schema."""
-
-    @abc.abstractmethod
-    async def close(self) -> None:
-        """Release connections; open change feeds end."""
-
-    @abc.abstractmethod
-    async def ping(self) -> bool:
-        """Whether the store answers right now."""
 
     @abc.abstractmethod
     async def get(self, table: str, id: str) -> Doc | None:
@@ -215,6 +112,19 @@ class Store(abc.ABC):
         """Remove every matching document; how many were removed."""
 
     @abc.abstractmethod
+    async def changes(self, table: str, where: dict[str, Any] | None = None) -> ChangeFeed:
+        """A feed of the writes to ``table`` committed after this returns, in commit order.
+
+        With ``where`` (as in :class:`Query`), only writes whose new document
+        matches it, filtered by the store itself.  Each call opens an
+        independent feed; it ends when the store closes.
+        """
+
+
+class EventLog(abc.ABC):
+    """The events the store recorded as the writes that made them committed: history and live feed."""
+
+    @abc.abstractmethod
     async def event_history(self, owner: str, after: str | None, limit: int) -> History:
         """Up to ``limit`` events of the owner's emails after cursor ``after`` (None: the oldest
         kept), in cursor order.  Raises ValueError for a malformed cursor."""
@@ -235,11 +145,18 @@ class Store(abc.ABC):
         Each call opens an independent feed; it ends when the store closes.
         """
 
-    @abc.abstractmethod
-    async def changes(self, table: str, where: dict[str, Any] | None = None) -> ChangeFeed:
-        """A feed of the writes to ``table`` committed after this returns, in commit order.
 
-        With ``where`` (as in :class:`Query`), only writes whose new document
-        matches it, filtered by the store itself.  Each call opens an
-        independent feed; it ends when the store closes.
-        """
+class Store(Documents, EventLog):
+    """A whole backend: documents and the event log, opened and closed as one."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; open change feeds end."""
+
+    @abc.abstractmethod
+    async def ping(self) -> bool:
+        """Whether the store answers right now."""

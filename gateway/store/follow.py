@@ -13,7 +13,8 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from gateway.store.base import Change, ChangeFeed, StoreError
+from gateway.store.base import Change, ChangeFeed
+from gateway.store.documents import StoreError
 
 log = logging.getLogger(__name__)
 

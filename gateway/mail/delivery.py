@@ -21,15 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
-
-import aiosmtplib
 
 from gateway.ids import iso_from_epoch, now_iso
-from gateway.mailbox import add_email, copy_id, inbound_copy, local_account
-from gateway.message import build_message
-from gateway.store import Change, Conflict, Doc, Query, Store, StoreError
+from gateway.mail.documents import delivered_fields, inbound_copy
+from gateway.mail.mailbox import add_email, copy_id, local_account
+from gateway.mail.relay import Relay, send_through
+from gateway.store import Change, Conflict, Doc, Documents, Query, StoreError
 from gateway.store.follow import Follower
 
 log = logging.getLogger("gateway.delivery")
@@ -39,31 +36,6 @@ CONCURRENT_DELIVERIES = 8
 QUEUED = {"direction": "out", "status": "queued"}
 
 
-@dataclass(frozen=True)
-class Relay:
-    """Where external mail goes: ``smtp://[user:pass@]host:port``, ``smtp+starttls://...`` or ``smtps://...``."""
-
-    host: str
-    port: int
-    starttls: bool = False
-    tls: bool = False
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> "Relay | None":
-        if not url:
-            return None
-        parts = urlsplit(url)
-        schemes = {"smtp": (False, False, 25), "smtp+starttls": (True, False, 587), "smtps": (False, True, 465)}
-        if parts.scheme not in schemes or not parts.hostname:
-            raise ValueError(f"relay URL must be smtp://, smtp+starttls:// or smtps://HOST[:PORT], got {url!r}")
-        starttls, tls, default_port = schemes[parts.scheme]
-        return cls(parts.hostname, parts.port or default_port, starttls, tls,
-                   unquote(parts.username) if parts.username else None,
-                   unquote(parts.password) if parts.password else None)
-
-
 class PermanentFailure(Exception):
     """This recipient will never accept this email."""
 
@@ -71,7 +43,7 @@ class PermanentFailure(Exception):
 class DeliveryWorker:
     """Delivers the queue in the background; ``start()`` resumes what a previous run left."""
 
-    def __init__(self, store: Store, domain: str, relay: Relay | None, attempts: int,
+    def __init__(self, store: Documents, domain: str, relay: Relay | None, attempts: int,
                  backoff: float, lease: float = 300.0) -> None:
         self.store = store
         self.domain = domain.lower()
@@ -181,7 +153,7 @@ class DeliveryWorker:
             except PermanentFailure as exc:
                 permanent[address] = str(exc)
         if external:
-            accepted, failed = await self._relay(email, external)
+            accepted, failed = await send_through(self.relay, email, external)
             done.extend(accepted)
             if accepted:
                 await self.store.update("emails", email["id"], {"delivered_to": done})
@@ -213,31 +185,7 @@ class DeliveryWorker:
         owner = await local_account(self.store, address, self.domain)
         if owner is None:
             raise PermanentFailure("no such local account")
-        fields = {
-            "message_id": email["message_id"], "from": email["from"], "to": email["to"], "cc": email.get("cc", []),
-            "subject": email.get("subject", ""), "text": email.get("text"), "html": email.get("html"),
-            "in_reply_to": email.get("in_reply_to"), "references": email.get("references", []),
-        }
         try:
-            await add_email(self.store, inbound_copy(fields, owner, copy_id(email["id"], owner)))
+            await add_email(self.store, inbound_copy(delivered_fields(email), owner, copy_id(email["id"], owner)))
         except Conflict:
             pass  # stored by an earlier attempt
-
-    async def _relay(self, email: Doc, recipients: list[str]) -> tuple[list[str], dict[str, tuple[bool, str]]]:
-        """Hand the email to the relay: the recipients it accepted, and per failed one (permanent?, reason)."""
-        if self.relay is None:
-            return [], {a: (True, "no SMTP relay configured for external mail") for a in recipients}
-        relay = self.relay
-        try:
-            errors, _ = await aiosmtplib.send(
-                build_message(email), sender=email["from"], recipients=recipients, hostname=relay.host,
-                port=relay.port, start_tls=relay.starttls, use_tls=relay.tls, username=relay.username,
-                password=relay.password, timeout=30)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            return [], {r.recipient: (r.code >= 500, f"{r.code} {r.message}") for r in exc.recipients}
-        except aiosmtplib.SMTPResponseException as exc:
-            return [], {a: (exc.code >= 500, f"relay said {exc.code} {exc.message}") for a in recipients}
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            return [], {a: (False, f"relay unreachable: {exc}") for a in recipients}
-        failed = {a: (code >= 500, f"{code} {message}") for a, (code, message) in errors.items()}
-        return [a for a in recipients if a not in failed], failed

@@ -3,7 +3,7 @@
 Only the SockJS protocol suite's ``Websocket.test_haproxy`` still speaks it
 (HAProxy forwards the 8-byte key3 nonce only after the upgrade, so the 101
 headers must be written before reading it); browsers moved on around 2012.
-Selected by :class:`gateway.sockjs_transports.WebSocketFixesMixin`.
+Selected by :class:`gateway.sockjs.transports.websocket.WebSocketFixesMixin`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Passwords (Argon2id, hashed off the event loop) and tokens (JWT with a stored record per ``jti``).
+"""Bearer tokens: JWTs (HS256) with a stored record per ``jti``, and the secret that signs them.
 
 A token is valid only while its signature checks out, every claim is present,
 it has not expired, and its record is still in the ``tokens`` table: deleting
@@ -7,7 +7,6 @@ the record revokes it everywhere at once.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import os
@@ -17,13 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from gateway.ids import iso_from_epoch, new_id
-from gateway.store import Doc, Store
+from gateway.store import Doc, Documents
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.auth")
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "jti", "iat", "exp"]
@@ -35,32 +32,6 @@ class InvalidToken(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-class Passwords:
-    """Argon2id hashing in a thread, so a login never stalls other requests."""
-
-    def __init__(self, memory_kib: int = 65536) -> None:
-        self._hasher = PasswordHasher(memory_cost=memory_kib)
-        self._dummy: str | None = None
-
-    async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(None, self._hasher.hash, password)
-
-    async def verify(self, hashed: str | None, password: str) -> bool:
-        """Whether ``password`` matches; with no hash (unknown user) it takes as long and fails."""
-
-        def check() -> bool:
-            if hashed is None:
-                self._dummy = self._dummy or self._hasher.hash("not a password")
-                self._hasher.verify(self._dummy, "not a password")
-                return False
-            try:
-                return self._hasher.verify(hashed, password)
-            except (VerificationError, InvalidHashError):
-                return False
-
-        return await asyncio.get_running_loop().run_in_executor(None, check)
 
 
 def load_or_create_secret(path: str) -> bytes:
@@ -82,8 +53,8 @@ def load_or_create_secret(path: str) -> bytes:
 
 
 @dataclass
-class Session:
-    """Who a valid token belongs to."""
+class Identity:
+    """Who presented a valid token: the account, and the token's stored record."""
 
     account: Doc
     token: Doc
@@ -95,7 +66,7 @@ class Tokens:
     #: Decoded tokens kept; a client sends the same token with every request.
     DECODED_CACHE = 10_000
 
-    def __init__(self, store: Store, secret: bytes, ttl: int) -> None:
+    def __init__(self, store: Documents, secret: bytes, ttl: int) -> None:
         self.store = store
         self.secret = secret
         self.ttl = ttl
@@ -142,7 +113,7 @@ class Tokens:
             self._decoded.popitem(last=False)
         return claims
 
-    async def verify(self, token: str) -> Session:
+    async def verify(self, token: str) -> Identity:
         """The account and record of a token that is valid right now; raises :class:`InvalidToken`."""
         claims = self.decode(token)
         record = await self.store.get("tokens", str(claims["jti"]))
@@ -151,4 +122,4 @@ class Tokens:
         account = await self.store.get("accounts", record["owner"])
         if account is None:
             raise InvalidToken("revoked", "Account deleted")
-        return Session(account, record)
+        return Identity(account, record)

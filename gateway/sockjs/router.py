@@ -1,35 +1,21 @@
-"""The project's SockJS layer: sockjs-tornado's router with the project's transports.
+"""sockjs-tornado's router and session with the project's transports and fixes.
 
-``/ws`` and ``gateway conformance`` are both built from :class:`Router` and
-:func:`router_settings`, so the conformance suite measures what users get.
-``/ws/info`` says ``cookie_needed: false`` (the router gets ``jsessionid:
-False``); the transport fixes are in :mod:`gateway.sockjs_transports`.
+``/ws`` and ``gateway conformance`` are both built from :class:`Router`, with
+the same settings, so the conformance suite measures what users get.
+``/ws/info`` says ``cookie_needed: false`` when the router gets ``jsessionid:
+False``; the transport fixes are in :mod:`gateway.sockjs.transports`.  This
+package knows nothing else of the project's.
 """
 
 from __future__ import annotations
 
 from json.encoder import encode_basestring_ascii as json_string
-from typing import Any
+from typing import Any, Callable
 
 from sockjs.tornado import SockJSRouter, session
 from sockjs.tornado.util import bytes_to_str
 
-from gateway.config import Config
-from gateway.sockjs_transports import OVERRIDES
-
-
-def router_settings(config: Config, **extra: Any) -> dict[str, Any]:
-    """The sockjs-tornado settings a gateway runs with (``extra`` on top)."""
-    return {
-        "jsessionid": False,
-        "disconnect_delay": config.ws_disconnect_delay,
-        "heartbeat_delay": config.ws_heartbeat,
-        "sockjs_url": config.ws_sockjs_url,
-        # Queue what a session sends during one loop iteration into one frame:
-        # many concurrent responses then cost one write instead of one each.
-        "immediate_flush": False,
-        **extra,
-    }
+from gateway.sockjs.transports import OVERRIDES
 
 
 class Session(session.Session):
@@ -74,6 +60,23 @@ class Session(session.Session):
         if stats:
             self.stats.on_pack_sent(1)
 
+    def backlog(self) -> int:
+        """Bytes sent to this session that its client has not taken yet.
+
+        That is what the socket could not send yet, plus the queue while no
+        transport is attached (a polling client that stopped polling).  The
+        queue of an attached transport is flushed every loop turn: not a backlog.
+        """
+        handler = self.handler
+        connection = getattr(handler, "ws_connection", None)
+        stream = getattr(connection, "stream", None) or getattr(getattr(handler, "request", None), "connection", None)
+        stream = getattr(stream, "stream", stream)
+        # tornado's IOStream keeps its unsent byte count in a private field; this is the one reader of it
+        unsent: int = getattr(stream, "_write_buffer_size", 0)
+        if handler is None or not handler.active:
+            unsent += self.queued_chars
+        return unsent
+
     def flush(self) -> None:
         """Send everything queued as one frame, if a transport is attached."""
         self._pending_flush = False
@@ -88,16 +91,17 @@ class Session(session.Session):
 class Router(SockJSRouter):
     """A SockJS router whose URL table uses the project's fixed handlers.
 
-    Create it inside the running event loop (sockjs-tornado takes the current
-    loop at construction).  ``context`` is there for the connections, as
-    ``self.session.server.context``.
+    ``connection`` makes the connection of each new session: called with the
+    session, as sockjs-tornado calls a connection class, so a factory that
+    hands the connection what it needs works as well as a class.  Create the
+    router inside the running event loop (sockjs-tornado takes the current
+    loop at construction).
     """
 
     _transport_urls: list[tuple[str, type, dict[str, Any]]]  # the stock URL table, set by its __init__
 
-    def __init__(self, connection: type, prefix: str, settings: dict[str, Any], context: Any = None) -> None:
+    def __init__(self, connection: Callable[[Any], Any], prefix: str, settings: dict[str, Any]) -> None:
         super().__init__(connection, prefix, settings, session_kls=Session)
-        self.context = context
         self._transport_urls = [
             (pattern, OVERRIDES.get(handler, handler), kwargs) for pattern, handler, kwargs in self._transport_urls
         ]

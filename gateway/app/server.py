@@ -1,4 +1,4 @@
-"""Starting and stopping a gateway process: store, state, application, listeners."""
+"""Starting and stopping a gateway process: the store, the services (:mod:`gateway.app.assembly`), the listeners."""
 
 from __future__ import annotations
 
@@ -11,17 +11,18 @@ import socket
 import tornado.httpserver
 import tornado.netutil
 
-from gateway.app import make_app
-from gateway.auth import Passwords, Tokens, load_or_create_secret
+from events.dispatcher import EventDispatcher
+from events.subscriptions import SubscriptionRegistry
+from gateway.app.assembly import Services, build, secret_file
+from gateway.app.web import sockjs_settings
+from gateway.auth import load_or_create_secret
 from gateway.config import Config
-from gateway.connection import GatewayConnection, WsContext
-from gateway.mail_in import start_smtp
-from gateway.mail_out import DeliveryWorker, Relay
-from gateway.sockjs import Router, router_settings
+from gateway.mail.delivery import DeliveryWorker
+from gateway.mail.smtp_in import start_smtp
+from gateway.sockjs.conformance import conformance_app
 from gateway.state import State
 from gateway.store import Store, StoreError, StoreUnavailable, store_from_url
-from events.dispatcher import EventDispatcher
-from events.sessions import SessionRegistry
+from gateway.ws.connection import Endpoint
 
 log = logging.getLogger("gateway")
 
@@ -39,18 +40,47 @@ def listen_error(what: str, host: str, port: int, exc: OSError) -> CannotListen:
 
 
 class Gateway:
-    """One running gateway: everything ``gateway serve`` starts, in an object tests can start too."""
+    """One running gateway: everything ``gateway serve`` starts, in an object tests can start too.
+
+    Every attribute exists from construction; :meth:`stop` stops whatever
+    :meth:`start` got to (nothing, before it ran).
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store: Store | None = None
-        self.state: State | None = None
+        self.services: Services | None = None
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port: int = 0
-        self.ws: WsContext | None = None
         self.smtp: asyncio.Server | None = None
         self.smtp_port: int = 0
-        self.delivery: DeliveryWorker | None = None
+
+    # What the services are, for callers (and tests) that reach into a running gateway.
+
+    def _running(self) -> Services:
+        assert self.services is not None, "the gateway is not started"
+        return self.services
+
+    @property
+    def state(self) -> State:
+        return self._running().state
+
+    @property
+    def registry(self) -> SubscriptionRegistry:
+        return self._running().registry
+
+    @property
+    def dispatcher(self) -> EventDispatcher:
+        return self._running().dispatcher
+
+    @property
+    def delivery(self) -> DeliveryWorker:
+        return self._running().delivery
+
+    @property
+    def ws(self) -> Endpoint:
+        """The ``/ws`` endpoint (its live connections)."""
+        return self._running().endpoint
 
     async def _open_store(self, store: Store) -> None:
         """Open the store.  A shared one (RethinkDB) may come up after the gateway (both started
@@ -71,35 +101,19 @@ class Gateway:
                 delay = min(delay * 2, STORE_MAX_RETRY)
 
     async def start(self) -> None:
-        """Open the store and listen; :attr:`port` is the bound HTTP port."""
-        self.store = store_from_url(self.config.store, self.config.event_history)
-        await self._open_store(self.store)
-        secret = load_or_create_secret(self.config.resolved_secret_file())
-        self.state = State(
-            self.config,
-            self.store,
-            Tokens(self.store, secret, self.config.token_ttl),
-            Passwords(self.config.argon2_memory),
-        )
-        self.registry = SessionRegistry()
-        await self.registry.start(self.store)
-        # each follows its own feed, filtered by the store: events, and emails entering the queue
-        self.dispatcher = EventDispatcher(self.store, self.registry)
-        self.delivery = DeliveryWorker(self.store, self.config.mail_domain,
-                                       Relay.from_url(self.config.relay), self.config.delivery_attempts,
-                                       self.config.delivery_backoff, self.config.delivery_lease)
-        await self.dispatcher.start()
-        self.ws = WsContext(self.state, self.registry, self.dispatcher)
-        self.router = Router(GatewayConnection, self.ws.prefix, router_settings(self.config), self.ws)
-        app = make_app(self.state, self.router.urls,
-                       # over the limit, tornado drops the websocket; under it, the session answers too_large
-                       websocket_max_message_size=4 * self.config.ws_max_message + 65536)
-        self.ws.app = app
-        await self.delivery.start()
+        """Open the store, start the services, and listen; :attr:`port` is the bound HTTP port."""
+        store = store_from_url(self.config.store, self.config.event_history)
+        await self._open_store(store)
+        self.store = store
+        services = self.services = build(self.config, store, load_or_create_secret(secret_file(self.config)))
+        # each follows its own feed, filtered by the store: tokens and accounts, events, the queue
+        await services.registry.start()
+        await services.dispatcher.start()
+        await services.delivery.start()
         smtp = self.config.smtp_address()
         if smtp is not None:
             try:
-                self.smtp = await start_smtp(self.store, self.config.mail_domain, smtp[0], smtp[1],
+                self.smtp = await start_smtp(store, self.config.mail_domain, smtp[0], smtp[1],
                                              self.config.smtp_max_size)
             except OSError as exc:
                 await self.stop()
@@ -107,7 +121,8 @@ class Gateway:
             self.smtp_port = self.smtp.sockets[0].getsockname()[1]
             log.info("SMTP for @%s on %s:%d", self.config.mail_domain, smtp[0], self.smtp_port)
         # Bodies up to max_body get the API's own 413; far larger ones are cut off unread.
-        self.http = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=4 * self.config.max_body + 65536)
+        self.http = tornado.httpserver.HTTPServer(services.app, xheaders=False,
+                                                  max_body_size=4 * self.config.max_body + 65536)
         try:
             sockets = tornado.netutil.bind_sockets(self.config.port, self.config.host, family=socket.AF_INET)
         except OSError as exc:
@@ -118,20 +133,21 @@ class Gateway:
         log.info("HTTP API on http://%s:%d/ and SockJS on /ws (store %s)", self.config.host, self.port, self.config.store)
 
     async def stop(self) -> None:
+        """Stop what runs, in reverse; safe to call before :meth:`start` (the parts stay readable after)."""
         if self.smtp is not None:
             self.smtp.close()
             self.smtp = None
-        if self.dispatcher is not None:
-            await self.dispatcher.stop()
-        if self.delivery is not None:
-            await self.delivery.stop()
+        services = self.services
+        if services is not None:
+            await services.dispatcher.stop()
+            await services.delivery.stop()
         if self.http is not None:
             self.http.stop()
-        if self.ws is not None:
-            for connection in list(self.ws.live):
+        if services is not None:
+            for connection in list(services.endpoint.live):
                 connection.session.close(1001, "Server shutting down")
-            self.router.stop()
-            await self.registry.stop()
+            services.router.stop()
+            await services.registry.stop()
         if self.http is not None:
             await self.http.close_all_connections()
         if self.store is not None:
@@ -168,4 +184,18 @@ def run(config: Config) -> int:
     except StoreError as exc:
         log.error("cannot open the store: %s", exc)
         return 1
+    return 0
+
+
+def run_conformance(config: Config) -> int:
+    """Serve the SockJS protocol suite's endpoints (:mod:`gateway.sockjs.conformance`) until SIGINT or SIGTERM."""
+
+    async def serve() -> None:
+        server = tornado.httpserver.HTTPServer(conformance_app(sockjs_settings(config)))
+        server.listen(config.port, config.host)
+        log.info("SockJS conformance endpoints on http://%s:%d/echo", config.host, config.port)
+        await until_signalled()
+        server.stop()
+
+    asyncio.run(serve())
     return 0

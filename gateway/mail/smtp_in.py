@@ -7,11 +7,13 @@ import hashlib
 import logging
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SMTPSession
 
-from gateway.mailbox import add_email, copy_id, inbound_copy, local_account
-from gateway.message import parse_message
-from gateway.store import Conflict, Store, StoreError
+from gateway.mail.documents import inbound_copy
+from gateway.mail.mailbox import add_email, copy_id, local_account
+from gateway.mail.mime import parse_message
+from gateway.store import Conflict, Documents, StoreError
 
 log = logging.getLogger("gateway.smtp")
 
@@ -21,11 +23,11 @@ TRY_LATER = "451 4.3.0 Mail store unavailable, try again later"
 class InboundHandler:
     """aiosmtpd handler: accepts recipients that are local accounts, stores one copy per recipient."""
 
-    def __init__(self, store: Store, domain: str) -> None:
+    def __init__(self, store: Documents, domain: str) -> None:
         self.store = store
         self.domain = domain.lower()
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+    async def handle_RCPT(self, server: SMTP, session: SMTPSession, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         try:
             account = await local_account(self.store, address, self.domain)
@@ -37,7 +39,7 @@ class InboundHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content or b""
         raw = raw if isinstance(raw, bytes) else raw.encode()
         try:
@@ -74,7 +76,7 @@ class InboundHandler:
         return stored
 
 
-async def start_smtp(store: Store, domain: str, host: str, port: int, max_size: int) -> asyncio.Server:
+async def start_smtp(store: Documents, domain: str, host: str, port: int, max_size: int) -> asyncio.Server:
     """Listen for SMTP on the running loop; the server (its socket tells the bound port)."""
     handler = InboundHandler(store, domain)
 

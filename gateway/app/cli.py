@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from gateway import __version__
 from gateway.config import OPTIONS, Config, parse_value
+from gateway.mail.relay import Relay
+from gateway.store import store_from_url
 
 
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -59,9 +61,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def check(config: Config) -> None:
     """Raise ValueError for option values that cannot work, before anything starts."""
-    from gateway.mail_out import Relay
-    from gateway.store import store_from_url
-
     if config.log_level.lower() not in LOG_LEVELS:
         raise ValueError(f"GATEWAY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
     config.smtp_address()
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "conformance":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        from gateway.conformance import run_conformance
+        from gateway.app.server import run_conformance
 
         return run_conformance(Config.from_env(host=args.host, port=args.port))
     if args.command != "serve":
@@ -100,6 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         # aiosmtpd logs every SMTP command at INFO (a tenth of the loop's time under mail load);
         # the gateway logs each accepted message itself
         logging.getLogger("mail.log").setLevel(logging.WARNING)
-    from gateway.server import run
+    from gateway.app.server import run
 
     return run(config)

@@ -1,6 +1,7 @@
-"""Which sessions are bound to which account, and ending bindings when their token stops being valid.
+"""Subscriptions: which subscribers (SockJS sessions) are bound to which account, and ending
+bindings when their token stops being valid.
 
-A session binds with a token (``subscribe``); it stays bound until it
+A subscriber binds with a token (``subscribe``); it stays bound until it
 unsubscribes, rebinds, closes, or the token expires, is revoked or its account
 is deleted.  The last three are noticed here: a timer per binding for expiry,
 and the store's change feeds on ``tokens`` and ``accounts`` for revocations
@@ -17,14 +18,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.store import Change, Store
+from gateway.store import Change, Documents
 from gateway.store.follow import Follower
 
 log = logging.getLogger(__name__)
 
 
 class Subscriber(Protocol):
-    """A session that can be bound: it gets events, and is told when its binding ends."""
+    """What can be bound (a SockJS session's connection): it gets events, and is told when its binding ends."""
 
     def send_event(self, event: dict[str, Any]) -> None:
         """Deliver one event message."""
@@ -35,7 +36,7 @@ class Subscriber(Protocol):
 
 @dataclass(eq=False)
 class Binding:
-    """One session bound to one account through one token."""
+    """One subscriber bound to one account through one token."""
 
     subscriber: Subscriber
     account_id: str
@@ -49,20 +50,28 @@ class Binding:
     held: list[tuple[Any, dict[str, Any]]] | None = field(default=None, repr=False)
 
 
-class SessionRegistry:
-    """Sessions by account (many per account, many accounts per process)."""
+class SubscriptionRegistry:
+    """Bindings by subscriber and by account (many per account, many accounts per process).
 
-    def __init__(self) -> None:
+    It follows the store's ``tokens`` and ``accounts`` feeds once :meth:`start` ran.
+    """
+
+    def __init__(self, store: Documents) -> None:
+        self.store = store
         self._by_subscriber: dict[Subscriber, Binding] = {}
         self._by_account: dict[str, dict[Subscriber, Binding]] = {}
-        self._followers: list[Follower] = []
-        self._store: Store | None = None
+        self._followers = [
+            Follower(lambda: store.changes("tokens"), "token feed").add(
+                "bindings", self._token_changed, self._recheck_all),
+            Follower(lambda: store.changes("accounts"), "account feed").add(
+                "bindings", self._account_changed, self._recheck_all),
+        ]
 
     # -- bindings -----------------------------------------------------------
 
     def bind(self, subscriber: Subscriber, account_id: str, token_id: str, expires: float,
              events: frozenset[str] | None = None) -> Binding:
-        """Bind (or rebind) a session; it is ended with ``expired`` when the token's ``exp`` passes."""
+        """Bind (or rebind) a subscriber; it is ended with ``expired`` when the token's ``exp`` passes."""
         self.unbind(subscriber)
         binding = Binding(subscriber, account_id, token_id, expires, events)
         loop = asyncio.get_running_loop()
@@ -72,7 +81,7 @@ class SessionRegistry:
         return binding
 
     def unbind(self, subscriber: Subscriber) -> Binding | None:
-        """Forget a session's binding (it unsubscribed or closed); the binding, if it had one."""
+        """Forget a subscriber's binding (it unsubscribed or closed); the binding, if it had one."""
         binding = self._by_subscriber.pop(subscriber, None)
         if binding is None:
             return None
@@ -86,11 +95,11 @@ class SessionRegistry:
         return binding
 
     def end(self, binding: Binding, reason: str) -> None:
-        """End a binding from the server side and tell its session why."""
+        """End a binding from the server side and tell its subscriber why."""
         if self._by_subscriber.get(binding.subscriber) is not binding:
             return  # already unbound or rebound
         self.unbind(binding.subscriber)
-        log.info("session binding to account %s ended: %s", binding.account_id, reason)
+        log.info("binding to account %s ended: %s", binding.account_id, reason)
         binding.subscriber.binding_ended(reason)
 
     def binding(self, subscriber: Subscriber) -> Binding | None:
@@ -101,28 +110,16 @@ class SessionRegistry:
         return list(self._by_account.get(account_id, {}).values())
 
     def accounts(self) -> list[str]:
-        """The accounts with at least one bound session here."""
+        """The accounts with at least one binding here."""
         return list(self._by_account)
 
     def counts(self) -> dict[str, int]:
-        return {"sessions": len(self._by_subscriber), "accounts": len(self._by_account)}
+        return {"subscribers": len(self._by_subscriber), "accounts": len(self._by_account)}
 
     # -- watching the store -------------------------------------------------
 
-    @property
-    def store(self) -> Store:
-        assert self._store is not None, "the registry watches no store: start() it first"
-        return self._store
-
-    async def start(self, store: Store) -> None:
+    async def start(self) -> None:
         """Watch token revocations and account deletions; live when this returns."""
-        self._store = store
-        self._followers = [
-            Follower(lambda: store.changes("tokens"), "token feed").add(
-                "bindings", self._token_changed, self._recheck_all),
-            Follower(lambda: store.changes("accounts"), "account feed").add(
-                "bindings", self._account_changed, self._recheck_all),
-        ]
         for follower in self._followers:
             await follower.start()
 

@@ -1,0 +1,66 @@
+"""Building every service of a gateway process, explicitly, in one function.
+
+:func:`build` wires the parts together: each receives what it needs through
+its constructor, so no part looks another up.  Nothing here starts anything;
+:class:`gateway.app.server.Gateway` starts them in order and stops them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import tornado.web
+
+from events.dispatcher import EventDispatcher
+from events.subscriptions import SubscriptionRegistry
+from gateway.app.web import make_app, sockjs_settings
+from gateway.auth import Accounts, Passwords, Tokens
+from gateway.config import Config
+from gateway.mail.delivery import DeliveryWorker
+from gateway.mail.relay import Relay
+from gateway.sockjs import Router
+from gateway.state import State
+from gateway.store import Store, sqlite_path
+from gateway.ws.connection import Endpoint
+
+
+@dataclass
+class Services:
+    """Everything one gateway process runs, wired together."""
+
+    state: State
+    registry: SubscriptionRegistry
+    dispatcher: EventDispatcher
+    delivery: DeliveryWorker
+    endpoint: Endpoint
+    router: Router
+    app: tornado.web.Application
+
+
+def secret_file(config: Config) -> str:
+    """Where the signing secret lives: the option, or beside the SQLite file, or ./gateway.secret."""
+    if config.secret_file:
+        return config.secret_file
+    db = sqlite_path(config.store)
+    if db and db != ":memory:":
+        return os.path.join(os.path.dirname(os.path.abspath(db)), "gateway.secret")
+    return os.path.abspath("gateway.secret")
+
+
+def build(config: Config, store: Store, secret: bytes) -> Services:
+    """Every service over an opened ``store``; call inside the running loop (the SockJS router needs it)."""
+    tokens = Tokens(store, secret, config.token_ttl)
+    accounts = Accounts(store, Passwords(config.argon2_memory), tokens, config.mail_domain)
+    state = State(config, store, tokens, accounts)
+    registry = SubscriptionRegistry(store)
+    dispatcher = EventDispatcher(store, registry)
+    delivery = DeliveryWorker(store, config.mail_domain, Relay.from_url(config.relay), config.delivery_attempts,
+                              config.delivery_backoff, config.delivery_lease)
+    endpoint = Endpoint(config, tokens, store, registry, dispatcher)
+    router = Router(endpoint.connection, endpoint.prefix, sockjs_settings(config))
+    app = make_app(state, router.urls,
+                   # over the limit, tornado drops the websocket; under it, the session answers too_large
+                   websocket_max_message_size=4 * config.ws_max_message + 65536)
+    endpoint.app = app
+    return Services(state, registry, dispatcher, delivery, endpoint, router, app)

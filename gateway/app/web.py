@@ -1,0 +1,40 @@
+"""The Tornado application: the one route table for HTTP and the tunnel, its access log, and the SockJS settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from gateway.config import Config
+from gateway.sockjs.access_log import log_request
+from gateway.state import State
+from handlers import api_routes
+from handlers.base import NotFoundHandler
+
+
+def make_app(state: State, extra_routes: list[Any] | None = None, **settings: Any) -> tornado.web.Application:
+    """The application serving the API (plus ``extra_routes``, e.g. SockJS), with ``state`` in its settings."""
+    return tornado.web.Application(
+        (extra_routes or []) + api_routes(),
+        state=state,
+        default_handler_class=NotFoundHandler,
+        xsrf_cookies=False,  # bearer-token API: no cookies to forge, and tunneled POSTs must pass
+        compress_response=False,
+        log_function=log_request,
+        **settings,
+    )
+
+
+def sockjs_settings(config: Config, **extra: Any) -> dict[str, Any]:
+    """The sockjs-tornado settings ``/ws`` (and ``gateway conformance``) run with (``extra`` on top)."""
+    return {
+        "jsessionid": False,
+        "disconnect_delay": config.ws_disconnect_delay,
+        "heartbeat_delay": config.ws_heartbeat,
+        "sockjs_url": config.ws_sockjs_url,
+        # Queue what a session sends during one loop iteration into one frame:
+        # many concurrent responses then cost one write instead of one each.
+        "immediate_flush": False,
+        **extra,
+    }

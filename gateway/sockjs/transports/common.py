@@ -1,0 +1,135 @@
+"""What several transports share: headers, one-frame polls, HTTP/1.0 streams, heartbeats."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from sockjs.tornado.router import SockJSRouter
+from tornado.web import RequestHandler
+
+MAX_ENTROPY = 2**32 - 1
+EVENTSOURCE_ESCAPES = str.maketrans({"%": "%25", "\r": "%0D", "\n": "%0A", "\x00": "%00"})
+#: An htmlfile frame is a JS string in an inline <script>: "</script>" or "<!--" in a message
+#: must not end or bend the script.  In a JS string these escapes mean the same characters.
+HTMLFILE_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+LOG = logging.getLogger("tornado.general")
+
+# SockJS protocol: responses that must never be cached or altered by proxies.
+# ``no-transform`` stops proxies (and e.g. mobile carriers' compressors) from
+# rewriting or buffering streamed bodies; sockjs-node sends exactly this value.
+NO_CACHE_CONTROL = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
+
+# jsonp and htmlfile callbacks are reflected into a script: only these
+# characters are allowed, anything else is rejected (protocol: 500).
+INVALID_CALLBACK_RE = re.compile(r"[^a-zA-Z0-9\-_.]")
+
+
+def callback_error(callback: str | None) -> str | None:
+    """Return the protocol's error text for a bad ``c`` parameter, or None.
+
+    Read ``c`` with ``get_argument(..., strip=False)``: Tornado strips
+    whitespace by default, turning ``c=%20`` into a "missing" callback.
+    """
+    if not callback:
+        return '"callback" parameter required'
+    if INVALID_CALLBACK_RE.search(callback):
+        return 'invalid "callback" parameter'
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Mixins shared by several transports
+# ---------------------------------------------------------------------------
+
+
+class NoTransformMixin(RequestHandler):
+    """Overrides ``sockjs.tornado.basehandler.BaseHandler.disable_cache``.
+
+    Stock value lacks ``no-transform``; the suite's ``verify_not_cached``
+    requires the exact sockjs-node value.
+    """
+
+    def disable_cache(self) -> None:
+        self.set_header("Cache-Control", NO_CACHE_CONTROL)
+
+
+class SinglePollResponseMixin:
+    """For polling transports (xhr, jsonp) that answer with one frame.
+
+    ``sockjs.tornado.session.Session.close()`` calls ``handler.send_pack()``
+    with the close frame whenever a handler is attached, even when that
+    handler already wrote its one frame (``active`` is False) and committed
+    a ``Content-Length``.  That happens when the application closes the
+    session in ``on_open``: the open frame is written, then the close frame
+    overflows the declared length, Tornado raises ``HTTPOutputError`` (an
+    "Uncaught exception" in the log) and the client never gets a complete
+    response.  Dropping the extra frame is safe: the session is CLOSED, so
+    the next poll receives the close frame from ``Session.set_handler``.
+    """
+
+    active: bool
+
+    def send_pack(self, message: str, binary: bool = False) -> None:
+        # ``active`` is sockjs-tornado's own flag: True until this handler
+        # has written its frame (set to False by the stock send_pack).
+        if not self.active:
+            LOG.debug("Polling response already sent, dropping frame %.20r", message)
+            return
+        super().send_pack(message, binary)  # type: ignore[misc]
+
+
+class Http10StreamingMixin(RequestHandler):
+    """For streaming transports (xhr_streaming, eventsource, htmlfile).
+
+    A streaming response has neither Content-Length nor (in HTTP/1.0)
+    chunked encoding, so the end of the body is signalled only by closing
+    the connection.  ``StreamingTransportBase.initialize`` tries to force that
+    with ``request.connection.no_keep_alive = True``, an attribute Tornado
+    >= 4 no longer reads: an HTTP/1.0 client sending ``Connection:
+    Keep-Alive`` keeps the socket open forever and never sees the end of the
+    response.  Tornado's HTTP1Connection decides at request-parse time via
+    its ``_disconnect_on_finish`` flag (private, present since Tornado 4.0);
+    setting it makes Tornado close the socket once the response is flushed.
+    """
+
+    def initialize(self, server: SockJSRouter) -> None:
+        super().initialize(server)
+        if self.request.version != "HTTP/1.1":
+            connection = self.request.connection
+            if hasattr(connection, "_disconnect_on_finish"):
+                connection._disconnect_on_finish = True  # type: ignore[union-attr]
+
+
+class StreamingMixin:
+    """For the streaming transports: heartbeats, and (eventsource, htmlfile) opening the stream.
+
+    Stock xhr_streaming, eventsource and htmlfile attach to their session with
+    ``start_heartbeat=False`` and nothing starts it later, so an idle stream
+    carried no ``h`` frame at all, and proxies that drop quiet connections cut
+    it.  (The polling transports start one themselves when a poll waits.)
+    """
+
+    def begin_stream(self, content_type: str) -> None:
+        """The headers every stream starts with (before anything that may still fail)."""
+        handler: Any = self
+        handler.preflight()
+        handler.handle_session_cookie()
+        handler.disable_cache()
+        handler.set_header("Content-Type", content_type)
+
+    def _attach_session(self, session_id: str, start_heartbeat: bool = False) -> bool:
+        return super()._attach_session(session_id, True)  # type: ignore[misc,no-any-return]
+
+    def start_stream(self, session_id: str, prelude: str) -> None:
+        """Send the prelude, then attach to the session and send what it has queued."""
+        handler: Any = self
+        handler.write(prelude)
+        handler.flush()
+        if not self._attach_session(session_id):
+            handler.finish()
+            return
+        if handler.session:
+            handler.session.flush()

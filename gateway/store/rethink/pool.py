@@ -1,0 +1,119 @@
+"""Connections to one RethinkDB database: a small round-robin pool, and driver errors as store errors.
+
+The driver runs on asyncio (Tornado's loop).  A pooled connection that
+dropped (the server restarted, say) is reconnected on its next use; lost
+connections and unavailable tables surface as :class:`StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from typing import Any, Iterator
+
+from rethinkdb import RethinkDB
+from rethinkdb.errors import ReqlAuthError, ReqlAvailabilityError, ReqlDriverError, ReqlError, ReqlRuntimeError
+
+from gateway.store.documents import StoreError, StoreUnavailable
+
+r = RethinkDB()
+# Tornado runs on asyncio, so the driver's asyncio connections share its loop.
+r.set_loop_type("asyncio")
+
+DEFAULT_PORT = 28015
+DEFAULT_DB = "gateway"
+POOL_SIZE = 4
+CONNECT_TIMEOUT = 5.0
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Driver errors as store errors: lost connections and unavailable tables are StoreUnavailable."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (ReqlDriverError, ReqlAvailabilityError, OSError) as exc:
+        raise StoreUnavailable(f"rethinkdb: {exc}") from exc
+    except ReqlRuntimeError as exc:
+        if "Connection is closed" in str(exc):
+            raise StoreUnavailable(f"rethinkdb: {exc}") from exc
+        raise StoreError(f"rethinkdb: {exc}") from exc
+    except ReqlError as exc:
+        raise StoreError(f"rethinkdb: {exc}") from exc
+
+
+async def close_quietly(conn: Any) -> None:
+    """Close a connection without waiting for replies; a failure to close is no news."""
+    with contextlib.suppress(Exception):
+        await conn.close(noreply_wait=False)
+
+
+class Pool:
+    """``size`` connections to ``db``, used in turn."""
+
+    def __init__(self, host: str, port: int, db: str, user: str, password: str, size: int = POOL_SIZE) -> None:
+        self.host, self.port, self.db = host, port, db
+        self.user, self.password = user, password
+        self._slots: list[Any] = [None] * size
+        self._locks: list[asyncio.Lock] = []
+        self._turn = itertools.cycle(range(size))
+        self.is_open = False
+
+    async def connect(self) -> Any:
+        """A new connection of its own (a change feed's, say)."""
+        try:
+            return await r.connect(host=self.host, port=self.port, db=self.db, user=self.user,
+                                   password=self.password, timeout=CONNECT_TIMEOUT)
+        except ReqlAuthError as exc:
+            raise StoreError(f"rethinkdb {self.host}:{self.port}: {exc}") from exc
+        except (ReqlDriverError, OSError) as exc:
+            raise StoreUnavailable(f"rethinkdb {self.host}:{self.port}: {exc}") from exc
+
+    async def open(self) -> Any:
+        """Connect every slot; the first connection (for setting up the schema)."""
+        self.is_open = True
+        self._locks = [asyncio.Lock() for _ in self._slots]  # made here: they belong to this loop
+        connections = await asyncio.gather(*(self.connect() for _ in self._slots), return_exceptions=True)
+        self._slots = [c if not isinstance(c, BaseException) else None for c in connections]
+        failed = [c for c in connections if isinstance(c, BaseException)]
+        if failed:
+            raise failed[0]
+        return self._slots[0]
+
+    async def close(self) -> None:
+        self.is_open = False
+        connections, self._slots = self._slots, [None] * len(self._slots)
+        for conn in connections:
+            if conn is not None:
+                await close_quietly(conn)
+
+    async def connection(self) -> Any:
+        """The next pooled connection, reconnected first if it dropped (the server restarted, say)."""
+        if not self.is_open:
+            raise StoreUnavailable("the store is closed")
+        slot = next(self._turn)
+        conn = self._slots[slot]
+        if conn is not None and conn.is_open():
+            return conn
+        async with self._locks[slot]:  # one reconnect per slot, however many queries wait
+            conn = self._slots[slot]
+            if conn is None or not conn.is_open():
+                if conn is not None:
+                    await close_quietly(conn)
+                conn = await self.connect()
+                if not self.is_open:  # closed while we connected
+                    await close_quietly(conn)
+                    raise StoreUnavailable("the store is closed")
+                self._slots[slot] = conn
+            return conn
+
+    async def run(self, query: Any, conn: Any = None) -> Any:
+        """Run a query (on ``conn``, or a pooled connection); driver failures become store errors."""
+        with translated_errors():
+            if conn is None:
+                conn = await self.connection()
+            # Shielded: the driver resolves the query's future when the answer arrives, and an
+            # answer to a cancelled caller would make it close the whole (shared) connection.
+            return await asyncio.shield(query.run(conn))

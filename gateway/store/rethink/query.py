@@ -1,0 +1,97 @@
+"""Queries as ReQL: ``where`` conditions with the SQLite backend's semantics, sort keys, and index choice."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable
+
+from gateway.store.documents import Contains, Doc, In
+from gateway.store.rethink.pool import r
+from gateway.store.schema import INDEXES, TABLES
+
+#: find() looks up at most this many keys in an index (an In, or Ins on a compound index).
+MAX_INDEX_KEYS = 100
+
+
+def index_function(fields: tuple[str, ...]) -> Callable[[Any], Any]:
+    """The ReQL function of an index on ``fields`` (compound when there are several)."""
+    if len(fields) == 1:
+        return lambda doc: doc[fields[0]]
+    return lambda doc: [doc[name] for name in fields]
+
+
+def table_name(table: str) -> str:
+    """``table``, if it is one of the schema's (unknown names would otherwise come back as
+    "table does not exist", an availability error)."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}")
+    return table
+
+
+def _indexable(value: Any) -> bool:
+    """Whether ``value`` can be looked up in an index (RethinkDB refuses null keys; objects are left to filter)."""
+    return isinstance(value, (str, int, float))
+
+
+def _index_keys(cond: Any) -> list[Any] | None:
+    """The index keys a ``where`` condition matches, or None when an index cannot serve it."""
+    if isinstance(cond, In):
+        return list(cond.values) if cond.values and all(_indexable(v) for v in cond.values) else None
+    return [cond] if _indexable(cond) else None
+
+
+def _condition(doc: Any, name: str, cond: Any) -> Any:
+    """One ``where`` entry as a ReQL predicate, with the SQLite backend's semantics:
+    a missing field equals only None, and never matches a value, In or Contains."""
+    if isinstance(cond, In):
+        values = [v for v in cond.values if v is not None]  # SQL's IN never matches NULL
+        return r.expr(values).contains(doc[name]).default(False) if values else r.expr(False)
+    if isinstance(cond, Contains):
+        field = doc[name]
+        return r.branch(field.type_of().eq("ARRAY"), field.contains(r.expr(cond.value)), False).default(False)
+    if cond is None:
+        return doc[name].default(None).eq(None)
+    return doc[name].eq(r.expr(cond)).default(False)
+
+
+def predicate(where: dict[str, Any]) -> Callable[[Any], Any] | None:
+    """``where`` as a ReQL predicate on a document, or None for no condition."""
+    if not where:
+        return None
+    return lambda doc: r.and_(*(_condition(doc, name, cond) for name, cond in where.items()))
+
+
+def sort_key(name: str) -> Callable[[Any], Any]:
+    """Order as SQLite does: missing and null first, booleans as 0 and 1 among the numbers,
+    then strings (RethinkDB's own order puts booleans before null, and missing before null)."""
+    def key(doc: Any) -> Any:
+        value = doc[name].default(None)
+        return r.branch(value.eq(None), [0], value.type_of().eq("BOOL"), [1, r.branch(value, 1, 0)], [1, value])
+    return key
+
+
+def patch(changes: Doc) -> Doc:
+    """``changes`` as a merge argument that replaces nested objects instead of deep-merging them."""
+    return {k: r.literal(v) if isinstance(v, dict) else v for k, v in changes.items() if k != "id"}
+
+
+def select(table: str, where: dict[str, Any]) -> Any:
+    """The documents of ``table`` matching ``where``, through a secondary index when one fits:
+    every field of the index has an equality or an :class:`In` in ``where``."""
+    selection = r.table(table_name(table))
+    rest = where
+    for name, fields in INDEXES.get(table, {}).items():
+        choices = [_index_keys(where[f]) if f in where else None for f in fields]
+        if None in choices:
+            continue
+        keys = [list(key) if len(fields) > 1 else key[0]
+                for key in itertools.product(*(c for c in choices if c is not None))]
+        if len(keys) > MAX_INDEX_KEYS:
+            continue
+        # each key once (repr tells True from 1, as RethinkDB does), or get_all returns a
+        # document once per key it matches
+        selection = selection.get_all(*{repr(k): k for k in keys}.values(), index=name)
+        rest = {f: c for f, c in where.items() if f not in fields}
+        break
+    condition = predicate(rest)
+    return selection if condition is None else selection.filter(condition)

@@ -1,0 +1,1 @@
+"""The ``/ws`` protocol: typed messages, frame encoding, the tunnel, and the connection that dispatches them."""

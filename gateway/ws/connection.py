@@ -1,0 +1,218 @@
+"""One SockJS session at ``/ws``: it dispatches each parsed message and sends what results.
+
+Requests run concurrently through the application (:mod:`gateway.ws.tunnel`)
+and are answered as each finishes; ``subscribe``/``unsubscribe`` run one at a
+time in the order they came.  Anything malformed gets an ``error`` message and
+the session stays open.  The protocol is documented in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import tornado.web
+from sockjs.tornado import SockJSConnection
+
+from events.dispatcher import EventDispatcher
+from events.subscriptions import SubscriptionRegistry
+from gateway.auth import InvalidToken, Tokens
+from gateway.config import Config
+from gateway.store import EventLog
+from gateway.ws import frames
+from gateway.ws.messages import MessageError, Request, Subscribe, Unsubscribe, parse
+from gateway.ws.tunnel import Tunnel, TunneledResponse
+
+log = logging.getLogger("gateway.ws")
+
+
+@dataclass
+class Endpoint:
+    """What every connection of one ``/ws`` endpoint is handed: its dependencies, and the live connections.
+
+    ``app`` is the application tunneled requests run through; the assembly sets it
+    once the application (whose routes include this endpoint's) exists.
+    """
+
+    config: Config
+    tokens: Tokens
+    events: EventLog
+    registry: SubscriptionRegistry
+    dispatcher: EventDispatcher
+    prefix: str = "/ws"
+    app: tornado.web.Application | None = None
+    live: set[GatewayConnection] = field(default_factory=set)
+
+    def connection(self, session: Any) -> GatewayConnection:
+        """The connection of a new SockJS session (the router calls this)."""
+        return GatewayConnection(session, self)
+
+
+class GatewayConnection(SockJSConnection):
+    """The server side of one SockJS session."""
+
+    def __init__(self, session: Any, endpoint: Endpoint) -> None:
+        super().__init__(session)
+        self.endpoint = endpoint
+        self.config = endpoint.config
+        self.tunnel: Tunnel | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.control = asyncio.Lock()  # subscribe/unsubscribe run in arrival order
+
+    def on_open(self, info: Any) -> None:
+        host = info.headers.get("Host") or f"{self.config.host}:{self.config.port}"
+        assert self.endpoint.app is not None, "the endpoint's application is set before it serves"
+        self.tunnel = Tunnel(self.endpoint.app, info.ip, host)
+        self.endpoint.live.add(self)
+        log.debug("session opened from %s", info.ip)
+
+    def on_close(self) -> None:
+        self.endpoint.live.discard(self)
+        self.endpoint.registry.unbind(self)
+        if self.tunnel is not None:
+            self.tunnel.close()  # their handlers see on_connection_close; their responses are dropped
+        for task in list(self.tasks):
+            task.cancel()
+        self.tasks.clear()
+
+    # -- sending ------------------------------------------------------------
+
+    @property
+    def running_requests(self) -> int:
+        """Tunneled requests started and not yet answered."""
+        return len(self.tunnel.open) if self.tunnel is not None else 0
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        self.send(frames.compact_json(message))
+
+    def binding_ended(self, reason: str) -> None:
+        self.send_json({"type": "unsubscribed", "reason": reason})
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        """Send an event, or close the session if its client is not keeping up."""
+        if self.is_closed:
+            return
+        backlog = self.session.backlog()
+        if backlog > self.config.ws_max_queue:
+            log.warning("closing a session whose client fell %d bytes behind", backlog)
+            self.endpoint.registry.unbind(self)  # no further event, even before the close completes
+            self.session.close(4000, "Outgoing queue overflow: reconnect and subscribe with since=<last cursor>")
+            return
+        self.send_json(event)
+
+    def respond(self, message_id: str, response: TunneledResponse) -> None:
+        """Send a tunneled request's response (called by the tunnel when the handler finishes)."""
+        if self.is_closed:
+            return
+        session = self.session
+        if session.send_expects_json:
+            session.send_jsonified(frames.response_frame_string(message_id, response))
+        else:
+            session.send_message(frames.response_message(message_id, response))
+
+    # -- receiving ----------------------------------------------------------
+
+    def on_message(self, raw: str) -> None:
+        try:
+            message = parse(raw, self.config.ws_max_message, self.endpoint.prefix)
+        except MessageError as exc:
+            reply = frames.error(exc.code, str(exc), exc.id)
+            if exc.ordered:
+                self.start(self.in_order(self._send_async(reply)))
+            else:
+                self.send_json(reply)
+            return
+        if isinstance(message, Request):
+            self.request(message)
+        elif isinstance(message, Subscribe):
+            self.start(self.in_order(self.subscribe(message)))
+        else:
+            self.start(self.in_order(self.unsubscribe(message)))
+
+    async def _send_async(self, reply: dict[str, Any]) -> None:
+        self.send_json(reply)
+
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def in_order(self, work: Coroutine[Any, Any, None]) -> None:
+        async with self.control:
+            await work
+
+    # -- request ------------------------------------------------------------
+
+    def request(self, message: Request) -> None:
+        """Start a request, or answer 429 at once when the session is at its limit."""
+        assert self.tunnel is not None
+        if self.running_requests >= self.config.ws_max_inflight:
+            self.send_json(frames.rate_limited(message.id))
+            return
+        try:
+            rest = self.tunnel.start(message.method, message.target, message.headers, message.body,
+                                     partial(self.respond, message.id))
+        except Exception:
+            log.exception("tunneled %s %s failed", message.method, message.target)
+            self.request_failed(message.id)
+            return
+        if rest is not None:
+            self.start(self.finish_request(rest, message))
+
+    async def finish_request(self, rest: Any, message: Request) -> None:
+        """Await what :meth:`Tunnel.start` left to do (a streamed request body)."""
+        try:
+            await rest
+        except asyncio.CancelledError:
+            return  # the session closed while the request ran
+        except Exception:
+            log.exception("tunneled %s %s failed", message.method, message.target)
+            self.request_failed(message.id)
+
+    def request_failed(self, message_id: str) -> None:
+        self.send_json(frames.error("internal_error", "The request could not be run", message_id))
+
+    # -- subscriptions ------------------------------------------------------
+
+    async def subscribe(self, message: Subscribe) -> None:
+        """Bind this session to the token's account; with ``since``, replay what it missed first."""
+        if message.since is not None:
+            try:
+                self.endpoint.events.cursor_key(message.since)
+            except ValueError:
+                self.send_json(frames.error("invalid_cursor", "Field 'since' is not a cursor this server issued",
+                                            message.id))
+                return
+        try:
+            identity = await self.endpoint.tokens.verify(message.token)
+        except InvalidToken:
+            self.send_json(frames.error("invalid_token", "Invalid token", message.id))
+            return
+        if self.is_closed:
+            return
+        binding = self.endpoint.registry.bind(self, identity.account["id"], identity.token["id"],
+                                              float(identity.token["exp"]), message.events)
+        reply: dict[str, Any] = {"type": "subscribed"}
+        if message.id is not None:
+            reply["id"] = message.id
+        if message.since is None:
+            self.send_json(reply)
+            return
+
+        def announce(recovered: bool) -> None:
+            self.send_json({**reply, "recovered": recovered})
+
+        await self.endpoint.dispatcher.resume(binding, message.since, announce)
+
+    async def unsubscribe(self, message: Unsubscribe) -> None:
+        if self.endpoint.registry.unbind(self) is None:
+            self.send_json(frames.error("not_subscribed", "Not subscribed", message.id))
+            return
+        reply: dict[str, Any] = {"type": "unsubscribed"}
+        if message.id is not None:
+            reply["id"] = message.id
+        self.send_json(reply)

@@ -1,0 +1,66 @@
+"""Encoding what the server sends on ``/ws``: JSON messages, and tunneled responses cheaply."""
+
+from __future__ import annotations
+
+import json
+from json.encoder import encode_basestring_ascii as json_string
+from typing import Any
+
+from gateway.ws.tunnel import TunneledResponse
+
+#: ``json.dumps(..., separators=(",", ":"))`` without building an encoder per call.
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+RATE_LIMITED_BODY = compact_json(
+    {"success": False, "message": "Too many requests in flight on this session", "code": "rate_limited"})
+
+#: The bytes JSON writes as themselves, but for ``"`` and ``\\``: any ``json.dumps`` output is made of these only.
+PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
+
+
+def rate_limited(message_id: str) -> dict[str, Any]:
+    """The 429 ``response`` a request gets when its session has too many in flight."""
+    return {"type": "response", "id": message_id, "status": 429,
+            "headers": {"Content-Type": ["application/json; charset=utf-8"]}, "body": RATE_LIMITED_BODY}
+
+
+def error(code: str, message: str, message_id: str | None = None) -> dict[str, Any]:
+    """An ``error`` message (with the failing message's id, when it had one)."""
+    reply: dict[str, Any] = {"type": "error", "error": message, "code": code}
+    if message_id is not None:
+        reply["id"] = message_id
+    return reply
+
+
+def _response_head(message_id: str, response: TunneledResponse) -> str:
+    return (f'{{"type":"response","id":{json_string(message_id)},"status":{response.status:d},'
+            f'"headers":{compact_json(response.headers)},"body":')
+
+
+def response_message(message_id: str, response: TunneledResponse) -> str:
+    """The ``response`` message for a tunneled request, as JSON text.
+
+    Byte for byte ``json.dumps({"type": "response", "id": ..., "status": ...,
+    "headers": ..., "body": ...}, separators=(",", ":"))``, but assembled from its
+    parts: the body, most of the bytes, is escaped by one C call instead of
+    going through the generic encoder's per-item machinery.
+    """
+    return f'{_response_head(message_id, response)}{json_string(response.body.decode("utf-8", "replace"))}}}'
+
+
+def response_frame_string(message_id: str, response: TunneledResponse) -> str:
+    """``json.dumps(response_message(...))``: the message as the JSON string a SockJS frame carries.
+
+    The body ends up escaped twice (a JSON string in the message, which is a
+    JSON string in the frame).  When it is printable ASCII only, as whatever
+    ``json.dumps`` writes by default is, both escapes are two ``str.replace``
+    calls on it, about half the cost of two passes of the C escaper; anything
+    else goes the generic way.
+    """
+    body = response.body
+    if body.translate(None, PRINTABLE_ASCII):  # control or non-ASCII bytes: \\uXXXX and friends
+        return json_string(response_message(message_id, response))
+    head = json_string(_response_head(message_id, response))
+    # `\` -> `\\` -> `\\\\`, and `"` -> `\"` -> `\\\"`: both escapes at once
+    twice = body.decode("ascii").replace("\\", "\\\\\\\\").replace('"', '\\\\\\"')
+    return f'{head[:-1]}\\"{twice}\\"}}"'

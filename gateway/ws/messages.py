@@ -1,0 +1,154 @@
+"""The messages a client sends on ``/ws``, parsed into types; anything malformed is a :class:`MessageError`.
+
+Every SockJS message is one JSON object with a ``type``: ``request``,
+``subscribe`` or ``unsubscribe`` (see docs/protocol.md).  Fields are checked
+with :class:`gateway.validation.Field`, the same checks API bodies get.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Any, Union
+from urllib.parse import unquote, urlsplit
+
+from events.model import EVENT_KINDS
+from gateway.validation import Field
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+REQUEST_FIELDS = frozenset({"type", "id", "method", "path", "body", "headers"})
+EVENT_TYPES = frozenset(EVENT_KINDS)
+STRING = Field(str, required=True)
+
+
+class MessageError(Exception):
+    """A message answered with ``{"type": "error"}`` instead of being run.
+
+    ``id`` is the message's own, when it had a string one; ``ordered`` says the
+    answer takes its turn among subscribe/unsubscribe answers.
+    """
+
+    def __init__(self, code: str, message: str, id: str | None = None, ordered: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.id = id
+        self.ordered = ordered
+
+
+@dataclass(frozen=True)
+class Request:
+    """A tunneled HTTP request: ``target`` is path plus query; ``headers`` as (name, value) pairs."""
+
+    id: str
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """Bind the session to the token's account; replay after ``since``; only ``events`` kinds."""
+
+    id: str | None
+    token: str
+    since: str | None
+    events: frozenset[str] | None
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    id: str | None
+
+
+Message = Union[Request, Subscribe, Unsubscribe]
+
+
+def parse(raw: str, max_size: int, forbidden_prefix: str) -> Message:
+    """The message in one SockJS frame's text; paths under ``forbidden_prefix`` cannot be tunneled."""
+    if len(raw) > max_size:
+        raise MessageError("too_large", f"Message exceeds {max_size} bytes")
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        raise MessageError("invalid_json", "Message is not valid JSON") from None
+    if not isinstance(message, dict):
+        raise MessageError("invalid_message", "Message must be a JSON object")
+    message_id = message.get("id") if isinstance(message.get("id"), str) else None
+    kind = message.get("type")
+    if kind is None:
+        raise MessageError("missing_field", "Missing field: type", message_id)
+    if kind == "request":
+        try:
+            return _request(message, forbidden_prefix)
+        except MessageError as exc:
+            exc.id = message_id
+            raise
+    if kind == "subscribe":
+        return _subscribe(message, message_id)
+    if kind == "unsubscribe":
+        return Unsubscribe(message_id)
+    raise MessageError("unknown_type", f"Unknown message type: {str(kind)[:64]!r}", message_id)
+
+
+def _request(message: dict[str, Any], forbidden_prefix: str) -> Request:
+    for name in ("id", "method", "path"):
+        if name not in message:
+            raise MessageError("missing_field", f"Missing field: {name}")
+        problem = STRING.problem(message[name])
+        if problem:
+            raise MessageError("invalid_field", f"Field '{name}' {problem}")
+    unknown = set(message) - REQUEST_FIELDS
+    if unknown:
+        raise MessageError("unknown_field", f"Unknown field: {', '.join(sorted(unknown))}")
+    method = message["method"].upper()
+    if method not in METHODS:
+        raise MessageError("invalid_field", f"Field 'method' must be one of {', '.join(sorted(METHODS))}")
+    target = message["path"]
+    _check_path(target, forbidden_prefix)
+    body = message.get("body", "")
+    if body is None:
+        body = ""
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body, separators=(",", ":"))
+    if not isinstance(body, str):
+        raise MessageError("invalid_field", "Field 'body' must be a string, an object or an array")
+    return Request(message["id"], method, target, _headers(message.get("headers", {})), body.encode("utf-8"))
+
+
+def _check_path(target: str, forbidden_prefix: str) -> None:
+    if not target.startswith("/") or target.startswith("//") or any(c in target for c in " \t\r\n\x00"):
+        raise MessageError("invalid_field", "Field 'path' must be an absolute path such as /emails?limit=20")
+    path = posixpath.normpath(unquote(urlsplit(target).path))
+    if path == forbidden_prefix or path.startswith(forbidden_prefix + "/"):
+        raise MessageError("forbidden_path", f"Paths under {forbidden_prefix} cannot be tunneled")
+
+
+def _headers(headers: Any) -> list[tuple[str, str]]:
+    if not isinstance(headers, dict):
+        raise MessageError("invalid_headers", "Field 'headers' must map names to a string or a list of strings")
+    pairs: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        values = value if isinstance(value, list) else [value]
+        if not HEADER_NAME.match(name) or not all(isinstance(v, str) for v in values) \
+                or any("\r" in v or "\n" in v or "\x00" in v for v in values):
+            raise MessageError("invalid_headers", f"Header {name[:64]!r} must be a valid name with string values")
+        pairs.extend((name, v) for v in values)
+    return pairs
+
+
+def _subscribe(message: dict[str, Any], message_id: str | None) -> Subscribe:
+    token, since, kinds = message.get("token"), message.get("since"), message.get("events")
+    if "token" not in message:
+        raise MessageError("missing_field", "Missing field: token", message_id, ordered=True)
+    if since is not None and not isinstance(since, str):
+        raise MessageError("invalid_field", "Field 'since' must be a cursor string", message_id, ordered=True)
+    if kinds is not None and (not isinstance(kinds, list) or not kinds
+                              or not all(isinstance(k, str) for k in kinds) or not set(kinds) <= EVENT_TYPES):
+        raise MessageError("invalid_field", f"Field 'events' must list some of: {', '.join(sorted(EVENT_TYPES))}",
+                           message_id, ordered=True)
+    return Subscribe(message_id, token if isinstance(token, str) else "", since,
+                     frozenset(kinds) if kinds else None)

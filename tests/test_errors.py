@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gateway.app.server import Gateway
@@ -69,3 +71,12 @@ async def test_store_down_answers_503_without_traceback(api: Api, gateway: Gatew
         await gateway.store.open()
     health = await api.get("/health")
     assert health.status == 200 and health.json == {"success": True, "status": "ok", "store": "up"}
+
+
+@pytest.mark.gen_test
+async def test_stopping_a_gateway_that_never_started_does_nothing(tmp_path: Any) -> None:
+    from gateway.config import Config
+
+    gateway = Gateway(Config(store=f"sqlite:{tmp_path}/never.db", smtp="off", port=0))
+    await gateway.stop()
+    await gateway.stop()

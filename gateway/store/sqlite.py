@@ -158,6 +158,8 @@ class SQLiteStore(Store):
             return fn(self._db)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
+        except sqlite3.Error as exc:  # a constraint or trigger refused the write: it left nothing behind
+            raise StoreError(f"sqlite: {exc}") from exc
 
     def _log(self, db: sqlite3.Connection, table: str, old: Doc | None, new: Doc | None) -> Change:
         """Record an event (inside the write's transaction) and give it its cursor; other writes pass."""

@@ -1,0 +1,59 @@
+"""The event record is written atomically with the email that makes it (scenario 8), on each backend
+in the form it allows: if recording the event fails, the email write fails too and leaves nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+
+from gateway.store import Store, StoreError
+from tests.stores import make_store
+
+
+def inbound(id: str) -> dict[str, Any]:
+    return {"id": id, "owner": "a", "direction": "in", "subject": f"subject {id}", "labels": ["inbox"]}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_sqlite_an_event_that_cannot_be_logged_fails_its_email_write(tmp_path: Any) -> None:
+    store: Store = make_store("sqlite", tmp_path)
+    await store.open()
+    try:
+        await store.insert("emails", {"id": "out1", "owner": "a", "direction": "out", "status": "sending"})
+        # a trigger that aborts every event record, on a connection of its own
+        other = sqlite3.connect(f"{tmp_path}/contract.db")
+        other.execute("CREATE TRIGGER refuse BEFORE INSERT ON changelog BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        other.close()
+        with pytest.raises(StoreError):
+            await store.insert("emails", inbound("r1"))  # a receipt
+        assert await store.get("emails", "r1") is None
+        with pytest.raises(StoreError):
+            await store.update("emails", "out1", {"status": "delivered"})  # a delivery
+        assert (await store.get("emails", "out1") or {})["status"] == "sending"
+        assert (await store.event_history("a", None, 10)).changes == []
+        await store.update("emails", "out1", {"read": True})  # no event: nothing to refuse
+    finally:
+        await store.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_rethinkdb_an_event_that_cannot_be_logged_fails_its_email_insert(tmp_path: Any) -> None:
+    """RethinkDB has no transaction across documents; an inbound email is inserted after its event
+    is logged, in the same query, so a refused log leaves no email.  (A delivery stamps the email
+    after its update: docs/architecture.md says what a server failure in between leaves.)"""
+    from gateway.store.rethink import r
+    from gateway.store.rethink.recording import COUNTERS, EVENTS
+
+    store: Any = make_store("rethinkdb", tmp_path)  # skips, saying why, without a RethinkDB
+    await store.open()
+    try:
+        taken = await store._run(r.table(COUNTERS).get(EVENTS)["seq"])
+        await store._run(r.table(EVENTS).insert({"id": taken + 1, "owner": "z", "kind": "receipt", "doc": {}}))
+        with pytest.raises(StoreError):
+            await store.insert("emails", inbound("r1"))
+        assert await store.get("emails", "r1") is None
+        assert (await store.event_history("a", None, 10)).changes == []
+    finally:
+        await store.close()

@@ -197,38 +197,11 @@ class SQLiteStore(Store):
 
     async def open(self) -> None:
         try:
-            self._db = self._connect()
+            self._db = _connect(self.path)
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {self.path}: {exc}") from exc
         if self.path != ":memory:":
             self._checkpointer = _Checkpointer(self.path)
-
-    def _connect(self) -> sqlite3.Connection:
-        """The connection, with the schema migrated to the latest version."""
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            self._prepare(db)
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    def _prepare(self, db: sqlite3.Connection) -> None:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
-        # checkpoints (the only fsyncs) run on the checkpointer's thread, not in a commit on the loop
-        db.execute("PRAGMA wal_autocheckpoint=0")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-            db.execute("BEGIN IMMEDIATE")
-            for statement in statements:
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {number}")
-            db.execute("COMMIT")
-            log.info("sqlite %s: schema migrated to version %d", self.path, number)
-        for statement in index_statements():
-            db.execute(statement)
 
     async def close(self) -> None:
         db, self._db = self._db, None
@@ -364,6 +337,36 @@ class SQLiteStore(Store):
         if self._db is None:
             raise StoreUnavailable("the store is closed")
         return _Feed(self._feeds[table], where or None)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """The connection, with the schema migrated to the latest version."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        _prepare(db, path)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _prepare(db: sqlite3.Connection, path: str) -> None:
+    """Set the connection up, migrate the schema, and make the declared indexes."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    # checkpoints (the only fsyncs) run on the checkpointer's thread, not in a commit on the loop
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        for statement in statements:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+        db.execute("COMMIT")
+        log.info("sqlite %s: schema migrated to version %d", path, number)
+    for statement in index_statements():
+        db.execute(statement)
 
 
 class _Feed(ChangeFeed):

@@ -10,14 +10,21 @@ is always an event, is stamped as it is inserted (the seq taken and the event
 logged first), which saves that write.  One query means a client that dies
 mid-way leaves no hole; it is not one transaction (RethinkDB has none across
 documents), so a server failure in between can.
+
+:class:`Recorder` runs such writes and prunes the history to about
+``history_limit`` events.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, overload
 
-from gateway.store.documents import Doc
-from gateway.store.rethink.pool import r
+from gateway.store.base import Change
+from gateway.store.documents import Doc, StoreError
+from gateway.store.rethink.pool import Pool, r
+
+log = logging.getLogger("gateway.store.rethink")
 
 #: ``{id: seq, owner, kind, doc}``: the history of events.
 EVENTS = "events"
@@ -25,6 +32,8 @@ EVENTS = "events"
 COUNTERS = "counters"
 #: The field stamped on an email whose write made an event: ``{seq, kind}``.
 STAMP = "_event"
+#: Prune the events table after this many events (or fewer when history_limit is small).
+PRUNE_EVERY = 1000
 
 
 @overload
@@ -144,3 +153,67 @@ def with_events(write: Any) -> Any:
             lambda kinds: events_of(entries, kinds).do(lambda events: r.branch(
                 events.count().eq(0), {"result": result, "entries": entries, "kinds": kinds, "last": 0},
                 record(result, entries, kinds, events))))))
+
+
+class Recorder:
+    """Runs writes to the emails table with their events recorded, and prunes the history."""
+
+    def __init__(self, pool: Pool, history_limit: int) -> None:
+        self._pool = pool
+        self.history_limit = history_limit
+        self._events_since_prune = 0
+
+    async def write(self, table: str, write: Any) -> tuple[Doc, list[Change]]:
+        """Run a write made with ``return_changes``; its result and its changes.
+
+        For the emails table the same query also records the changes that are
+        events, so those come with their kind and cursor (see :func:`with_events`).
+        """
+        if table != "emails":
+            result = await self._pool.run(write)
+            return result, [Change(table, c["old_val"], c["new_val"]) for c in real_changes(result)]
+        reply = await self._pool.run(with_events(write))
+        kinds: list[str | None] = reply["kinds"]
+        events = sum(kind is not None for kind in kinds)
+        seq = reply["last"] - events  # the seq before this write's first event
+        changes = []
+        for entry, kind in zip(reply["entries"], kinds):
+            old, new = public(entry["old_val"]), public(entry["new_val"])
+            if kind is None:
+                changes.append(Change(table, old, new))
+            else:
+                seq += 1
+                changes.append(Change(table, old, new, str(seq), kind))
+        await self._count_events(events, reply["last"])
+        return reply["result"], changes
+
+    async def insert_event(self, doc: Doc, kind: str) -> tuple[Doc, list[Change]]:
+        """Insert an email that is an event, stamped as it is inserted (one write less than
+        :func:`with_events`' stamp after the fact)."""
+        reply = await self._pool.run(inserted_with_event(doc, kind))
+        seq = reply["seq"]
+        changes = [Change("emails", None, public(c["new_val"]), str(seq), kind) for c in real_changes(reply["result"])]
+        if changes:
+            await self._count_events(1, seq)
+        return reply["result"], changes
+
+    async def _count_events(self, count: int, last: int) -> None:
+        """Note ``count`` new events up to seq ``last``; prune the history now and then."""
+        if not count:
+            return
+        self._events_since_prune += count
+        if self._events_since_prune >= min(PRUNE_EVERY, self.history_limit):
+            self._events_since_prune = 0
+            await self._prune(last - self.history_limit)
+
+    async def _prune(self, upto: int) -> None:
+        """Drop the events with seq <= ``upto`` (keeping about history_limit)."""
+        if upto <= 0:
+            return
+        try:
+            # the mark first: a history read in between may call itself incomplete, never wrongly complete
+            await self._pool.run(r.table(COUNTERS).get(EVENTS).update(
+                lambda c: {"pruned": r.expr([c["pruned"].default(0), upto]).max()}))
+            await self._pool.run(r.table(EVENTS).between(r.minval, upto, right_bound="closed").delete(durability="soft"))
+        except StoreError as exc:  # the write itself succeeded; the next prune catches up
+            log.warning("pruning the event history failed: %s", exc)

@@ -20,7 +20,6 @@ cursor is gone.
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
@@ -31,17 +30,11 @@ from gateway.store.documents import Conflict, Doc, Query, StoreError, StoreUnava
 from gateway.store.rethink import query as q
 from gateway.store.rethink.feeds import EventFeed, Feed, TableFeed
 from gateway.store.rethink.pool import DEFAULT_DB, DEFAULT_PORT, POOL_SIZE, Pool, close_quietly, r
-from gateway.store.rethink.recording import (
-    COUNTERS, EVENTS, inserted_with_event, is_event, is_stamp_only, public, real_changes, with_events,
-)
+from gateway.store.rethink.recording import COUNTERS, EVENTS, Recorder, is_event, is_stamp_only, public
 from gateway.store.rethink.schema import Schema
-
-log = logging.getLogger("gateway.store.rethink")
 
 #: RethinkDB's rule for database names.
 DB_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-#: Prune the events table after this many events (or fewer when history_limit is small).
-PRUNE_EVERY = 1000
 #: delete_where on emails deletes this many documents per query (each returned to be checked
 #: for events), keeping each query's returned changes well under RethinkDB's array limit.
 DELETE_BATCH = 1000
@@ -62,8 +55,8 @@ class RethinkStore(Store):
         self.host, self.port, self.db = host, port, db
         self.history_limit = history_limit
         self._pool = Pool(host, port, db, user, password, pool_size)
+        self._recorder = Recorder(self._pool, history_limit)
         self._feeds: set[Feed] = set()
-        self._events_since_prune = 0
 
     @classmethod
     def from_url(cls, url: str, history_limit: int = 100_000) -> RethinkStore:
@@ -112,9 +105,9 @@ class RethinkStore(Store):
         doc_id = doc["id"]  # required: RethinkDB would otherwise invent one
         kind = event_kind(None, doc) if table == "emails" else None
         if kind is not None:
-            result, changes = await self._insert_event(doc, kind)
+            result, changes = await self._recorder.insert_event(doc, kind)
         else:
-            result, changes = await self._write(table, r.table(q.table_name(table)).insert(
+            result, changes = await self._recorder.write(table, r.table(q.table_name(table)).insert(
                 doc, conflict="error", return_changes=True))
         if result["errors"]:
             if "Duplicate primary key" in result.get("first_error", ""):
@@ -137,7 +130,7 @@ class RethinkStore(Store):
             return r.branch(doc.eq(None), None, matched, doc.merge(patch), r.error(NOT_MATCHED))
 
         # "always": an update that changes nothing still returns the document (and is logged, as in SQLite)
-        result, logged = await self._write(table, r.table(q.table_name(table)).get(id).replace(
+        result, logged = await self._recorder.write(table, r.table(q.table_name(table)).get(id).replace(
             replace, return_changes="always"))
         if result["errors"]:
             if result.get("first_error") == NOT_MATCHED:
@@ -146,7 +139,7 @@ class RethinkStore(Store):
         return logged[0].new if logged else None
 
     async def delete(self, table: str, id: str) -> Doc | None:
-        _, changes = await self._write(table, r.table(q.table_name(table)).get(id).delete(return_changes=True))
+        _, changes = await self._recorder.write(table, r.table(q.table_name(table)).get(id).delete(return_changes=True))
         return changes[0].old if changes else None
 
     async def find(self, table: str, query: Query) -> list[Doc]:
@@ -173,67 +166,10 @@ class RethinkStore(Store):
             return int(result["deleted"])
         deleted = 0
         while True:  # in batches: each deleted document is returned (to be checked for events)
-            result, _ = await self._write(table, selection.limit(DELETE_BATCH).delete(return_changes=True))
+            result, _ = await self._recorder.write(table, selection.limit(DELETE_BATCH).delete(return_changes=True))
             deleted += int(result["deleted"])
             if result["deleted"] < DELETE_BATCH:
                 return deleted
-
-    # -- writes and their events ------------------------------------------
-
-    async def _write(self, table: str, write: Any) -> tuple[Doc, list[Change]]:
-        """Run a write made with ``return_changes``; its result and its changes.
-
-        For the emails table the same query also records the changes that are
-        events, so those come with their kind and cursor (see :func:`~.recording.with_events`).
-        """
-        if table != "emails":
-            result = await self._run(write)
-            return result, [Change(table, c["old_val"], c["new_val"]) for c in real_changes(result)]
-        reply = await self._run(with_events(write))
-        kinds: list[str | None] = reply["kinds"]
-        events = sum(kind is not None for kind in kinds)
-        seq = reply["last"] - events  # the seq before this write's first event
-        changes = []
-        for entry, kind in zip(reply["entries"], kinds):
-            old, new = public(entry["old_val"]), public(entry["new_val"])
-            if kind is None:
-                changes.append(Change(table, old, new))
-            else:
-                seq += 1
-                changes.append(Change(table, old, new, str(seq), kind))
-        await self._count_events(events, reply["last"])
-        return reply["result"], changes
-
-    async def _insert_event(self, doc: Doc, kind: str) -> tuple[Doc, list[Change]]:
-        """Insert an email that is an event, stamped as it is inserted (one write less than
-        :func:`~.recording.with_events`' stamp after the fact)."""
-        reply = await self._run(inserted_with_event(doc, kind))
-        seq = reply["seq"]
-        changes = [Change("emails", None, public(c["new_val"]), str(seq), kind) for c in real_changes(reply["result"])]
-        if changes:
-            await self._count_events(1, seq)
-        return reply["result"], changes
-
-    async def _count_events(self, count: int, last: int) -> None:
-        """Note ``count`` new events up to seq ``last``; prune the history now and then."""
-        if not count:
-            return
-        self._events_since_prune += count
-        if self._events_since_prune >= min(PRUNE_EVERY, self.history_limit):
-            self._events_since_prune = 0
-            await self._prune(last - self.history_limit)
-
-    async def _prune(self, upto: int) -> None:
-        """Drop the events with seq <= ``upto`` (keeping about history_limit)."""
-        if upto <= 0:
-            return
-        try:
-            # the mark first: a history read in between may call itself incomplete, never wrongly complete
-            await self._run(r.table(COUNTERS).get(EVENTS).update(
-                lambda c: {"pruned": r.expr([c["pruned"].default(0), upto]).max()}))
-            await self._run(r.table(EVENTS).between(r.minval, upto, right_bound="closed").delete(durability="soft"))
-        except StoreError as exc:  # the write itself succeeded; the next prune catches up
-            log.warning("pruning the event history failed: %s", exc)
 
     # -- the event log ----------------------------------------------------
 

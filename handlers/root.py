@@ -15,6 +15,13 @@ class RootHandler(APIHandler):
             version=__version__,
             docs={"api": "docs/openapi.yaml", "protocol": "docs/protocol.md"},
             sockjs="/ws",
+            # what a client must stay within (the JavaScript client queues requests to ws_max_inflight)
+            limits={
+                "max_body": self.state.config.max_body,
+                "ws_max_message": self.state.config.ws_max_message,
+                "ws_max_inflight": self.state.config.ws_max_inflight,
+                "ws_max_queue": self.state.config.ws_max_queue,
+            },
         )
 
 

@@ -1,11 +1,15 @@
-"""Tokens: log in, list your live tokens, revoke the one in use or any of yours."""
+"""Tokens: log in, renew, list your live tokens, read one, revoke the one in use or any of yours."""
 
 from __future__ import annotations
 
 import time
 
 from gateway.store import Query, public
-from handlers.base import APIError, APIHandler, Field
+from handlers.base import APIError, APIHandler, Field, not_found
+
+
+def expires_in(ttl: int) -> Field:
+    return Field(int, check=lambda v: None if 1 <= v <= ttl else f"must be between 1 and {ttl} seconds")
 
 
 def token_view(record: dict, current_id: str | None = None) -> dict:
@@ -21,18 +25,20 @@ class TokensHandler(APIHandler):
     public_methods = frozenset({"POST"})
 
     async def post(self) -> None:
-        ttl = self.state.config.token_ttl
         body = self.body_fields({
             "username": Field(str, required=True, max_length=64),
             "password": Field(str, required=True, max_length=256),
-            "expires_in": Field(int, check=lambda v: None if 1 <= v <= ttl else f"must be between 1 and {ttl} seconds"),
+            "expires_in": expires_in(self.state.config.token_ttl),
         })
         account = await self.state.accounts.check_password(body["username"], body["password"])
         if account is None:
             raise APIError(401, "invalid_credentials", "Wrong username or password", {"WWW-Authenticate": "Bearer"})
+        await self.issue(account["id"], body.get("expires_in"))
+
+    async def issue(self, account_id: str, ttl: int | None) -> None:
+        """Answer 201 with a new token for the account (its value is only ever shown here)."""
         token, record = await self.state.tokens.issue(
-            account["id"], body.get("expires_in"), ip=self.request.remote_ip,
-            user_agent=self.request.headers.get("User-Agent", "")[:256],
+            account_id, ttl, ip=self.request.remote_ip, user_agent=self.request.headers.get("User-Agent", "")[:256],
         )
         self.reply(201, token={**token_view(record), "value": token})
 
@@ -48,8 +54,30 @@ class TokensHandler(APIHandler):
         self.reply(message="Token revoked")
 
 
+class RenewHandler(TokensHandler):
+    """``POST /tokens/renew``: a new token for the bearer's account, without the password.
+
+    The token in use stays valid until its own expiry (revoke it with ``DELETE /tokens``
+    once the new one is in use), so a client can switch with no gap.
+    """
+
+    public_methods: frozenset[str] = frozenset()
+    SUPPORTED_METHODS = ("POST",)
+
+    async def post(self) -> None:
+        body = self.body_fields({"expires_in": expires_in(self.state.config.token_ttl)}) \
+            if self.request.body.strip() else {}
+        await self.issue(self.account["id"], body.get("expires_in"))
+
+
 class TokenHandler(APIHandler):
-    """``DELETE /tokens/{id}``: revoke one of your tokens."""
+    """``/tokens/{id}``: read or revoke one of your tokens."""
+
+    async def get(self, token_id: str) -> None:
+        record = await self.owned("tokens", token_id, "Token")
+        if record["exp"] <= time.time():
+            raise not_found("Token")  # as in the list: only live tokens
+        self.reply(token=token_view(record, self.auth.token["id"]))
 
     async def delete(self, token_id: str) -> None:
         record = await self.owned("tokens", token_id, "Token")
@@ -57,4 +85,4 @@ class TokenHandler(APIHandler):
         self.reply(message="Token revoked")
 
 
-routes = [(r"/tokens", TokensHandler), (r"/tokens/([^/]+)", TokenHandler)]
+routes = [(r"/tokens", TokensHandler), (r"/tokens/renew", RenewHandler), (r"/tokens/([^/]+)", TokenHandler)]

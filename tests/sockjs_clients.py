@@ -255,3 +255,10 @@ async def subscribed(transport: str, base_url: str, token: str, **fields: Any) -
 async def next_event(client: Client) -> dict[str, Any]:
     """The next delivery or receipt event the client gets (other messages are passed over)."""
     return await client.wait_for(lambda m: m.get("type") in ("delivery", "receipt"))
+
+
+def without_cursor(reply: dict[str, Any]) -> dict[str, Any]:
+    """A ``subscribed`` reply without its ``cursor`` (checked to be one: a string of digits)."""
+    cursor = reply.get("cursor")
+    assert isinstance(cursor, str) and cursor.isdigit(), reply
+    return {k: v for k, v in reply.items() if k != "cursor"}

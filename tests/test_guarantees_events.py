@@ -20,7 +20,7 @@ from gateway.ids import new_id
 from gateway.mail.documents import inbound_copy
 from tests.conftest import Api, api_for, wait_until
 from tests.peers import in_thread, smtp_send
-from tests.sockjs_clients import Client, connect, next_event, subscribed
+from tests.sockjs_clients import Client, connect, next_event, subscribed, without_cursor
 
 
 async def mail(gateway: Gateway, user: str, subject: str) -> None:
@@ -76,7 +76,7 @@ async def test_a_live_event_during_a_replay_comes_once_and_in_order(api: Api, ga
         m4_cursor = await store.latest_event_cursor()
         await wait_until(lambda: gateway.dispatcher.last_cursor == m4_cursor)  # m4 reached the dispatcher
         release.set()
-        assert await client.recv() == {"type": "subscribed", "recovered": True}
+        assert without_cursor(await client.recv()) == {"type": "subscribed", "recovered": True}
         await mail(gateway, "alice", "m5")
         events = await events_until(client, "m5")
         assert [e["name"] for e in events] == ["m1", "m2", "m3", "m4", "m5"]
@@ -123,7 +123,7 @@ async def test_a_replay_longer_than_a_page_replays_everything_then_goes_live(api
     client = await connect("websocket", api.base_url)
     try:
         await client.send({"type": "subscribe", "token": token, "since": "0"})
-        assert await client.recv() == {"type": "subscribed", "recovered": True}
+        assert without_cursor(await client.recv()) == {"type": "subscribed", "recovered": True}
         replayed = [await next_event(client) for _ in range(501)]
         assert [e["name"] for e in replayed] == [f"h{i}" for i in range(501)]
         await mail(gateway, "alice", "live")
@@ -196,3 +196,61 @@ async def test_closing_a_session_aborts_its_running_requests(start_gateway: Any,
     await asyncio.wait_for(_Hanging.closed.wait(), 10)
     await wait_until(lambda: not gateway.ws.live)
     assert connection.running_requests == 0 and not connection.tasks
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_fresh_subscriber_resumes_from_the_cursor_of_subscribed(api: Api, gateway: Gateway) -> None:
+    """``subscribed`` carries the cursor later events come after: mail that arrives while a fresh
+    subscriber is away, before its first event, is replayed on its return."""
+    _, token = await api.register("alice")
+    await mail(gateway, "alice", "old")
+    client = await connect("websocket", api.base_url)
+    await client.send({"type": "subscribe", "token": token})
+    reply = await client.recv()
+    await client.close()
+    await mail(gateway, "alice", "while away")
+    client = await connect("websocket", api.base_url)
+    try:
+        await client.send({"type": "subscribe", "token": token, "since": reply["cursor"]})
+        back = await client.recv()
+        assert (back["type"], back["recovered"]) == ("subscribed", True)
+        assert (await next_event(client))["name"] == "while away"
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_cursor_ahead_of_the_newest_event_is_invalid(api: Api, gateway: Gateway) -> None:
+    _, token = await api.register("alice")
+    await mail(gateway, "alice", "one")
+    newest = await gateway.store.latest_event_cursor()
+    client = await connect("websocket", api.base_url)
+    try:
+        await client.send({"type": "subscribe", "id": "s", "token": token, "since": str(int(newest or 0) + 5)})
+        assert await client.recv() == {"type": "error", "id": "s", "code": "invalid_cursor",
+                                       "error": "Field 'since' is not a cursor this server issued"}
+        await client.send({"type": "subscribe", "id": "t", "token": token, "since": newest})
+        assert without_cursor(await client.recv()) == {"type": "subscribed", "id": "t", "recovered": True}
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_second_request_with_a_running_id_is_refused(start_gateway: Any) -> None:
+    """Two in-flight requests with the same id: the second gets an error, never a second answer."""
+    gateway = await start_gateway()
+    _Hanging.started, _Hanging.closed = asyncio.Event(), asyncio.Event()
+    assert gateway.services is not None
+    gateway.services.app.add_handlers(r".*", [(r"/test/hang", _Hanging)])
+    client = await connect("websocket", api_for(gateway).base_url)
+    try:
+        await client.send({"type": "request", "id": "x", "method": "GET", "path": "/test/hang"})
+        await _Hanging.started.wait()
+        await client.send({"type": "request", "id": "x", "method": "GET", "path": "/"})
+        assert await client.recv() == {"type": "error", "id": "x", "code": "duplicate_id",
+                                       "error": "A request with this id is still running on this session"}
+        _Hanging.closed.set()  # the first one answers now
+        assert (await client.recv())["id"] == "x"
+        assert (await client.request("GET", "/"))["status"] == 200
+    finally:
+        await client.close()

@@ -16,7 +16,7 @@ from gateway.ids import new_id, now_iso
 from gateway.app.server import Gateway
 from tests.conftest import Api, PASSWORD, api_for, settled, wait_until
 from tests.peers import Relay, free_port, in_thread, smtp_send
-from tests.sockjs_clients import connect, next_event, subscribed
+from tests.sockjs_clients import connect, next_event, subscribed, without_cursor
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -208,7 +208,7 @@ async def test_resubscribing_with_since_gets_exactly_the_missed_events(api: Api,
     try:
         await client.send({"type": "subscribe", "token": token, "since": first["cursor"]})
         during = asyncio.ensure_future(asyncio.gather(*(mail(i) for i in range(6, 12))))  # while it replays
-        assert await client.recv() == {"type": "subscribed", "recovered": True}
+        assert without_cursor(await client.recv()) == {"type": "subscribed", "recovered": True}
         await during
         events = [await next_event(client) for _ in range(11)]
         assert [e["name"] for e in events[:5]] == [f"m{i}" for i in range(1, 6)]
@@ -235,7 +235,7 @@ async def test_since_too_old_is_not_recovered_and_bad_fields_are_refused(start_g
             await in_thread(smtp_send, gateway.smtp_port, "x@example.org", ["bob@localhost"], f"Subject: n{i}\r\n\r\nx")
         await client.send({"type": "subscribe", "token": token, "since": old["cursor"]})
         reply = await client.wait_for(lambda m: m["type"] == "subscribed")
-        assert reply == {"type": "subscribed", "recovered": False}
+        assert without_cursor(reply) == {"type": "subscribed", "recovered": False}
         for fields, code in [({"since": 5}, "invalid_field"), ({"since": "abc"}, "invalid_cursor"),
                              ({"events": ["spam"]}, "invalid_field"), ({"events": "receipt"}, "invalid_field")]:
             await client.send({"type": "subscribe", "token": token, "id": "s", **fields})

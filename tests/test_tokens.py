@@ -149,3 +149,33 @@ async def test_a_token_used_before_is_still_refused_once_expired_or_revoked(api:
     assert (await api.get("/accounts/me", token=kept["value"])).status == 200
     assert (await api.delete("/tokens", token=kept["value"])).status == 200
     await assert_refused(api, kept["value"])
+
+
+@pytest.mark.gen_test
+async def test_read_one_token(api: Api) -> None:
+    _, alice = await api.register("alice")
+    _, bob = await api.register("bob")
+    listed = (await api.get("/tokens", token=alice)).json["tokens"][0]
+    reply = await api.get(f"/tokens/{listed['id']}", token=alice)
+    assert reply.status == 200 and reply.json["token"] == listed and reply.json["token"]["current"] is True
+    assert (await api.get(f"/tokens/{listed['id']}", token=bob)).status == 404  # another account's
+    assert (await api.get("/tokens/nonsense", token=alice)).status == 404
+
+
+@pytest.mark.gen_test
+async def test_renew_a_token_without_the_password(api: Api, gateway: Gateway) -> None:
+    account, old = await api.register("alice")
+    renewed = await api.post("/tokens/renew", token=old)
+    assert renewed.status == 201, renewed.body
+    new = renewed.json["token"]["value"]
+    assert new != old and (await api.get("/accounts/me", token=new)).json["account"]["id"] == account["id"]
+    assert (await api.get("/accounts/me", token=old)).status == 200  # valid until its own expiry
+    short = await api.post("/tokens/renew", {"expires_in": 60}, token=new)
+    claims = jwt.decode(short.json["token"]["value"], secret_of(gateway), algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 60
+    assert (await api.post("/tokens/renew", {"expires_in": 10**9}, token=new)).status == 400
+    assert (await api.delete("/tokens", token=old)).status == 200
+    refused = await api.post("/tokens/renew", token=old)  # a revoked token renews nothing
+    assert (refused.status, refused.json["code"]) == (401, "invalid_token")
+    assert (await api.post("/tokens/renew")).status == 401
+    assert (await api.get("/tokens/renew", token=new)).status == 405

@@ -19,7 +19,7 @@ from gateway.ws.frames import response_frame_string, response_message
 from gateway.app.server import Gateway
 from gateway.ws.tunnel import Tunnel, TunneledResponse
 from tests.conftest import Api, PASSWORD, api_for, settled, wait_until
-from tests.sockjs_clients import TRANSPORTS, connect
+from tests.sockjs_clients import TRANSPORTS, connect, without_cursor
 
 ALL = list(TRANSPORTS)
 
@@ -57,7 +57,7 @@ async def test_scenario_on_every_transport(api: Api, transport: str) -> None:
         assert me["headers"]["Content-Type"] == ["application/json; charset=utf-8"]
 
         await client.send({"type": "subscribe", "token": token})
-        assert await client.recv() == {"type": "subscribed"}
+        assert without_cursor(await client.recv()) == {"type": "subscribed"}
         await client.send({"type": "unsubscribe"})
         assert await client.recv() == {"type": "unsubscribed"}
         await client.send({"type": "unsubscribe"})
@@ -250,6 +250,7 @@ async def test_requests_run_concurrently_and_the_limit_answers_429(start_gateway
         answers = [await client.recv() for _ in range(5)]
         assert [(a["id"], a["status"]) for a in answers[:3]] == [("over0", 429), ("over1", 429), ("over2", 429)]
         assert json.loads(answers[0]["body"])["code"] == "rate_limited"
+        assert answers[0]["headers"]["Retry-After"] == ["1"]
         assert [(a["id"], a["status"]) for a in answers[3:]] == [("fast", 200), ("slow", 201)]
     finally:
         await client.close()
@@ -271,10 +272,10 @@ async def test_subscribe_refuses_bad_tokens_and_rebinds(api: Api, gateway: Gatew
             await client.send({"type": "subscribe", "token": bad, "id": "s"})
             assert await client.recv() == {"type": "error", "error": "Invalid token", "code": "invalid_token", "id": "s"}
         await client.send({"type": "subscribe", "token": token})
-        assert await client.recv() == {"type": "subscribed"}
+        assert without_cursor(await client.recv()) == {"type": "subscribed"}
         assert gateway.registry.binding(next(iter(gateway.ws.live))).account_id == alice["id"]
         await client.send({"type": "subscribe", "token": bob_token})
-        assert await client.recv() == {"type": "subscribed"}
+        assert without_cursor(await client.recv()) == {"type": "subscribed"}
         assert [b.account_id for b in gateway.registry.bindings(bob["id"])] == [bob["id"]]
         assert gateway.registry.bindings(alice["id"]) == []
     finally:
@@ -289,14 +290,14 @@ async def test_revocation_anywhere_unsubscribes_the_session(api: Api, transport:
     other = await connect("websocket", api.base_url)
     try:
         await client.send({"type": "subscribe", "token": token})
-        assert await client.recv() == {"type": "subscribed"}
+        assert without_cursor(await client.recv()) == {"type": "subscribed"}
         # revoked over plain HTTP
         assert (await api.delete("/tokens", token=token)).status == 200
         assert await client.recv() == {"type": "unsubscribed", "reason": "revoked"}
         # revoked from another session's tunnel
         second = await other.login("alice", PASSWORD)
         await client.send({"type": "subscribe", "token": second})
-        assert await client.recv() == {"type": "subscribed"}
+        assert without_cursor(await client.recv()) == {"type": "subscribed"}
         assert (await other.request("DELETE", "/tokens", token=second))["status"] == 200
         assert await client.recv() == {"type": "unsubscribed", "reason": "revoked"}
     finally:
@@ -311,10 +312,10 @@ async def test_account_deletion_and_expiry_unsubscribe(api: Api) -> None:
     client = await connect("websocket", api.base_url)
     try:
         await client.send({"type": "subscribe", "token": short["value"]})
-        assert await client.recv() == {"type": "subscribed"}
+        assert without_cursor(await client.recv()) == {"type": "subscribed"}
         assert await client.recv(timeout=5) == {"type": "unsubscribed", "reason": "expired"}
         await client.send({"type": "subscribe", "token": token})
-        assert await client.recv() == {"type": "subscribed"}
+        assert without_cursor(await client.recv()) == {"type": "subscribed"}
         assert (await api.delete("/accounts/me", token=token)).status == 200
         assert await client.recv() == {"type": "unsubscribed", "reason": "account_deleted"}
         await client.send({"type": "unsubscribe"})
@@ -331,7 +332,7 @@ async def test_closing_a_session_releases_its_binding_and_work(start_gateway: An
     _, token = await api.register("alice")
     client = await connect(transport, api.base_url)
     await client.send({"type": "subscribe", "token": token})
-    assert await client.recv() == {"type": "subscribed"}
+    assert without_cursor(await client.recv()) == {"type": "subscribed"}
     # a slow login still running when the session goes away
     await client.send({"type": "request", "id": "slow", "method": "POST", "path": "/tokens",
                        "body": {"username": "alice", "password": PASSWORD}})

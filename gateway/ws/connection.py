@@ -60,6 +60,7 @@ class GatewayConnection(SockJSConnection):
         self.endpoint = endpoint
         self.config = endpoint.config
         self.tunnel: Tunnel | None = None
+        self.pending: set[str] = set()  # ids of the requests running, each answered once
         self.tasks: set[asyncio.Task[None]] = set()
         self.control = asyncio.Lock()  # subscribe/unsubscribe run in arrival order
 
@@ -78,6 +79,7 @@ class GatewayConnection(SockJSConnection):
         for task in list(self.tasks):
             task.cancel()
         self.tasks.clear()
+        self.pending.clear()
 
     # -- sending ------------------------------------------------------------
 
@@ -106,6 +108,7 @@ class GatewayConnection(SockJSConnection):
 
     def respond(self, message_id: str, response: TunneledResponse) -> None:
         """Send a tunneled request's response (called by the tunnel when the handler finishes)."""
+        self.pending.discard(message_id)
         if self.is_closed:
             return
         session = self.session
@@ -150,9 +153,14 @@ class GatewayConnection(SockJSConnection):
     def request(self, message: Request) -> None:
         """Start a request, or answer 429 at once when the session is at its limit."""
         assert self.tunnel is not None
+        if message.id in self.pending:
+            self.send_json(frames.error("duplicate_id", "A request with this id is still running on this session",
+                                        message.id))
+            return
         if self.running_requests >= self.config.ws_max_inflight:
             self.send_json(frames.rate_limited(message.id))
             return
+        self.pending.add(message.id)
         try:
             rest = self.tunnel.start(message.method, message.target, message.headers, message.body,
                                      partial(self.respond, message.id))
@@ -174,19 +182,21 @@ class GatewayConnection(SockJSConnection):
             self.request_failed(message.id)
 
     def request_failed(self, message_id: str) -> None:
+        self.pending.discard(message_id)
         self.send_json(frames.error("internal_error", "The request could not be run", message_id))
 
     # -- subscriptions ------------------------------------------------------
 
     async def subscribe(self, message: Subscribe) -> None:
-        """Bind this session to the token's account; with ``since``, replay what it missed first."""
-        if message.since is not None:
-            try:
-                self.endpoint.events.cursor_key(message.since)
-            except ValueError:
-                self.send_json(frames.error("invalid_cursor", "Field 'since' is not a cursor this server issued",
-                                            message.id))
-                return
+        """Bind this session to the token's account; with ``since``, replay what it missed first.
+
+        ``subscribed`` carries the cursor every later event comes after, so a client
+        that drops before its first event resumes from there.
+        """
+        if message.since is not None and not await self.issued(message.since):
+            self.send_json(frames.error("invalid_cursor", "Field 'since' is not a cursor this server issued",
+                                        message.id))
+            return
         try:
             identity = await self.endpoint.tokens.verify(message.token)
         except InvalidToken:
@@ -196,7 +206,8 @@ class GatewayConnection(SockJSConnection):
             return
         binding = self.endpoint.registry.bind(self, identity.account["id"], identity.token["id"],
                                               float(identity.token["exp"]), message.events)
-        reply: dict[str, Any] = {"type": "subscribed"}
+        # every event dispatched from now on comes after this one (see EventDispatcher.last_cursor)
+        reply: dict[str, Any] = {"type": "subscribed", "cursor": self.endpoint.dispatcher.last_cursor or "0"}
         if message.id is not None:
             reply["id"] = message.id
         if message.since is None:
@@ -207,6 +218,16 @@ class GatewayConnection(SockJSConnection):
             self.send_json({**reply, "recovered": recovered})
 
         await self.endpoint.dispatcher.resume(binding, message.since, announce)
+
+    async def issued(self, cursor: str) -> bool:
+        """Whether ``cursor`` is one this server issued: well formed, and not past the newest event."""
+        events = self.endpoint.events
+        try:
+            key = events.cursor_key(cursor)
+        except ValueError:
+            return False
+        newest = await events.latest_event_cursor()
+        return key <= events.cursor_key(newest or "0")
 
     async def unsubscribe(self, message: Unsubscribe) -> None:
         if self.endpoint.registry.unbind(self) is None:

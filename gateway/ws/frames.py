@@ -21,7 +21,8 @@ PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 def rate_limited(message_id: str) -> dict[str, Any]:
     """The 429 ``response`` a request gets when its session has too many in flight."""
     return {"type": "response", "id": message_id, "status": 429,
-            "headers": {"Content-Type": ["application/json; charset=utf-8"]}, "body": RATE_LIMITED_BODY}
+            "headers": {"Content-Type": ["application/json; charset=utf-8"], "Retry-After": ["1"]},
+            "body": RATE_LIMITED_BODY}
 
 
 def error(code: str, message: str, message_id: str | None = None) -> dict[str, Any]:

@@ -171,7 +171,8 @@
 
       step = 'subscribe';
       const subscribed = await control({ type: 'subscribe', token }, "the answer to 'subscribe'");
-      check(sameObject(subscribed, { type: 'subscribed' }), "'subscribe' was not answered with 'subscribed'", subscribed);
+      check(subscribed.type === 'subscribed' && /^[0-9]+$/.test(subscribed.cursor) && Object.keys(subscribed).length === 2,
+        "'subscribe' was not answered with 'subscribed' and a cursor", subscribed);
       emit({ step, reply: subscribed });
 
       step = 'event';

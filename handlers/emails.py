@@ -49,7 +49,11 @@ class EmailsHandler(APIHandler):
             "html": Field(str),
             "in_reply_to": Field(str, max_length=64),
         })
-        stored = await outbox.send(self.store, self.account, self.state.config.mail_domain, Draft(**body))
+        key = self.request.headers.get("Idempotency-Key")
+        stored, replayed = await outbox.send(self.store, self.account, self.state.config.mail_domain, Draft(**body),
+                                             key)
+        if replayed:
+            self.set_header("Idempotent-Replayed", "true")
         self.reply(201, email=public_email(stored, detail=True))
 
     async def get(self) -> None:

@@ -5,18 +5,30 @@ The delivery worker (:mod:`gateway.mail.delivery`) picks it up from the queue.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from typing import Any
 
-from gateway.errors import Invalid
-from gateway.ids import is_id, new_id
+from gateway.errors import Invalid, Taken
+from gateway.ids import is_id, new_id, now_iso
 from gateway.mail.documents import Draft, outbound_email
 from gateway.mail.mailbox import add_email, label_ids_exist
-from gateway.store import Doc, Documents
+from gateway.store import Conflict, Doc, Documents
+
+#: The most characters an Idempotency-Key may have.
+MAX_KEY = 255
 
 
-async def send(store: Documents, sender: Doc, domain: str, draft: Draft) -> Doc:
-    """Queue ``draft`` from ``sender`` (an account); the stored email.  :class:`Invalid` when the
-    draft has no recipient or no body, or replies to an email that is not the sender's."""
+async def send(store: Documents, sender: Doc, domain: str, draft: Draft, idempotency_key: str | None = None
+               ) -> tuple[Doc, bool]:
+    """Queue ``draft`` from ``sender`` (an account): the stored email, and whether it was stored
+    before under the same ``idempotency_key`` (then it is not stored or sent again).
+
+    :class:`Invalid` when the draft has no recipient or no body, or replies to an email that
+    is not the sender's, or the key is malformed; :class:`Taken` when the key was used for a
+    different draft.
+    """
     if not draft.to and not draft.cc and not draft.bcc:
         raise Invalid("invalid_field", "Field 'to' must name at least one recipient")
     if draft.text is None and draft.html is None:
@@ -29,7 +41,42 @@ async def send(store: Documents, sender: Doc, domain: str, draft: Draft) -> Doc:
             raise Invalid("invalid_field", "Field 'in_reply_to' must be the id of one of your emails")
         in_reply_to = parent["message_id"]
         references = [*parent.get("references", []), in_reply_to]
-    return await add_email(store, outbound_email(new_id(), sender, domain, draft, in_reply_to, references))
+    email_id = new_id()
+    if idempotency_key is not None:
+        email_id, earlier = await _claim_key(store, sender["id"], idempotency_key, draft, email_id)
+        if earlier is not None:
+            return earlier, True
+    try:
+        return await add_email(store, outbound_email(email_id, sender, domain, draft, in_reply_to, references)), False
+    except Conflict:  # the same key, sent twice at once: the other one stored it
+        stored = await store.get("emails", email_id)
+        if stored is None:
+            raise
+        return stored, True
+
+
+async def _claim_key(store: Documents, owner: str, key: str, draft: Draft, email_id: str) -> tuple[str, Doc | None]:
+    """The email id a send under ``key`` uses, and the email if one is stored under it already.
+
+    The key's record is written before the email, so a retry after an outcome the client
+    never heard (a dropped connection, a crash in between) finds it, and stores or returns
+    that one email.
+    """
+    if not key or len(key) > MAX_KEY or not key.isascii() or not key.isprintable():
+        raise Invalid("invalid_header", f"Idempotency-Key must be 1-{MAX_KEY} printable ASCII characters")
+    record_id = hashlib.sha256(f"{owner}:{key}".encode()).hexdigest()[:24]
+    fingerprint = hashlib.sha256(json.dumps(dataclasses.asdict(draft), sort_keys=True).encode()).hexdigest()
+    try:
+        await store.insert("idempotency", {"id": record_id, "owner": owner, "email": email_id,
+                                           "fingerprint": fingerprint, "created": now_iso()})
+        return email_id, None
+    except Conflict:
+        record = await store.get("idempotency", record_id)
+    if record is None:  # deleted in between (the account is going away): nothing to repeat
+        raise Invalid("invalid_header", "Idempotency-Key cannot be used right now; retry")
+    if record["fingerprint"] != fingerprint:
+        raise Taken("idempotency_key_reused", "This Idempotency-Key was used for a different email")
+    return record["email"], await store.get("emails", record["email"])
 
 
 async def checked_changes(store: Documents, owner: str, changes: dict[str, Any]) -> dict[str, Any]:

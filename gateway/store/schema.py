@@ -7,10 +7,13 @@ RethinkDB as secondary indexes) and may add tables of its own for events.
 from __future__ import annotations
 
 #: The tables every backend provides.
-TABLES: tuple[str, ...] = ("accounts", "usernames", "tokens", "emails", "threads", "labels", "contacts")
+TABLES: tuple[str, ...] = (
+    "accounts", "usernames", "tokens", "emails", "threads", "labels", "contacts",
+    "idempotency",  # the Idempotency-Key of a send -> its email (gateway/mail/outbox.py)
+)
 
 #: The tables whose documents belong to an account (an ``owner`` field, indexed).
-OWNED_TABLES: tuple[str, ...] = ("tokens", "emails", "threads", "labels", "contacts")
+OWNED_TABLES: tuple[str, ...] = ("tokens", "emails", "threads", "labels", "contacts", "idempotency")
 
 #: Secondary indexes: table -> index name -> the fields it is built on, most specific first
 #: (a backend serves a query from the first index whose fields the query fills).

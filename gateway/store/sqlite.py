@@ -79,6 +79,9 @@ MIGRATIONS: list[list[str]] = [
         f"UPDATE changelog SET kind = {EVENT_KIND_SQL}",
         "DELETE FROM changelog WHERE kind IS NULL",
     ],
+    [
+        "CREATE TABLE IF NOT EXISTS idempotency (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+    ],
 ]
 
 

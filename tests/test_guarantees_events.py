@@ -20,7 +20,7 @@ from gateway.ids import new_id
 from gateway.mail.documents import inbound_copy
 from tests.conftest import Api, api_for, wait_until
 from tests.peers import in_thread, smtp_send
-from tests.sockjs_clients import Client, connect, next_event, subscribed, without_cursor
+from tests.sockjs_clients import TRANSPORTS, Client, connect, next_event, subscribed, without_cursor
 
 
 async def mail(gateway: Gateway, user: str, subject: str) -> None:
@@ -252,5 +252,17 @@ async def test_a_second_request_with_a_running_id_is_refused(start_gateway: Any)
         _Hanging.closed.set()  # the first one answers now
         assert (await client.recv())["id"] == "x"
         assert (await client.request("GET", "/"))["status"] == 200
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+async def test_events_reach_a_session_on_every_transport(api: Api, gateway: Gateway, transport: str) -> None:
+    _, token = await api.register("alice")
+    client = await subscribed(transport, api.base_url, token)
+    try:
+        await mail(gateway, "alice", "over " + transport)
+        assert (await next_event(client))["name"] == "over " + transport
     finally:
         await client.close()

@@ -3,6 +3,6 @@ public protocol suite.  It knows nothing else of the project's (the suite checks
 
 from __future__ import annotations
 
-from gateway.sockjs.router import Router, Session
+from gateway.sockjs.router import Router, Session, backlog
 
-__all__ = ["Router", "Session"]
+__all__ = ["Router", "Session", "backlog"]

@@ -60,23 +60,6 @@ class Session(session.Session):
         if stats:
             self.stats.on_pack_sent(1)
 
-    def backlog(self) -> int:
-        """Bytes sent to this session that its client has not taken yet.
-
-        That is what the socket could not send yet, plus the queue while no
-        transport is attached (a polling client that stopped polling).  The
-        queue of an attached transport is flushed every loop turn: not a backlog.
-        """
-        handler = self.handler
-        connection = getattr(handler, "ws_connection", None)
-        stream = getattr(connection, "stream", None) or getattr(getattr(handler, "request", None), "connection", None)
-        stream = getattr(stream, "stream", stream)
-        # tornado's IOStream keeps its unsent byte count in a private field; this is the one reader of it
-        unsent: int = getattr(stream, "_write_buffer_size", 0)
-        if handler is None or not handler.active:
-            unsent += self.queued_chars
-        return unsent
-
     def flush(self) -> None:
         """Send everything queued as one frame, if a transport is attached."""
         self._pending_flush = False
@@ -86,6 +69,25 @@ class Session(session.Session):
         handler.send_pack(f"a[{','.join(self.send_queue)}]")
         self.send_queue = []
         self.queued_chars = 0
+
+
+def backlog(session: Any) -> int:
+    """Bytes sent to a session that its client has not taken yet (any session: a raw
+    ``/websocket`` one is sockjs-tornado's own ``RawSession``, which queues nothing).
+
+    That is what the socket could not send yet, plus the queue while no
+    transport is attached (a polling client that stopped polling).  The
+    queue of an attached transport is flushed every loop turn: not a backlog.
+    """
+    handler = session.handler
+    connection = getattr(handler, "ws_connection", None)
+    stream = getattr(connection, "stream", None) or getattr(getattr(handler, "request", None), "connection", None)
+    stream = getattr(stream, "stream", stream)
+    # tornado's IOStream keeps its unsent byte count in a private field; this is the one reader of it
+    unsent: int = getattr(stream, "_write_buffer_size", 0)
+    if handler is None or not handler.active:
+        unsent += getattr(session, "queued_chars", 0)
+    return unsent
 
 
 class Router(SockJSRouter):

@@ -22,6 +22,7 @@ from events.dispatcher import EventDispatcher
 from events.subscriptions import SubscriptionRegistry
 from gateway.auth import InvalidToken, Tokens
 from gateway.config import Config
+from gateway.sockjs import backlog as session_backlog
 from gateway.store import EventLog
 from gateway.ws import frames
 from gateway.ws.messages import MessageError, Request, Subscribe, Unsubscribe, parse
@@ -98,7 +99,7 @@ class GatewayConnection(SockJSConnection):
         """Send an event, or close the session if its client is not keeping up."""
         if self.is_closed:
             return
-        backlog = self.session.backlog()
+        backlog = session_backlog(self.session)
         if backlog > self.config.ws_max_queue:
             log.warning("closing a session whose client fell %d bytes behind", backlog)
             self.endpoint.registry.unbind(self)  # no further event, even before the close completes

@@ -1,9 +1,10 @@
-"""The real ``sockjs-client`` in headless Chromium against the running gateway, on every transport.
+"""The client library (clients/js) over the real ``sockjs-client`` in headless Chromium, on every transport.
 
 A page on another origin than the gateway's (a webmail front end served from
-its own host) loads sockjs-client 1.6.1 and ``tests/js/scenario-core.js``;
-``tests/js/browser.js`` opens it with playwright-core in Debian's Chromium and
-runs the scenario on one forced transport, including those only a browser has:
+its own host) loads sockjs-client 1.6.1, the client library as ES modules and
+``tests/js/library-scenario.js``; ``tests/js/browser.js`` opens it with
+playwright-core in Debian's Chromium and runs the scenario through the library
+on one forced transport, including those only a browser has:
 the iframe ones (``/ws/iframe.html`` loads sockjs-client from
 ``--ws-sockjs-url``, here served by the same page server) and jsonp-polling.
 Between them they use every transport the server offers: websocket,
@@ -34,8 +35,14 @@ PAGE = b"""<!doctype html>
 <meta charset="utf-8">
 <title>webmail</title>
 <script src="/sockjs.min.js"></script>
-<script src="/scenario-core.js"></script>
+<script type="module">
+  import * as gateway from "/client/index.js";
+  import { runLibraryScenario } from "/library-scenario.js";
+  window.gateway = gateway;
+  window.runLibraryScenario = runLibraryScenario;
+</script>
 """
+CLIENT_SRC = JS_DIR.parent.parent / "clients" / "js" / "src"
 
 pytestmark = [
     pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
@@ -59,7 +66,8 @@ def page_server(io_loop: Any) -> Any:
         (r"/", _Page),
         (r"/(sockjs\.min\.js)", tornado.web.StaticFileHandler,
          {"path": str(JS_DIR / "node_modules" / "sockjs-client" / "dist")}),
-        (r"/(scenario-core\.js)", tornado.web.StaticFileHandler, {"path": str(JS_DIR)}),
+        (r"/(library-scenario\.js)", tornado.web.StaticFileHandler, {"path": str(JS_DIR)}),
+        (r"/client/([a-z]+\.js)", tornado.web.StaticFileHandler, {"path": str(CLIENT_SRC)}),
     ])
     server = tornado.httpserver.HTTPServer(app)
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")

@@ -4,8 +4,8 @@
 //
 //   node tests/js/browser.js <page_url> <base_url> <transport> <username>
 //
-// <page_url> is a page that loads sockjs-client (window.SockJS) and scenario-core.js
-// (window.runScenario); tests/test_sockjs_client_browser.py serves one on another origin
+// <page_url> is a page that loads sockjs-client (window.SockJS), the client library (window.gateway)
+// and library-scenario.js (window.runLibraryScenario); tests/test_sockjs_client_browser.py serves one on another origin
 // than the gateway's.  Prints what scenario.js prints: one JSON line per step, then the
 // result line; exit status 0, 1 (the scenario failed) or 2 (usage).  Chromium is Debian's
 // (CHROMIUM, default /usr/bin/chromium), driven by playwright-core, which downloads nothing.
@@ -43,10 +43,12 @@ async function main() {
     page.on('pageerror', (err) => process.stderr.write(`page error: ${err.message}\n`));
     page.on('console', (message) => process.stderr.write(`console.${message.type()}: ${message.text()}\n`));
     await page.goto(pageUrl);
+    await page.waitForFunction(() => window.runLibraryScenario && window.gateway, null, { timeout: timeoutMs });
     const run = page.evaluate(({ baseUrl, transport, username, subject }) => {
       window.scenarioLines = [];
       const emit = (line) => window.scenarioLines.push(line);
-      return window.runScenario({ SockJS: window.SockJS, baseUrl, transport, username, subject, emit })
+      return window.runLibraryScenario({ gateway: window.gateway, SockJS: window.SockJS, baseUrl, transport, username,
+        subject, emit })
         .then((result) => ({ result }), (err) => ({ error: { step: err.step, message: err.message } }));
     }, { baseUrl, transport, username, subject });
     let timer;

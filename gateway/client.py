@@ -1,0 +1,397 @@
+"""A small asyncio client of the gateway, for back ends: requests and live events over one websocket.
+
+It speaks the ``/ws`` protocol (docs/protocol.md) on the raw websocket endpoint
+``/ws/websocket``, and keeps the promises of the JavaScript client
+(docs/client.md): requests with timeouts and typed errors, queued under the
+server's in-flight limit; one subscription whose events come once and in order
+across reconnects (it resumes with the last cursor it delivered); token renewal
+before expiry with no gap.  It knows nothing of the server's code, so a service
+behind a firewall can use it with nothing else::
+
+    async with Client("http://gateway.internal:5000") as client:
+        login = await client.request("POST", "/tokens", {"username": "svc", "password": "..."})
+        events = await client.subscribe(login.body["token"]["value"])
+        async for event in events:
+            print(event["type"], event["name"], event["cursor"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
+
+log = logging.getLogger("gateway.client")
+
+#: Methods that change nothing: sent again after a reconnect (as is anything with an Idempotency-Key).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class GatewayError(Exception):
+    """A call that failed: ``code`` is the server's error code, or ``timeout`` or ``closed``;
+    ``outcome_unknown`` says a write was sent and never answered (it may or may not have been done)."""
+
+    def __init__(self, code: str, message: str, outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.outcome_unknown = outcome_unknown
+
+
+@dataclass
+class Reply:
+    """A response: the status, headers (name -> values) and the body, parsed when it is JSON."""
+
+    status: int
+    headers: dict[str, list[str]]
+    body: Any
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` of a JWT (seconds since the epoch), read without checking it; None when there is none."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims.get("exp")
+        return float(exp) if isinstance(exp, (int, float)) else None
+    except (IndexError, ValueError, AttributeError):
+        return None
+
+
+@dataclass
+class _Call:
+    method: str
+    path: str
+    body: Any
+    headers: dict[str, str]
+    future: asyncio.Future[Reply]
+
+    @property
+    def retryable(self) -> bool:
+        return self.method in SAFE_METHODS or any(h.lower() == "idempotency-key" for h in self.headers)
+
+
+class Subscription:
+    """The events of one account: iterate it.  ``cursor`` is the last one delivered; ``resyncs``
+    counts the times the server could not replay what was missed (reload your state then);
+    ``ended`` is the reason it ended for good (``revoked``, ``account_deleted``, ...), else None."""
+
+    def __init__(self, client: Client, token: str, since: str | None, events: list[str] | None,
+                 get_token: Callable[[], Awaitable[str]] | None) -> None:
+        self.client = client
+        self.token = token
+        self.cursor = since
+        self.events = events
+        self.get_token = get_token
+        self.resyncs = 0
+        self.ended: str | None = None
+        self.bound = asyncio.Event()
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._renewal: asyncio.TimerHandle | None = None
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            event = await self._queue.get()
+            if event is None:
+                return
+            yield event
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        cursor = event.get("cursor")
+        if not isinstance(cursor, str):
+            return
+        if self.cursor is not None and _cursor_key(cursor) <= _cursor_key(self.cursor):
+            return  # had it (a replay overlapping what came live)
+        self.cursor = cursor
+        self._queue.put_nowait(event)
+
+    def _end(self, reason: str) -> None:
+        if self.ended is None:
+            self.ended = reason
+            if self._renewal is not None:
+                self._renewal.cancel()
+            self._queue.put_nowait(None)
+
+    def _schedule_renewal(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+        expires = token_expiry(self.token)
+        if self.get_token is None or expires is None:
+            return
+        left = expires - time.time()
+        lead = min(60.0, max(1.0, left / 10))
+        self._renewal = asyncio.get_running_loop().call_later(
+            max(0.0, left - lead), lambda: self.client._spawn(self._renew()))
+
+    async def _renew(self) -> None:
+        assert self.get_token is not None
+        try:
+            self.token = await self.get_token()
+        except Exception as exc:  # noqa: BLE001 - whatever the caller's function raised ends it
+            log.warning("token renewal failed: %s", exc)
+            self._end("expired")
+            return
+        await self.client._bind(self)
+
+    async def unsubscribe(self) -> None:
+        """Stop; the iteration ends."""
+        self._end("unsubscribed")
+        self.client._subscription = None
+        with contextlib.suppress(GatewayError):
+            await self.client._control({"type": "unsubscribe"})
+
+
+def _cursor_key(cursor: str) -> tuple[int, int | str]:
+    return (0, int(cursor)) if cursor.isdigit() else (1, cursor)
+
+
+class Client:
+    """One session to a gateway (its base URL), reopened after a drop with full-jitter backoff."""
+
+    def __init__(self, url: str, timeout: float = 30.0, backoff: tuple[float, float] = (0.5, 30.0)) -> None:
+        base = url.rstrip("/").removesuffix("/ws")
+        self.url = base.replace("http", "ws", 1) + "/ws/websocket"
+        self.timeout = timeout
+        self.backoff = backoff
+        self.state = "connecting"
+        self._ws: WebSocketClientConnection | None = None
+        self._opened = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._inflight: dict[str, _Call] = {}
+        self._queue: list[_Call] = []
+        self._control_waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._limit = 32
+        self._subscription: Subscription | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect (and keep reconnecting in the background); returns once the session is open."""
+        self._runner = asyncio.ensure_future(self._run())
+        await self._opened.wait()
+
+    async def close(self) -> None:
+        """Close for good: every call still waiting fails with ``closed``."""
+        self.state = "closed"
+        if self._runner is not None:
+            self._runner.cancel()
+        if self._ws is not None:
+            self._ws.close()
+        for call in [*self._inflight.values(), *self._queue]:
+            if not call.future.done():
+                call.future.set_exception(GatewayError("closed", "The client was closed",
+                                                       outcome_unknown=call in self._inflight.values()
+                                                       and not call.retryable))
+        self._inflight.clear()
+        self._queue.clear()
+        if self._subscription is not None:
+            self._subscription._end("closed")
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the connection ----------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while self.state != "closed":
+            try:
+                self._ws = await websocket_connect(self.url)
+            except OSError:
+                await asyncio.sleep(random.random() * min(self.backoff[1], self.backoff[0] * 2 ** min(attempt, 30)))
+                attempt += 1
+                continue
+            attempt = 0
+            self.state = "open"
+            self._opened.set()
+            self._spawn(self._on_open())
+            while True:
+                text = await self._ws.read_message()
+                if text is None:
+                    break
+                self._received(text if isinstance(text, str) else text.decode())
+            self._dropped()
+
+    async def _on_open(self) -> None:
+        self._pump()
+        with contextlib.suppress(GatewayError):
+            root = await self.request("GET", "/", timeout=10)
+            limit = (root.body or {}).get("limits", {}).get("ws_max_inflight") if isinstance(root.body, dict) else None
+            if isinstance(limit, int) and limit > 0:
+                self._limit = limit
+                self._pump()
+        if self._subscription is not None and self._subscription.ended is None:
+            await self._bind(self._subscription)
+
+    def _dropped(self) -> None:
+        self._ws = None
+        if self.state == "closed":
+            return
+        self.state = "reconnecting"
+        self._opened.clear()
+        again = []
+        for call in self._inflight.values():
+            if call.retryable:
+                again.append(call)
+            elif not call.future.done():
+                call.future.set_exception(GatewayError(
+                    "closed", "The session dropped before the answer came: the outcome is unknown", True))
+        self._inflight.clear()
+        self._queue[:0] = again
+        for waiting in self._control_waiting.values():
+            if not waiting.done():
+                waiting.set_exception(GatewayError("closed", "The session dropped"))
+        self._control_waiting.clear()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self._ws is not None
+        try:
+            self._ws.write_message(json.dumps(message))
+        except WebSocketClosedError:
+            pass  # the read loop sees the close and reconnects
+
+    def _received(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        kind, message_id = message.get("type"), message.get("id")
+        call = self._inflight.pop(message_id, None) if kind in ("response", "error") else None
+        if call is not None:
+            if call.future.done():
+                pass
+            elif kind == "response":
+                call.future.set_result(_reply(message))
+            else:
+                call.future.set_exception(GatewayError(message.get("code", "error"), message.get("error", "")))
+            self._pump()
+        elif message_id in self._control_waiting:
+            waiting = self._control_waiting.pop(message_id)
+            if not waiting.done():
+                waiting.set_result(message)
+        elif kind in ("delivery", "receipt") and self._subscription is not None:
+            self._subscription._deliver(message)
+        elif kind == "unsubscribed" and self._subscription is not None:
+            subscription = self._subscription
+            if message.get("reason") == "expired" and subscription.get_token is not None:
+                self._spawn(subscription._renew())
+            elif message.get("reason"):
+                subscription._end(message["reason"])
+
+    # -- requests ----------------------------------------------------------
+
+    async def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+                      timeout: float | None = None) -> Reply:
+        """Run one API request; raises :class:`GatewayError` for an ``error`` answer, a timeout or a close."""
+        if self.state == "closed":
+            raise GatewayError("closed", "The client is closed")
+        sent_headers = dict(headers or {})
+        if body is not None and not any(h.lower() == "content-type" for h in sent_headers):
+            sent_headers["Content-Type"] = "application/json"
+        call = _Call(method.upper(), path, body, sent_headers, asyncio.get_running_loop().create_future())
+        self._queue.append(call)
+        self._pump()
+        try:
+            return await asyncio.wait_for(asyncio.shield(call.future), timeout or self.timeout)
+        except asyncio.TimeoutError:
+            sent = any(c is call for c in self._inflight.values())
+            self._inflight = {i: c for i, c in self._inflight.items() if c is not call}
+            if call in self._queue:
+                self._queue.remove(call)
+            unknown = sent and call.method not in SAFE_METHODS
+            raise GatewayError("timeout", "No answer in time" + (": the outcome is unknown" if unknown else ""),
+                               unknown) from None
+
+    def _pump(self) -> None:
+        while self.state == "open" and self._ws is not None and self._queue and len(self._inflight) < self._limit:
+            call = self._queue.pop(0)
+            message_id = f"r{next(self._ids)}"
+            self._inflight[message_id] = call
+            message: dict[str, Any] = {"type": "request", "id": message_id, "method": call.method, "path": call.path}
+            if call.body is not None:
+                message["body"] = call.body
+            if call.headers:
+                message["headers"] = call.headers
+            self._send(message)
+
+    # -- the subscription --------------------------------------------------
+
+    async def subscribe(self, token: str, since: str | None = None, events: list[str] | None = None,
+                        get_token: Callable[[], Awaitable[str]] | None = None) -> Subscription:
+        """Subscribe to the token's account (replacing an earlier subscription); returns once bound.
+
+        ``get_token`` returns a fresh token: it is called before the bound one expires, and the
+        subscription moves to it, resuming after the last cursor (no gap, no duplicate).
+        """
+        if self._subscription is not None:
+            self._subscription._end("replaced")
+        subscription = self._subscription = Subscription(self, token, since, events, get_token)
+        await self._bind(subscription)
+        if subscription.ended is not None:
+            raise GatewayError(subscription.ended, f"The subscription was refused: {subscription.ended}")
+        return subscription
+
+    async def _control(self, message: dict[str, Any]) -> dict[str, Any]:
+        await self._opened.wait()
+        message_id = f"c{next(self._ids)}"
+        waiting: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._control_waiting[message_id] = waiting
+        self._send({**message, "id": message_id})
+        return await waiting
+
+    async def _bind(self, subscription: Subscription) -> None:
+        message: dict[str, Any] = {"type": "subscribe", "token": subscription.token}
+        if subscription.cursor is not None:
+            message["since"] = subscription.cursor
+        if subscription.events:
+            message["events"] = subscription.events
+        try:
+            answer = await self._control(message)
+        except GatewayError:
+            return  # dropped: bound again once reopened
+        if subscription is not self._subscription or subscription.ended is not None:
+            return
+        if answer.get("type") == "subscribed":
+            if subscription.cursor is None:
+                subscription.cursor = answer.get("cursor")
+            if answer.get("recovered") is False:
+                subscription.resyncs += 1
+            subscription._schedule_renewal()
+            subscription.bound.set()
+        elif answer.get("code") == "invalid_cursor":
+            subscription.cursor = None
+            subscription.resyncs += 1
+            await self._bind(subscription)
+        else:
+            subscription._end(answer.get("code", "error"))
+
+
+def _reply(message: dict[str, Any]) -> Reply:
+    headers = message.get("headers") or {}
+    body: Any = message.get("body", "")
+    if (headers.get("Content-Type") or [""])[0].startswith("application/json") and body:
+        body = json.loads(body)
+    return Reply(message.get("status", 0), headers, body)

@@ -99,3 +99,17 @@ async def test_markup_and_percent_signs_reach_the_browser_intact(start_gateway: 
     code, lines, err = await run_script("browser.js", f"{page_server}/", api_for(gateway).base_url,
                                         transport, "markup", CHROMIUM=CHROMIUM, SCENARIO_SUBJECT=subject)
     check_succeeded(transport, code, lines, err)
+
+
+@pytest.mark.gen_test(timeout=SCENARIO_TIMEOUT + 20)
+async def test_the_library_waits_while_offline_and_reconnects_when_online(start_gateway: Any,
+                                                                          page_server: str) -> None:
+    gateway = await start_gateway(ws_sockjs_url=f"{page_server}/sockjs.min.js")
+    code, lines, err = await run_script("offline.js", f"{page_server}/", api_for(gateway).base_url,
+                                        CHROMIUM=CHROMIUM)
+    assert code == 0 and lines, err
+    result = lines[-1]
+    assert result["ok"], result
+    assert result["states"] == ["open", "reconnecting", "open"]
+    # no retry while offline (with waits of at most 50 ms it would have tried about ten times)
+    assert (result["whileOffline"], result["triedOffline"], result["reply"]) == ("reconnecting", 0, 200)

@@ -36,7 +36,7 @@ function eventsInto(list) {
   return (event) => list.push(event);
 }
 
-test('every typed method of the spec works against the server', async () => {
+test('every typed method of the spec works against the server', { timeout: 90000 }, async () => {
   const gateway = await startGateway();
   const client = connect(gateway.url, { ...SOCKJS, transports: ['websocket'] });
   const called = new Set();
@@ -87,7 +87,7 @@ test('every typed method of the spec works against the server', async () => {
   }
 });
 
-test('states, calls held while connecting, and errors as typed rejections (native WebSocket)', async () => {
+test('states, calls held while connecting, and errors as typed rejections (native WebSocket)', { timeout: 90000 }, async () => {
   const gateway = await startGateway();
   const client = connect(gateway.url);
   const states = [];
@@ -111,7 +111,7 @@ test('states, calls held while connecting, and errors as typed rejections (nativ
   }
 });
 
-test('a timeout rejects; an unanswered write says its outcome is unknown; close rejects what waits', async () => {
+test('a timeout rejects; an unanswered write says its outcome is unknown; close rejects what waits', { timeout: 90000 }, async () => {
   const gateway = await startGateway();
   const client = connect(gateway.url, { ...SOCKJS, transports: ['xhr-streaming'] });
   try {
@@ -133,7 +133,7 @@ test('a timeout rejects; an unanswered write says its outcome is unknown; close 
   }
 });
 
-test('a burst of 100 calls over the in-flight limit is queued on the client, never answered 429', async () => {
+test('a burst of 100 calls over the in-flight limit is queued on the client, never answered 429', { timeout: 90000 }, async () => {
   const gateway = await startGateway(['--ws-max-inflight', '4']);
   const client = connect(gateway.url, { ...SOCKJS, transports: ['websocket'] });
   try {
@@ -146,7 +146,7 @@ test('a burst of 100 calls over the in-flight limit is queued on the client, nev
   }
 });
 
-test('a gateway restarted while mail flows: every event once, in order, by the automatic resume', async () => {
+test('a gateway restarted while mail flows: every event once, in order, by the automatic resume', { timeout: 90000 }, async () => {
   const gateway = await startGateway();
   const client = connect(gateway.url, { backoff: { base: 50, max: 500 } });
   const events = [];
@@ -174,7 +174,7 @@ test('a gateway restarted while mail flows: every event once, in order, by the a
   }
 });
 
-test('token renewal: the subscription moves to a fresh token with no gap and no duplicate', async () => {
+test('token renewal: the subscription moves to a fresh token with no gap and no duplicate', { timeout: 90000 }, async () => {
   const gateway = await startGateway();
   const client = connect(gateway.url, { ...SOCKJS, transports: ['xhr-polling'] });
   const events = [];
@@ -221,7 +221,7 @@ test('token renewal: the subscription moves to a fresh token with no gap and no 
   }
 });
 
-test('onResync when the server cannot replay what was missed', async () => {
+test('onResync when the server cannot replay what was missed', { timeout: 90000 }, async () => {
   const gateway = await startGateway(['--event-history', '5']);
   const client = connect(gateway.url);
   try {

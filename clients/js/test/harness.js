@@ -53,7 +53,7 @@ export async function startGateway(extraArgs = []) {
     await until(async () => {
       if (child.exitCode !== null) throw new Error(`gateway exited: ${log}`);
       try {
-        return (await fetch(`${url}/health`)).status === 200;
+        return (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) })).status === 200;
       } catch (e) {
         return false;
       }
@@ -93,8 +93,12 @@ export function smtpSend(port, to, subject, body = 'hello') {
     ];
     let buffer = '';
     let step = -1;
+    let done = false;
+    const fail = (error) => { if (!done) { done = true; socket.destroy(); reject(error); } };
     socket.setEncoding('utf8');
-    socket.on('error', reject);
+    socket.setTimeout(10000, () => fail(new Error('SMTP: no answer in 10 s')));
+    socket.on('error', fail);
+    socket.on('close', () => fail(new Error('SMTP: the connection closed mid-way'))); // a gateway going down
     socket.on('data', (data) => {
       buffer += data;
       const lines = buffer.split('\r\n');
@@ -103,13 +107,12 @@ export function smtpSend(port, to, subject, body = 'hello') {
         if (line[3] === '-') continue; // a continued multi-line reply
         const code = Number(line.slice(0, 3));
         if (code >= 400) {
-          socket.destroy();
-          reject(new Error(`SMTP: ${line}`));
+          fail(new Error(`SMTP: ${line}`));
           return;
         }
         step += 1;
         if (step < steps.length) socket.write(`${steps[step]}\r\n`);
-        else { socket.end(); resolve(line); }
+        else { done = true; socket.end(); resolve(line); }
       }
     });
   });

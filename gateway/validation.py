@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -44,3 +46,36 @@ def _kind_name(kind: type) -> str:
     return {str: "a string", int: "an integer", bool: "a boolean", list: "a list", dict: "an object"}.get(
         kind, kind.__name__
     )
+
+
+#: The deepest nesting of arrays and objects accepted in JSON from a client (bodies and /ws messages).
+MAX_JSON_DEPTH = 64
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than allowed."""
+
+
+def json_depth(text: str | bytes) -> int:
+    """How deep arrays and objects nest in JSON ``text`` (strings skipped); any text, valid or not."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    depth = deepest = 0
+    for token in _JSON_TOKENS.finditer(text):
+        mark = token.group()
+        if mark in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif mark in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads``, refusing nesting deeper than ``max_depth`` with :class:`TooDeep` (a ValueError)
+    before the parser recurses into it.  Text with few brackets is not scanned: it cannot nest deeper."""
+    brackets = text.count(b"[") + text.count(b"{") if isinstance(text, bytes) else text.count("[") + text.count("{")
+    if brackets > max_depth and json_depth(text) > max_depth:
+        raise TooDeep(f"JSON nested deeper than {max_depth} levels")
+    return json.loads(text)

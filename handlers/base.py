@@ -19,7 +19,7 @@ from gateway.errors import Forbidden, Invalid, NotFound, Refused, Taken
 from gateway.ids import is_id
 from gateway.state import State
 from gateway.store import Doc, Query, Store, StoreUnavailable
-from gateway.validation import Field
+from gateway.validation import Field, parse_json
 
 __all__ = ["APIError", "APIHandler", "Field", "NotFoundHandler", "not_found"]
 
@@ -114,8 +114,8 @@ class APIHandler(tornado.web.RequestHandler):
         if not self.request.body.strip():
             raise APIError(400, "invalid_json", "Request body must be a JSON object")
         try:
-            body = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            body = parse_json(self.request.body)
+        except (ValueError, UnicodeDecodeError) as exc:  # TooDeep is a ValueError
             raise APIError(400, "invalid_json", f"Malformed JSON: {exc}") from None
         if not isinstance(body, dict):
             raise APIError(400, "invalid_json", "Request body must be a JSON object")
@@ -211,10 +211,13 @@ class APIHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, (APIError, Refused)):
             return  # an answered client error; the access log has it
+        target = self.request.path + ("?***" if self.request.query else "")  # a query may hold a token
         if isinstance(value, StoreUnavailable):
-            log.warning("%s %s: %s", self.request.method, self.request.path, value)
-            return
-        super().log_exception(typ, value, tb)
+            log.warning("%s %s: %s", self.request.method, target, value)
+        elif isinstance(value, tornado.web.HTTPError):
+            log.warning("%d %s %s: %s", value.status_code, self.request.method, target, value.log_message or "")
+        else:  # Tornado's own would log the whole request, Authorization header and all
+            log.error("uncaught exception in %s %s", self.request.method, target, exc_info=(typ, value, tb))
 
 
 class NotFoundHandler(APIHandler):

@@ -38,6 +38,7 @@ class Client:
         self.close_frame: list[Any] | None = None
         self.closed = asyncio.Event()
         self.heartbeat = asyncio.Event()  # set by each 'h' frame
+        self.session_id = ""  # the SockJS session id in its URLs (none on the raw websocket)
         self._seq = 0
 
     def on_frame(self, frame: str) -> None:
@@ -112,6 +113,7 @@ class WebsocketClient(Client):
 
     async def open(self) -> "WebsocketClient":
         url = session_url(self.base_url, self.path).replace("http://", "ws://")
+        self.session_id = url.rsplit("/", 2)[-2]
         self.ws = await websocket_connect(url, on_message_callback=self._on_message)
         await asyncio.wait_for(self.opened, TIMEOUT)
         return self
@@ -158,6 +160,7 @@ class HttpTransportClient(Client):
         super().__init__(base_url)
         self.http = AsyncHTTPClient()
         self.url = session_url(base_url, "")  # ends with the slash before the transport
+        self.session_id = self.url.rstrip("/").rsplit("/", 1)[-1]
         self.streams: list[IOStream] = []
         self.task: asyncio.Future[Any] | None = None
 

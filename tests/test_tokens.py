@@ -106,6 +106,11 @@ async def test_forged_and_malformed_tokens_are_refused(api: Api, gateway: Gatewa
     await assert_refused(api, jwt.encode({**claims, "jti": "0" * 24}, secret_of(gateway), algorithm="HS256"))
     await assert_refused(api, "not-a-jwt")
     await assert_refused(api, token[:-3] + "AAA")
+    # claims of the wrong type, well signed: refused on first use and every use after
+    for bad in ({"exp": str(claims["exp"])}, {"iat": str(claims["iat"])}, {"exp": True}, {"sub": 7}, {"jti": None}):
+        odd = jwt.encode({**claims, **bad}, secret_of(gateway), algorithm="HS256")
+        await assert_refused(api, odd)
+        await assert_refused(api, odd)
 
 
 @pytest.mark.gen_test

@@ -26,6 +26,26 @@ ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "jti", "iat", "exp"]
 
 
+#: Longer than any token this server issues: refused before any work is done on it.
+MAX_TOKEN = 4096
+
+
+def claims_problem(claims: dict[str, Any]) -> str | None:
+    """What is wrong with the types of a signed token's claims (None when nothing is).
+
+    PyJWT accepts an ``exp`` or ``iat`` given as a numeric string; this server issues
+    integers only, and compares them with the clock, so anything else is refused.
+    """
+    for name in ("sub", "jti"):
+        if not isinstance(claims.get(name), str):
+            return f"claim '{name}' must be a string"
+    for name in ("iat", "exp"):
+        value = claims.get(name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"claim '{name}' must be an integer"
+    return None
+
+
 class InvalidToken(Exception):
     """A token that must be refused; ``reason`` is one of missing, malformed, expired, revoked."""
 
@@ -95,6 +115,8 @@ class Tokens:
         """The claims of a well-signed, unexpired token with every claim; raises :class:`InvalidToken`."""
         if not token:
             raise InvalidToken("missing", "No token given")
+        if not (token.isascii() and token.isprintable()) or len(token) > MAX_TOKEN:
+            raise InvalidToken("malformed", "Invalid token: not a JWT")
         claims = self._decoded.get(token)
         if claims is not None:
             if claims["exp"] <= time.time():  # as PyJWT judges it, with no leeway
@@ -108,6 +130,9 @@ class Tokens:
             raise InvalidToken("expired", "Token expired") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken("malformed", f"Invalid token: {exc}") from None
+        problem = claims_problem(claims)
+        if problem:
+            raise InvalidToken("malformed", f"Invalid token: {problem}")
         self._decoded[token] = claims
         if len(self._decoded) > self.DECODED_CACHE:
             self._decoded.popitem(last=False)

@@ -1,13 +1,27 @@
-"""The access log of an application that serves SockJS: one line per request, at a level that fits."""
+"""The access log of an application that serves SockJS: one line per request, at a level that fits,
+and never a secret: query strings (a token sent as ``?token=``) and SockJS session ids (the only secret
+of a polling session) are redacted."""
 
 from __future__ import annotations
 
 import logging
+import re
 
+import tornado.httputil
 import tornado.web
 from sockjs.tornado.basehandler import BaseHandler as SockJSHandler
 
 access_log = logging.getLogger("tornado.access")
+
+#: ``/<prefix>/<server>/<session>/<transport>``: the session id is the third segment from the end.
+SESSION_URL = re.compile(
+    r"^(?P<head>.*/[^/]+/)[^/]+(?P<tail>/(?:xhr|xhr_send|xhr_streaming|jsonp|jsonp_send|eventsource|htmlfile|websocket))$")
+
+
+def redacted_target(request: tornado.httputil.HTTPServerRequest) -> str:
+    """The request's path as logs may show it: no query string, no SockJS session id."""
+    path = SESSION_URL.sub(r"\g<head>***\g<tail>", request.path)
+    return f"{path}?***" if request.query else path
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -21,5 +35,5 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     else:
         level = logging.ERROR
     request = handler.request
-    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, request.uri, request.remote_ip,
-                   1000.0 * request.request_time())
+    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, redacted_target(request),
+                   request.remote_ip, 1000.0 * request.request_time())

@@ -38,6 +38,12 @@ class Session(session.Session):
         #: changes, since a stalled poller's queue is measured on every event sent to it.
         self.queued_chars = 0
 
+    def on_messages(self, msg_list: Any) -> None:
+        """Stock ``on_messages``, for a frame that is not a list too (xhr_send with ``{"a":1}`` or
+        ``123``): that is one message, which the connection answers as malformed, instead of a
+        TypeError that stock turns into a 500 and a closed session."""
+        super().on_messages(msg_list if isinstance(msg_list, list) else [msg_list])
+
     def send_message(self, msg: str | bytes, stats: bool = True, binary: bool = False) -> None:
         """Stock ``send_message`` (the message as a JSON string), with the string escaper
         called directly rather than through the generic encoder."""

@@ -120,7 +120,15 @@ class GatewayConnection(SockJSConnection):
 
     # -- receiving ----------------------------------------------------------
 
-    def on_message(self, raw: str) -> None:
+    def on_message(self, raw: Any) -> None:
+        try:
+            self.dispatch(raw)
+        except Exception:  # a bug of ours, not the client's: the session stays usable all the same
+            log.exception("a /ws message could not be handled")
+            self.send_json(frames.error("internal_error", "The message could not be handled"))
+
+    def dispatch(self, raw: Any) -> None:
+        """Parse one message and run it; a malformed one is answered with an ``error``."""
         try:
             message = parse(raw, self.config.ws_max_message, self.endpoint.prefix)
         except MessageError as exc:

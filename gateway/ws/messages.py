@@ -15,10 +15,13 @@ from typing import Any, Union
 from urllib.parse import unquote, urlsplit
 
 from events.model import EVENT_KINDS
-from gateway.validation import Field
+from gateway.validation import Field, TooDeep, parse_json
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: A header value as HTTP carries it (RFC 9110 field-value): visible ASCII, spaces and tabs inside,
+#: and Latin-1 obs-text; no control character and no DEL.
+HEADER_VALUE = re.compile(r"^[\x20-\x7e\x80-\xff\t]*$")
 REQUEST_FIELDS = frozenset({"type", "id", "method", "path", "body", "headers"})
 EVENT_TYPES = frozenset(EVENT_KINDS)
 STRING = Field(str, required=True)
@@ -67,12 +70,16 @@ class Unsubscribe:
 Message = Union[Request, Subscribe, Unsubscribe]
 
 
-def parse(raw: str, max_size: int, forbidden_prefix: str) -> Message:
+def parse(raw: Any, max_size: int, forbidden_prefix: str) -> Message:
     """The message in one SockJS frame's text; paths under ``forbidden_prefix`` cannot be tunneled."""
+    if not isinstance(raw, str):  # a SockJS frame's item that is not a string: [123], [null], [{...}]
+        raise MessageError("invalid_message", "Each message in a SockJS frame must be a string")
     if len(raw) > max_size:
         raise MessageError("too_large", f"Message exceeds {max_size} bytes")
     try:
-        message = json.loads(raw)
+        message = parse_json(raw)
+    except TooDeep as exc:
+        raise MessageError("invalid_json", f"Message is not valid JSON: {exc}") from None
     except ValueError:
         raise MessageError("invalid_json", "Message is not valid JSON") from None
     if not isinstance(message, dict):
@@ -116,7 +123,11 @@ def _request(message: dict[str, Any], forbidden_prefix: str) -> Request:
         body = json.dumps(body, separators=(",", ":"))
     if not isinstance(body, str):
         raise MessageError("invalid_field", "Field 'body' must be a string, an object or an array")
-    return Request(message["id"], method, target, _headers(message.get("headers", {})), body.encode("utf-8"))
+    try:
+        data = body.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800") is not text
+        raise MessageError("invalid_field", "Field 'body' must be valid Unicode (no lone surrogates)") from None
+    return Request(message["id"], method, target, _headers(message.get("headers", {})), data)
 
 
 def _check_path(target: str, forbidden_prefix: str) -> None:
@@ -133,9 +144,13 @@ def _headers(headers: Any) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for name, value in headers.items():
         values = value if isinstance(value, list) else [value]
-        if not HEADER_NAME.match(name) or not all(isinstance(v, str) for v in values) \
-                or any("\r" in v or "\n" in v or "\x00" in v for v in values):
+        if not HEADER_NAME.match(name) or not all(isinstance(v, str) for v in values):
             raise MessageError("invalid_headers", f"Header {name[:64]!r} must be a valid name with string values")
+        # as an HTTP parser reads them: surrounding spaces and tabs are not part of the value
+        values = [v.strip(" \t") for v in values]
+        if not all(HEADER_VALUE.match(v) for v in values):
+            raise MessageError("invalid_headers", f"Header {name[:64]!r} has a value HTTP cannot carry "
+                                                  "(a control character, DEL, or a character outside Latin-1)")
         pairs.extend((name, v) for v in values)
     return pairs
 

@@ -129,7 +129,7 @@ class JSONPSendHandler(NoTransformMixin, jsonp.JSONPSendHandler):
 
         try:
             messages = proto.json_decode(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             LOG.debug("jsonp_send: broken JSON encoding")
             self.set_status(500)
             self.write("Broken JSON encoding.")

@@ -73,7 +73,7 @@ class WebSocketTransport(WebSocketFixesMixin, websocket.WebSocketTransport):
 
         try:
             msg = proto.json_decode(bytes_to_str(message))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             LOG.debug("WebSocket: broken JSON from client, aborting connection")
             self.abort_connection()
             return

@@ -103,6 +103,10 @@ class Config:
         "GATEWAY_WS_SOCKJS_URL",
         "URL",
     )
+    trusted_proxies: str = option(
+        "", "comma-separated addresses of the proxies in front (nginx, HAProxy): from them, X-Forwarded-For names "
+        "the client a SockJS session is bound to", "GATEWAY_TRUSTED_PROXIES", "ADDRESSES"
+    )
     log_level: str = option("info", "log level: debug, info, warning, error", "GATEWAY_LOG_LEVEL", "LEVEL")
 
     @classmethod
@@ -116,6 +120,10 @@ class Config:
                 values[f.name] = parse_value(f, raw)
         values.update(overrides)
         return cls(**values)
+
+    def trusted_proxy_set(self) -> frozenset[str]:
+        """The addresses of ``--trusted-proxies``."""
+        return frozenset(a.strip() for a in self.trusted_proxies.split(",") if a.strip())
 
     def smtp_address(self) -> tuple[str, int] | None:
         """Where to listen for SMTP, or None when it is off."""

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from typing import Any
 
 import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from gateway.app.server import Gateway
-from tests.conftest import Api
+from tests.conftest import Api, api_for
 from tests.sockjs_clients import connect
 
 #: Transports whose frames carry a JSON array of messages (the raw websocket has no frames).
@@ -116,3 +118,41 @@ async def test_no_token_or_session_id_reaches_the_log(api: Api, gateway: Gateway
     leaked = [s for s in secrets_used if s in log_text]
     assert leaked == [], leaked
     assert len(secrets_used) == 1 + 2 * len(FRAMED) and all(secrets_used)
+
+
+async def poll(base: str, path: str, body: bytes = b"", interface: str | None = None,
+               headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """A POST to a SockJS URL from ``interface`` (a loopback address of its own), as a second client would."""
+    reply = await AsyncHTTPClient().fetch(HTTPRequest(base + path, method="POST", body=body, headers=headers,
+                                                      network_interface=interface, request_timeout=10),
+                                          raise_error=False)
+    return reply.code, reply.body
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_polling_session_belongs_to_the_address_that_opened_it(api: Api, gateway: Gateway) -> None:
+    """Scenario: another address polls or sends with a victim's session id: 404, as for an unknown one."""
+    _, token = await api.register("alice")
+    session = f"/ws/000/{secrets.token_hex(8)}/"
+    assert (await poll(api.base_url, session + "xhr")) == (200, b"o\n")
+    frame = json.dumps([json.dumps({"type": "request", "id": "me", "method": "GET", "path": "/accounts/me",
+                                    "headers": {"Authorization": f"Bearer {token}"}})]).encode()
+    assert (await poll(api.base_url, session + "xhr_send", frame))[0] == 204  # the victim's request
+    for path, body in (("xhr", b""), ("xhr_send", frame), ("xhr_streaming", b""), ("jsonp_send", b"d=%5B%5D")):
+        code, _ = await poll(api.base_url, session + path, body, interface="127.0.0.2")
+        assert code == 404, path
+    code, answer = await poll(api.base_url, session + "xhr")
+    assert code == 200 and b'\\"id\\":\\"me\\"' in answer  # the victim still gets its own answer
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_behind_a_trusted_proxy_the_forwarded_address_owns_the_session(start_gateway: Any) -> None:
+    gateway = await start_gateway(trusted_proxies="127.0.0.1")
+    base = api_for(gateway).base_url
+    session = f"/ws/000/{secrets.token_hex(8)}/"
+    alice, mallory = {"X-Forwarded-For": "198.51.100.7"}, {"X-Forwarded-For": "203.0.113.9"}
+    assert (await poll(base, session + "xhr", headers=alice)) == (200, b"o\n")
+    assert (await poll(base, session + "xhr", headers=mallory))[0] == 404
+    # from an untrusted peer, X-Forwarded-For is not believed: that peer is who it is
+    assert (await poll(base, session + "xhr", headers=alice, interface="127.0.0.2"))[0] == 404
+    assert (await poll(base, session + "xhr_send", b'["x"]', headers=alice))[0] == 204

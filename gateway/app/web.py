@@ -33,6 +33,8 @@ def sockjs_settings(config: Config, **extra: Any) -> dict[str, Any]:
         "disconnect_delay": config.ws_disconnect_delay,
         "heartbeat_delay": config.ws_heartbeat,
         "sockjs_url": config.ws_sockjs_url,
+        # a polling session belongs to the client address that opened it, as these proxies report it
+        "trusted_proxies": config.trusted_proxy_set(),
         # Queue what a session sends during one loop iteration into one frame:
         # many concurrent responses then cost one write instead of one each.
         "immediate_flush": False,

@@ -37,6 +37,8 @@ class Session(session.Session):
         #: Characters in ``send_queue`` (with the commas that will join them): kept as it
         #: changes, since a stalled poller's queue is measured on every event sent to it.
         self.queued_chars = 0
+        #: The client address that opened it (polling and streaming transports): only it may use it.
+        self.client_address: str | None = None
 
     def on_messages(self, msg_list: Any) -> None:
         """Stock ``on_messages``, for a frame that is not a list too (xhr_send with ``{"a":1}`` or

@@ -45,6 +45,53 @@ def callback_error(callback: str | None) -> str | None:
 # ---------------------------------------------------------------------------
 
 
+def client_address(request: Any, trusted_proxies: frozenset[str]) -> str:
+    """The address of the client behind a request: the peer's, or, when the peer is a trusted
+    proxy, the nearest address in ``X-Forwarded-For`` that is not one (else ``X-Real-Ip``)."""
+    peer: str = request.remote_ip
+    if peer not in trusted_proxies:
+        return peer
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted_proxies:
+            return hop
+    real: str = request.headers.get("X-Real-Ip", "").strip()
+    return real or peer
+
+
+class ClientBoundMixin(RequestHandler):
+    """For the polling and streaming transports: a session belongs to the address that opened it.
+
+    SockJS lets anyone who knows a session id poll it or send through it; on the
+    polling transports the id is the session's only secret.  Here a request for
+    an existing session from any other client address is answered 404, as for an
+    unknown session.  Behind proxies the address is the one they report, when the
+    router's ``trusted_proxies`` setting names them.
+    """
+
+    server: Any
+
+    def client_address(self) -> str:
+        return client_address(self.request, self.server.settings.get("trusted_proxies", frozenset()))
+
+    def prepare(self) -> None:
+        super().prepare()
+        session_id = self.path_kwargs.get("session_id")
+        session = self.server.get_session(session_id) if session_id else None
+        owner = getattr(session, "client_address", None)
+        if owner is not None and owner != self.client_address():
+            LOG.info("a request for a session of another client address was refused")
+            self.set_status(404)
+            self.finish()
+
+    def _attach_session(self, session_id: str, start_heartbeat: bool = False) -> bool:
+        attached: bool = super()._attach_session(session_id, start_heartbeat)  # type: ignore[misc]
+        session = getattr(self, "session", None)
+        if attached and session is not None and getattr(session, "client_address", "") is None:
+            session.client_address = self.client_address()  # the first client to attach owns it
+        return attached
+
+
 class NoTransformMixin(RequestHandler):
     """Overrides ``sockjs.tornado.basehandler.BaseHandler.disable_cache``.
 

@@ -12,17 +12,18 @@ from tornado.escape import utf8
 
 from gateway.sockjs.transports.common import (
     LOG,
+    ClientBoundMixin,
     NoTransformMixin,
     SinglePollResponseMixin,
     callback_error,
 )
 
 
-class XhrPollingTransport(NoTransformMixin, SinglePollResponseMixin, xhr.XhrPollingTransport):
+class XhrPollingTransport(ClientBoundMixin, NoTransformMixin, SinglePollResponseMixin, xhr.XhrPollingTransport):
     """``/<server>/<session>/xhr``: no-transform; one frame per response."""
 
 
-class XhrSendHandler(NoTransformMixin, xhr.XhrSendHandler):
+class XhrSendHandler(ClientBoundMixin, NoTransformMixin, xhr.XhrSendHandler):
     """``/<server>/<session>/xhr_send``.
 
     * no-transform.
@@ -70,7 +71,7 @@ class JsonpCommentPrefixMixin(jsonp.JSONPTransport):
                 self.session.delayed_close()
 
 
-class JSONPTransport(NoTransformMixin, SinglePollResponseMixin, JsonpCommentPrefixMixin):
+class JSONPTransport(ClientBoundMixin, NoTransformMixin, SinglePollResponseMixin, JsonpCommentPrefixMixin):
     """``/<server>/<session>/jsonp?c=<callback>``.
 
     no-transform; one frame per response; ``/**/`` prefix; and the callback,
@@ -91,7 +92,7 @@ class JSONPTransport(NoTransformMixin, SinglePollResponseMixin, JsonpCommentPref
         return super().get(session_id)
 
 
-class JSONPSendHandler(NoTransformMixin, jsonp.JSONPSendHandler):
+class JSONPSendHandler(ClientBoundMixin, NoTransformMixin, jsonp.JSONPSendHandler):
     """``/<server>/<session>/jsonp_send``.
 
     * no-transform.

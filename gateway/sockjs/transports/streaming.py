@@ -8,6 +8,7 @@ from sockjs.tornado.transports.htmlfile import HTMLFILE_HEAD
 from sockjs.tornado.util import asynchronous
 
 from gateway.sockjs.transports.common import (
+    ClientBoundMixin,
     EVENTSOURCE_ESCAPES,
     HTMLFILE_ESCAPES,
     Http10StreamingMixin,
@@ -17,11 +18,11 @@ from gateway.sockjs.transports.common import (
 )
 
 
-class XhrStreamingTransport(NoTransformMixin, Http10StreamingMixin, StreamingMixin, xhrstreaming.XhrStreamingTransport):
+class XhrStreamingTransport(ClientBoundMixin, NoTransformMixin, Http10StreamingMixin, StreamingMixin, xhrstreaming.XhrStreamingTransport):
     """``/<server>/<session>/xhr_streaming``: no-transform; HTTP/1.0 close; heartbeats."""
 
 
-class EventSourceTransport(NoTransformMixin, Http10StreamingMixin, StreamingMixin, eventsource.EventSourceTransport):
+class EventSourceTransport(ClientBoundMixin, NoTransformMixin, Http10StreamingMixin, StreamingMixin, eventsource.EventSourceTransport):
     """``/<server>/<session>/eventsource``.
 
     Stock sends ``text/event-stream; charset=UTF-8``; the protocol (and the
@@ -43,7 +44,7 @@ class EventSourceTransport(NoTransformMixin, Http10StreamingMixin, StreamingMixi
         self.start_stream(session_id, "\r\n")  # the prelude: a new line, for an old Opera bug
 
 
-class HtmlFileTransport(NoTransformMixin, Http10StreamingMixin, StreamingMixin, htmlfile.HtmlFileTransport):
+class HtmlFileTransport(ClientBoundMixin, NoTransformMixin, Http10StreamingMixin, StreamingMixin, htmlfile.HtmlFileTransport):
     """``/<server>/<session>/htmlfile?c=<callback>``.
 
     Stock ``get`` has no validation (any ``c`` is accepted after stripping

@@ -70,6 +70,16 @@ class Config:
         65536, "Argon2id memory cost per password hash, in KiB", "GATEWAY_ARGON2_MEMORY", "KIB"
     )
     max_body: int = option(1 << 20, "largest accepted request body, in bytes", "GATEWAY_MAX_BODY", "BYTES")
+    max_connections: int = option(
+        10000, "HTTP connections open at once (more are closed at once); keep it under the open-file limit",
+        "GATEWAY_MAX_CONNECTIONS", "N"
+    )
+    header_timeout: float = option(
+        10.0, "seconds a client has to send a request's headers (also how long an idle keep-alive connection "
+        "stays open)", "GATEWAY_HEADER_TIMEOUT", "SECONDS"
+    )
+    body_timeout: float = option(60.0, "seconds a client has to send a request's body", "GATEWAY_BODY_TIMEOUT",
+                                 "SECONDS")
     ws_max_message: int = option(
         2 << 20, "largest accepted SockJS message, in bytes (room for a --max-body request, JSON-escaped)",
         "GATEWAY_WS_MAX_MESSAGE", "BYTES"

@@ -64,6 +64,9 @@ def check(config: Config) -> None:
     if config.log_level.lower() not in LOG_LEVELS:
         raise ValueError(f"GATEWAY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
     config.smtp_address()
+    for name in ("header_timeout", "body_timeout", "max_connections", "ws_max_inflight", "max_body"):
+        if getattr(config, name) <= 0:
+            raise ValueError(f"GATEWAY_{name.upper()}: must be greater than 0, got {getattr(config, name)!r}")
     Relay.from_url(config.relay)
     store_from_url(config.store)
     check_script_url(config.ws_sockjs_url)

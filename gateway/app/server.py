@@ -14,6 +14,7 @@ import tornado.netutil
 from events.dispatcher import EventDispatcher
 from events.subscriptions import SubscriptionRegistry
 from gateway.app.assembly import Services, build, secret_file
+from gateway.app.listen import ProtectedHTTPServer, raise_descriptor_limit
 from gateway.app.web import sockjs_settings
 from gateway.auth import load_or_create_secret
 from gateway.config import Config
@@ -121,8 +122,10 @@ class Gateway:
             self.smtp_port = self.smtp.sockets[0].getsockname()[1]
             log.info("SMTP for @%s on %s:%d", self.config.mail_domain, smtp[0], self.smtp_port)
         # Bodies up to max_body get the API's own 413; far larger ones are cut off unread.
-        self.http = tornado.httpserver.HTTPServer(services.app, xheaders=False,
-                                                  max_body_size=4 * self.config.max_body + 65536)
+        self.http = ProtectedHTTPServer(services.app, xheaders=False, max_body_size=4 * self.config.max_body + 65536,
+                                        idle_connection_timeout=self.config.header_timeout,
+                                        body_timeout=self.config.body_timeout,
+                                        max_connections=self.config.max_connections)
         try:
             sockets = tornado.netutil.bind_sockets(self.config.port, self.config.host, family=socket.AF_INET)
         except OSError as exc:
@@ -167,6 +170,7 @@ def run(config: Config) -> int:
     """Serve until SIGINT or SIGTERM; the exit status."""
 
     async def serve() -> None:
+        log.info("open-file limit: %d descriptors", raise_descriptor_limit())
         gateway = Gateway(config)
         await gateway.start()
         # Everything made at startup lives as long as the process: keep it out of the garbage

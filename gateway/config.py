@@ -113,6 +113,10 @@ class Config:
         "GATEWAY_WS_SOCKJS_URL",
         "URL",
     )
+    cors_origins: str = option(
+        "*", "origins whose pages may call the API and /ws from a browser: '*' (any: auth is a bearer token, "
+        "never a cookie) or a comma-separated list such as https://mail.example.com", "GATEWAY_CORS_ORIGINS", "ORIGINS"
+    )
     trusted_proxies: str = option(
         "", "comma-separated addresses of the proxies in front (nginx, HAProxy): from them, X-Forwarded-For names "
         "the client a SockJS session is bound to", "GATEWAY_TRUSTED_PROXIES", "ADDRESSES"
@@ -130,6 +134,12 @@ class Config:
                 values[f.name] = parse_value(f, raw)
         values.update(overrides)
         return cls(**values)
+
+    def allowed_origins(self) -> frozenset[str] | None:
+        """The origins of ``--cors-origins`` (scheme://host[:port], lowercased), or None for any."""
+        if self.cors_origins.strip() == "*":
+            return None
+        return frozenset(o.strip().lower().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     def trusted_proxy_set(self) -> frozenset[str]:
         """The addresses of ``--trusted-proxies``."""

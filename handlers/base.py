@@ -27,6 +27,13 @@ log = logging.getLogger("gateway.api")
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 50
+#: What a page on another origin may send and read (CORS).
+CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+CORS_EXPOSED_HEADERS = "X-Total-Count, Idempotent-Replayed, Retry-After"
+#: API responses are data, never a document: nothing in them may run or be framed.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 #: The HTTP status of each kind of refusal the services raise.
 REFUSED_STATUS: dict[type[Refused], int] = {Invalid: 400, Forbidden: 403, NotFound: 404, Taken: 409}
 
@@ -55,6 +62,7 @@ class APIHandler(tornado.web.RequestHandler):
 
     public_methods: frozenset[str] = frozenset()
     identity: Identity | None = None
+    SUPPORTED_METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
     @property
     def state(self) -> State:
@@ -79,6 +87,31 @@ class APIHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", API_CSP)
+        origin = self.request.headers.get("Origin")
+        if origin is not None and self.origin_allowed(origin):
+            self.set_header("Access-Control-Allow-Origin", "*" if self.state.config.allowed_origins() is None
+                            else origin)
+            self.set_header("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS)
+            self.set_header("Vary", "Origin")
+
+    def origin_allowed(self, origin: str) -> bool:
+        """Whether a page of ``origin`` may call the API (``--cors-origins``)."""
+        allowed = self.state.config.allowed_origins()
+        return allowed is None or origin.lower().rstrip("/") in allowed
+
+    def options(self, *args: Any) -> None:
+        """A CORS preflight: which methods and headers a page of an allowed origin may send."""
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.origin_allowed(origin):
+            raise APIError(403, "origin_not_allowed", f"Origin {origin[:100]!r} may not call this API")
+        self.set_header("Access-Control-Allow-Methods", CORS_METHODS)
+        self.set_header("Access-Control-Allow-Headers", CORS_REQUEST_HEADERS)
+        self.set_header("Access-Control-Max-Age", "600")
+        self.clear_header("Content-Type")
+        self.set_status(204)
+        self.finish()
 
     def compute_etag(self) -> None:
         # API responses are per-user and change often; skip hashing every body.
@@ -87,6 +120,13 @@ class APIHandler(tornado.web.RequestHandler):
     async def prepare(self) -> None:
         if len(self.request.body) > self.state.config.max_body:
             raise APIError(413, "too_large", f"Request body exceeds {self.state.config.max_body} bytes")
+        if self.request.method in BODY_METHODS and self.request.body:
+            # a page can POST text/plain or a form to any origin without a preflight: only JSON is taken
+            media = self.request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+            if media != "application/json":
+                raise APIError(415, "unsupported_media_type", "Request bodies must be application/json")
+        if self.request.method == "OPTIONS":
+            return  # a preflight needs no token
         if self.request.method not in self.public_methods and self.request.method in self.SUPPORTED_METHODS:
             if self._has_method(self.request.method):
                 self.identity = await self.authenticate()
@@ -222,8 +262,6 @@ class APIHandler(tornado.web.RequestHandler):
 
 class NotFoundHandler(APIHandler):
     """Every unknown path: the error envelope, whatever the method."""
-
-    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
     def prepare(self) -> None:  # type: ignore[override]
         raise not_found("Route")

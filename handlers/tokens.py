@@ -62,7 +62,7 @@ class RenewHandler(TokensHandler):
     """
 
     public_methods: frozenset[str] = frozenset()
-    SUPPORTED_METHODS = ("POST",)
+    SUPPORTED_METHODS = ("POST", "OPTIONS")
 
     async def post(self) -> None:
         body = self.body_fields({"expires_in": expires_in(self.state.config.token_ttl)}) \

@@ -63,6 +63,7 @@ class Served:
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         request = urllib.request.Request(self.base + path, method=method,
                                          data=json.dumps(body).encode() if body is not None else None)
+        request.add_header("Content-Type", "application/json")  # urllib would say it is a form: 415
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -23,7 +23,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from tests.conftest import api_for
+from tests.conftest import PASSWORD, api_for
 from tests.sockjs_client_runner import (
     JS_DIR, NODE, SCENARIO_TIMEOUT, check_done_over_tunnel, check_succeeded, installed, run_script,
 )
@@ -113,3 +113,17 @@ async def test_the_library_waits_while_offline_and_reconnects_when_online(start_
     assert result["states"] == ["open", "reconnecting", "open"]
     # no retry while offline (with waits of at most 50 ms it would have tried about ten times)
     assert (result["whileOffline"], result["triedOffline"], result["reply"]) == ("reconnecting", 0, 200)
+
+
+@pytest.mark.gen_test(timeout=SCENARIO_TIMEOUT + 20)
+async def test_a_page_on_another_origin_calls_the_api_over_plain_http(start_gateway: Any, page_server: str) -> None:
+    gateway = await start_gateway()
+    api = api_for(gateway)
+    _, token = await api.register("alice")
+    await api.post("/emails", {"to": ["bob@example.org"], "text": "x"}, token=token)
+    code, lines, err = await run_script("cors.js", f"{page_server}/", api.base_url, "alice", PASSWORD,
+                                        CHROMIUM=CHROMIUM)
+    assert code == 0 and lines, err
+    seen = lines[-1]
+    assert seen["ok"] and seen["origin"] == page_server, seen
+    assert (seen["login"], seen["emails"], seen["total"], seen["count"], seen["formRefused"]) == (201, 200, "1", 1, 415)

@@ -26,6 +26,17 @@ def make_app(state: State, extra_routes: list[Any] | None = None, **settings: An
     )
 
 
+def origin_settings(allowed: frozenset[str] | None) -> dict[str, Any]:
+    """The SockJS settings for ``--cors-origins``: which pages may use /ws (None: any)."""
+    if allowed is None:
+        return {"allowed_origins": None}
+    return {
+        "allowed_origins": allowed,
+        "websocket_allow_origin": [origin.split("://", 1)[-1] for origin in allowed],  # sockjs-tornado's: netlocs
+        "origins_reported": sorted(allowed),  # /ws/info's "origins"
+    }
+
+
 def sockjs_settings(config: Config, **extra: Any) -> dict[str, Any]:
     """The sockjs-tornado settings ``/ws`` (and ``gateway conformance``) run with (``extra`` on top)."""
     return {
@@ -35,6 +46,7 @@ def sockjs_settings(config: Config, **extra: Any) -> dict[str, Any]:
         "sockjs_url": config.ws_sockjs_url,
         # a polling session belongs to the client address that opened it, as these proxies report it
         "trusted_proxies": config.trusted_proxy_set(),
+        **origin_settings(config.allowed_origins()),
         # Queue what a session sends during one loop iteration into one frame:
         # many concurrent responses then cost one write instead of one each.
         "immediate_flush": False,

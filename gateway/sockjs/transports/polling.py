@@ -11,6 +11,7 @@ from sockjs.tornado.util import bytes_to_str
 from tornado.escape import utf8
 
 from gateway.sockjs.transports.common import (
+    OriginMixin,
     LOG,
     ClientBoundMixin,
     NoTransformMixin,
@@ -19,11 +20,11 @@ from gateway.sockjs.transports.common import (
 )
 
 
-class XhrPollingTransport(ClientBoundMixin, NoTransformMixin, SinglePollResponseMixin, xhr.XhrPollingTransport):
+class XhrPollingTransport(OriginMixin, ClientBoundMixin, NoTransformMixin, SinglePollResponseMixin, xhr.XhrPollingTransport):
     """``/<server>/<session>/xhr``: no-transform; one frame per response."""
 
 
-class XhrSendHandler(ClientBoundMixin, NoTransformMixin, xhr.XhrSendHandler):
+class XhrSendHandler(OriginMixin, ClientBoundMixin, NoTransformMixin, xhr.XhrSendHandler):
     """``/<server>/<session>/xhr_send``.
 
     * no-transform.
@@ -71,7 +72,7 @@ class JsonpCommentPrefixMixin(jsonp.JSONPTransport):
                 self.session.delayed_close()
 
 
-class JSONPTransport(ClientBoundMixin, NoTransformMixin, SinglePollResponseMixin, JsonpCommentPrefixMixin):
+class JSONPTransport(OriginMixin, ClientBoundMixin, NoTransformMixin, SinglePollResponseMixin, JsonpCommentPrefixMixin):
     """``/<server>/<session>/jsonp?c=<callback>``.
 
     no-transform; one frame per response; ``/**/`` prefix; and the callback,
@@ -92,7 +93,7 @@ class JSONPTransport(ClientBoundMixin, NoTransformMixin, SinglePollResponseMixin
         return super().get(session_id)
 
 
-class JSONPSendHandler(ClientBoundMixin, NoTransformMixin, jsonp.JSONPSendHandler):
+class JSONPSendHandler(OriginMixin, ClientBoundMixin, NoTransformMixin, jsonp.JSONPSendHandler):
     """``/<server>/<session>/jsonp_send``.
 
     * no-transform.

@@ -9,7 +9,7 @@ import random
 from sockjs.tornado import static
 from tornado.escape import utf8
 
-from gateway.sockjs.transports.common import MAX_ENTROPY, NoTransformMixin
+from gateway.sockjs.transports.common import MAX_ENTROPY, NoTransformMixin, OriginMixin
 
 # Current SockJS protocol iframe page (sockjs-node >= 0.3.x serving
 # sockjs-client 1.x).  The stock template is the SockJS 0.3 one
@@ -50,7 +50,7 @@ class IFrameHandler(static.IFrameHandler):
         self.write(data)
 
 
-class InfoHandler(NoTransformMixin, static.InfoHandler):
+class InfoHandler(OriginMixin, NoTransformMixin, static.InfoHandler):
     """``/info``: no-transform, and an ``entropy`` within 0..2^32-1 (stock draws up to ``sys.maxsize``)."""
 
     def get(self) -> None:
@@ -60,6 +60,6 @@ class InfoHandler(NoTransformMixin, static.InfoHandler):
         self.write(json.dumps({
             "websocket": self.server.websockets_enabled,
             "cookie_needed": self.server.cookie_needed,
-            "origins": ["*:*"],
+            "origins": self.server.settings.get("origins_reported", ["*:*"]),
             "entropy": random.randint(0, MAX_ENTROPY),
         }))

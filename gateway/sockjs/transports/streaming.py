@@ -8,6 +8,7 @@ from sockjs.tornado.transports.htmlfile import HTMLFILE_HEAD
 from sockjs.tornado.util import asynchronous
 
 from gateway.sockjs.transports.common import (
+    OriginMixin,
     ClientBoundMixin,
     EVENTSOURCE_ESCAPES,
     HTMLFILE_ESCAPES,
@@ -18,11 +19,11 @@ from gateway.sockjs.transports.common import (
 )
 
 
-class XhrStreamingTransport(ClientBoundMixin, NoTransformMixin, Http10StreamingMixin, StreamingMixin, xhrstreaming.XhrStreamingTransport):
+class XhrStreamingTransport(OriginMixin, ClientBoundMixin, NoTransformMixin, Http10StreamingMixin, StreamingMixin, xhrstreaming.XhrStreamingTransport):
     """``/<server>/<session>/xhr_streaming``: no-transform; HTTP/1.0 close; heartbeats."""
 
 
-class EventSourceTransport(ClientBoundMixin, NoTransformMixin, Http10StreamingMixin, StreamingMixin, eventsource.EventSourceTransport):
+class EventSourceTransport(OriginMixin, ClientBoundMixin, NoTransformMixin, Http10StreamingMixin, StreamingMixin, eventsource.EventSourceTransport):
     """``/<server>/<session>/eventsource``.
 
     Stock sends ``text/event-stream; charset=UTF-8``; the protocol (and the
@@ -44,7 +45,7 @@ class EventSourceTransport(ClientBoundMixin, NoTransformMixin, Http10StreamingMi
         self.start_stream(session_id, "\r\n")  # the prelude: a new line, for an old Opera bug
 
 
-class HtmlFileTransport(ClientBoundMixin, NoTransformMixin, Http10StreamingMixin, StreamingMixin, htmlfile.HtmlFileTransport):
+class HtmlFileTransport(OriginMixin, ClientBoundMixin, NoTransformMixin, Http10StreamingMixin, StreamingMixin, htmlfile.HtmlFileTransport):
     """``/<server>/<session>/htmlfile?c=<callback>``.
 
     Stock ``get`` has no validation (any ``c`` is accepted after stripping

@@ -143,7 +143,35 @@ class Subscription:
             log.warning("token renewal failed: %s", exc)
             self._end("expired")
             return
-        await self.client._bind(self)
+        await self.bind()
+
+    async def bind(self) -> None:
+        """Send ``subscribe`` with this token and the last cursor, and take the answer."""
+        subscription, client = self, self.client
+        message: dict[str, Any] = {"type": "subscribe", "token": subscription.token}
+        if subscription.cursor is not None:
+            message["since"] = subscription.cursor
+        if subscription.events:
+            message["events"] = subscription.events
+        try:
+            answer = await client._control(message)
+        except GatewayError:
+            return  # dropped: bound again once reopened
+        if subscription is not client._subscription or subscription.ended is not None:
+            return
+        if answer.get("type") == "subscribed":
+            if subscription.cursor is None:
+                subscription.cursor = answer.get("cursor")
+            if answer.get("recovered") is False:
+                subscription.resyncs += 1
+            subscription._schedule_renewal()
+            subscription.bound.set()
+        elif answer.get("code") == "invalid_cursor":
+            subscription.cursor = None
+            subscription.resyncs += 1
+            await subscription.bind()
+        else:
+            subscription._end(answer.get("code", "error"))
 
     async def unsubscribe(self) -> None:
         """Stop; the iteration ends."""
@@ -244,7 +272,7 @@ class Client:
                 self._limit = limit
                 self._pump()
         if self._subscription is not None and self._subscription.ended is None:
-            await self._bind(self._subscription)
+            await self._subscription.bind()
 
     def _dropped(self) -> None:
         self._ws = None
@@ -349,7 +377,7 @@ class Client:
         if self._subscription is not None:
             self._subscription._end("replaced")
         subscription = self._subscription = Subscription(self, token, since, events, get_token)
-        await self._bind(subscription)
+        await subscription.bind()
         if subscription.ended is not None:
             raise GatewayError(subscription.ended, f"The subscription was refused: {subscription.ended}")
         return subscription
@@ -361,32 +389,6 @@ class Client:
         self._control_waiting[message_id] = waiting
         self._send({**message, "id": message_id})
         return await waiting
-
-    async def _bind(self, subscription: Subscription) -> None:
-        message: dict[str, Any] = {"type": "subscribe", "token": subscription.token}
-        if subscription.cursor is not None:
-            message["since"] = subscription.cursor
-        if subscription.events:
-            message["events"] = subscription.events
-        try:
-            answer = await self._control(message)
-        except GatewayError:
-            return  # dropped: bound again once reopened
-        if subscription is not self._subscription or subscription.ended is not None:
-            return
-        if answer.get("type") == "subscribed":
-            if subscription.cursor is None:
-                subscription.cursor = answer.get("cursor")
-            if answer.get("recovered") is False:
-                subscription.resyncs += 1
-            subscription._schedule_renewal()
-            subscription.bound.set()
-        elif answer.get("code") == "invalid_cursor":
-            subscription.cursor = None
-            subscription.resyncs += 1
-            await self._bind(subscription)
-        else:
-            subscription._end(answer.get("code", "error"))
 
 
 def _reply(message: dict[str, Any]) -> Reply:

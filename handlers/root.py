@@ -13,7 +13,8 @@ class RootHandler(APIHandler):
         self.reply(
             name="gateway",
             version=__version__,
-            docs={"api": "docs/openapi.yaml", "protocol": "docs/protocol.md"},
+            docs={"api": "/docs", "console": "/console", "openapi": "/openapi.json", "openapi_yaml": "/openapi.yaml",
+                  "protocol": "docs/protocol.md"},
             sockjs="/ws",
             # what a client must stay within (the JavaScript client queues requests to ws_max_inflight)
             limits={

@@ -13,7 +13,8 @@ async def test_root_names_the_service(api: Api) -> None:
     assert reply.status == 200
     assert reply.headers["Content-Type"] == "application/json; charset=utf-8"
     assert reply.json["name"] == "gateway" and reply.json["success"] is True
-    assert reply.json["docs"]["api"] == "docs/openapi.yaml"
+    assert {k: reply.json["docs"][k] for k in ("api", "console", "openapi")} == {
+        "api": "/docs", "console": "/console", "openapi": "/openapi.json"}
 
 
 @pytest.mark.gen_test

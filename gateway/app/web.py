@@ -9,6 +9,7 @@ import tornado.web
 from gateway.config import Config
 from gateway.sockjs.access_log import log_request
 from gateway.state import State
+from gateway.web import pages
 from handlers import api_routes
 from handlers.base import NotFoundHandler
 
@@ -16,7 +17,7 @@ from handlers.base import NotFoundHandler
 def make_app(state: State, extra_routes: list[Any] | None = None, **settings: Any) -> tornado.web.Application:
     """The application serving the API (plus ``extra_routes``, e.g. SockJS), with ``state`` in its settings."""
     return tornado.web.Application(
-        (extra_routes or []) + api_routes(),
+        (extra_routes or []) + pages.routes() + api_routes(),
         state=state,
         default_handler_class=NotFoundHandler,
         xsrf_cookies=False,  # bearer-token API: no cookies to forge, and tunneled POSTs must pass

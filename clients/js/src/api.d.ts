@@ -643,8 +643,20 @@ export interface components {
             /** @example 0.1.0 */
             version: string;
             docs: {
-                /** @example docs/openapi.yaml */
+                /**
+                 * @description The API reference, with a form per operation.
+                 * @example /docs
+                 */
                 api: string;
+                /**
+                 * @description The live console.
+                 * @example /console
+                 */
+                console: string;
+                /** @example /openapi.json */
+                openapi: string;
+                /** @example /openapi.yaml */
+                openapi_yaml: string;
                 /** @example docs/protocol.md */
                 protocol: string;
             };

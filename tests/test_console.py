@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
 import yaml
 
 from gateway.app.server import Gateway
@@ -40,7 +43,14 @@ def operation_count() -> int:
 @pytest.mark.gen_test(timeout=90)
 async def test_the_console_and_the_docs_in_chromium(tmp_path: Any) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
-    config = make_config(tmp_path, port=free_port(), smtp=f"127.0.0.1:{free_port()}")
+    # sockjs-client for the SockJS transports, from a server of its own (as --ws-sockjs-url names one)
+    scripts = tornado.httpserver.HTTPServer(tornado.web.Application([
+        (r"/(sockjs\.min\.js)", tornado.web.StaticFileHandler,
+         {"path": str(JS_DIR / "node_modules" / "sockjs-client" / "dist")})]))
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    scripts.add_sockets(sockets)
+    sockjs_url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/sockjs.min.js"
+    config = make_config(tmp_path, port=free_port(), smtp=f"127.0.0.1:{free_port()}", ws_sockjs_url=sockjs_url)
     gateway = Gateway(config)
     await gateway.start()
     assert NODE is not None
@@ -70,11 +80,13 @@ async def test_the_console_and_the_docs_in_chromium(tmp_path: Any) -> None:
         if process.returncode is None:
             process.kill()
         await gateway.stop()
+        scripts.stop()
     stderr = (await process.stderr.read()).decode() if process.stderr else ""
     assert steps and steps[-1] == {"ok": True}, (steps, stderr)
     by_step = {s["step"]: s for s in steps if "step" in s}
     assert by_step["logged in"]["transport"] == "over websocket-raw"
     assert by_step["tried a call"]["emails"] == 1
+    assert by_step["switched transport"]["transport"] == "over xhr-streaming"
     assert by_step["event log"]["entries"] >= 2 and "receipt  Hello over SMTP" in by_step["event log"]["first"]
     docs = by_step["docs"]
     assert (docs["operations"], docs["status"]) == (docs["expected"], "200 OK")

@@ -99,6 +99,13 @@ async function main() {
     emit({ step: 'event log', entries: logged.length, first: logged[logged.length - 1] });
     await alice.screenshot({ path: path.join(shots, 'console.png'), fullPage: true });
 
+    await alice.selectOption('#transport-choice', 'xhr-streaming'); // sockjs-client from --ws-sockjs-url
+    await alice.waitForFunction(() => document.getElementById('transport').textContent === 'over xhr-streaming',
+      null, { timeout: TIMEOUT });
+    await smtpSend(smtpPort, 'alice@localhost', 'Over xhr-streaming');
+    await shows(alice, 'Over xhr-streaming');
+    emit({ step: 'switched transport', transport: await alice.textContent('#transport') });
+
     emit({ step: 'restart' });
     const answer = (await lines.next()).value || '';
     const subject = answer.replace(/^restarted /, '');

@@ -237,12 +237,6 @@ class Soak:
                 out.append(seq)
         return out
 
-    def expected(self) -> int:
-        total = 0
-        for slot in self.slots:
-            total += len(self.missing(slot)) + len(slot.seqs)
-        return total
-
     # -- opening, reconnecting, resuming ------------------------------------------------
 
     async def connect(self, slot: Slot, attempts: int = 3) -> bool:
@@ -253,7 +247,7 @@ class Soak:
                 await conn.open(slot.last_cursor)
                 slot.conn = conn
                 return True
-            except (OSError, asyncio.TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError) as exc:
+            except (TimeoutError, OSError, ConnectionError, ValueError, asyncio.IncompleteReadError) as exc:
                 self.error("session open failed",
                            f"slot {slot.index} ({slot.kind}) attempt {attempt + 1}: {exc!r}")
                 await conn.close()
@@ -370,7 +364,7 @@ class Soak:
                     await smtp_expect(reader, 250)
                     mail.acked = True
                     self.smtp_acked += 1
-                except (OSError, ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, SMTPError) as exc:
+                except (TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError, SMTPError) as exc:
                     self.error("SMTP failure", f"message {seq} to {address}: {exc!r}")
                     if writer is not None:
                         writer.close()
@@ -713,7 +707,7 @@ class HttpConn(Conn):
                 if status != 204 and not self.closing and not self.dead:
                     self.soak.error("xhr_send failed", f"slot {self.slot.index} ({self.slot.kind}): "
                                                        f"{status} {body[:100]!r}")
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             if not self.closing and not self.dead:
                 self.soak.error("xhr_send failed", f"slot {self.slot.index} ({self.slot.kind}): {exc!r}")
         finally:
@@ -778,7 +772,7 @@ class XhrStreamingConn(HttpConn):
                     break
                 self.soak.stream_restarts += 1  # the server's response limit: a client opens the next one
                 await self.open_stream()
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             reason = repr(exc)
         self.ended(reason)
 
@@ -812,7 +806,7 @@ class XhrPollingConn(HttpConn):
         try:
             while not self.dead and not self.closing:
                 await self.poll()
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             reason = repr(exc)
         self.ended(reason)
 
@@ -1001,7 +995,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    soft, hard = raise_nofile()  # before the gateway starts: it inherits it too
+    soft, _ = raise_nofile()  # before the gateway starts: it inherits it too
     need = args.sessions * 2 + 200
     if soft < need:
         print(f"warning: the open-file limit is {soft}; {args.sessions} sessions need about {need}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from gateway.mail import outbox
@@ -17,13 +18,19 @@ MAX_LABELS = 50
 
 
 def addresses_problem(value: Any) -> str | None:
-    bad = [a for a in value if not ADDRESS.fullmatch(a)]
+    # "=?" would read as an encoded word in a header: never part of an address
+    bad = [a for a in value if not ADDRESS.fullmatch(a) or "=?" in a]
     return f"has invalid addresses: {', '.join(bad[:5])}" if bad else None
 
 
-def no_line_breaks(value: str) -> str | None:
-    # a subject becomes a mail header: a line break in it would forge other headers
-    return "must not contain line breaks" if any(c in value for c in "\r\n\x00") else None
+def header_text_problem(value: str) -> str | None:
+    """Why text cannot become a mail header (a subject): control characters (CR, LF, VT, FF, NEL,
+    ...), line or paragraph separators, or lone surrogates.  Nothing else is refused: encoded
+    words and non-ASCII text are written so that they read back exactly (gateway/mail/mime.py)."""
+    for char in value:
+        if char != "\t" and unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs"):
+            return f"must not contain control or line-separator characters (found U+{ord(char):04X})"
+    return None
 
 
 async def email_changes(handler: APIHandler) -> dict[str, Any]:
@@ -44,7 +51,7 @@ class EmailsHandler(APIHandler):
             "to": Field(list, required=True, items=str, max_length=MAX_RECIPIENTS, check=addresses_problem),
             "cc": recipients,
             "bcc": recipients,
-            "subject": Field(str, max_length=998, check=no_line_breaks),
+            "subject": Field(str, max_length=998, check=header_text_problem),
             "text": Field(str),
             "html": Field(str),
             "in_reply_to": Field(str, max_length=64),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.policy
+import re
 import email.utils
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
@@ -86,22 +87,56 @@ def parse_message(raw: bytes) -> dict[str, Any]:
     }
 
 
-def build_message(email_doc: dict[str, Any]) -> EmailMessage:
-    """The message to hand to the relay for an outbound email (Bcc is not a header)."""
+#: A Message-ID as this server writes it into a header: printable ASCII in angle brackets.
+MESSAGE_ID = re.compile(r"^<[!-~]+>$")
+
+
+def encoded_header(value: str) -> str:
+    """A header value every reader decodes to exactly ``value``.
+
+    Plain printable ASCII with nothing a reader could take for an encoded word
+    is written as it is.  Anything else (non-ASCII, or text such as
+    ``=?utf-8?q?hi=0D=0AFrom:...?=`` that a reader would decode into new header
+    lines) is written as RFC 2047 encoded words of its UTF-8, folded, so it
+    comes out as the literal text the user gave and is never reinterpreted.
+    The API refuses control characters in such values before they get here.
+    """
+    if value.isascii() and value.isprintable() and "=?" not in value and len(value) <= 76:
+        return value
+    words, chunk = [], ""
+    for char in value:
+        if chunk and len((chunk + char).encode("utf-8")) > 45:  # 60 base64 characters a word
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word.encode('utf-8')).decode()}?=" for word in words)
+
+
+def build_message(email_doc: dict[str, Any]) -> bytes:
+    """The message to hand to the relay for an outbound email, as bytes (Bcc is not a header).
+
+    The body parts are made by the email package; the headers that carry what a
+    user typed are written by :func:`encoded_header`, because the email package
+    would parse an encoded word in them into raw line breaks (header injection).
+    """
     message = EmailMessage()
-    message["From"] = email_doc["from"]
-    if email_doc.get("to"):
-        message["To"] = ", ".join(email_doc["to"])
-    if email_doc.get("cc"):
-        message["Cc"] = ", ".join(email_doc["cc"])
-    message["Subject"] = email_doc.get("subject", "")
-    message["Date"] = email.utils.formatdate(localtime=False)
-    message["Message-ID"] = email_doc["message_id"]
-    if email_doc.get("in_reply_to"):
-        message["In-Reply-To"] = email_doc["in_reply_to"]
-    if email_doc.get("references"):
-        message["References"] = " ".join(email_doc["references"])
     message.set_content(email_doc.get("text") or "")
     if email_doc.get("html"):
         message.add_alternative(email_doc["html"], subtype="html")
-    return message
+    headers = [("From", email_doc["from"])]
+    if email_doc.get("to"):
+        headers.append(("To", ", ".join(email_doc["to"])))
+    if email_doc.get("cc"):
+        headers.append(("Cc", ", ".join(email_doc["cc"])))
+    headers.append(("Subject", encoded_header(email_doc.get("subject", ""))))
+    headers.append(("Date", email.utils.formatdate(localtime=False)))
+    headers.append(("Message-ID", email_doc["message_id"]))
+    # ids taken from received mail: only well-formed ones are repeated
+    if email_doc.get("in_reply_to") and MESSAGE_ID.match(email_doc["in_reply_to"]):
+        headers.append(("In-Reply-To", email_doc["in_reply_to"]))
+    references = [ref for ref in email_doc.get("references") or [] if MESSAGE_ID.match(ref)]
+    if references:
+        headers.append(("References", "\r\n ".join(references)))
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("utf-8")
+    return head + message.as_bytes(policy=email.policy.SMTP)

@@ -605,6 +605,12 @@ export interface components {
             to: components["schemas"]["AddressList"];
             cc?: components["schemas"]["AddressList"];
             bcc?: components["schemas"]["AddressList"];
+            /**
+             * @description Any text without control characters (CR, LF, VT, FF, NEL, ...), line or paragraph
+             *     separators or lone surrogates (400 `invalid_field`). It reaches recipients exactly as
+             *     given: text that looks like an encoded word (`=?utf-8?q?...?=`) is sent encoded, never
+             *     decoded into other header lines.
+             */
             subject?: string;
             text?: string;
             html?: string;

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator
 
 from events.model import EVENT_KINDS
 from events.subscriptions import Binding, SubscriptionRegistry
+from gateway.metrics import Metrics
 from gateway.store import Change, EventLog, History
 from gateway.store.follow import Follower
 
@@ -32,9 +33,10 @@ REPLAY_PAGE = 500
 class EventDispatcher:
     """Follows the store's event feed and delivers events to the registry's bindings."""
 
-    def __init__(self, store: EventLog, registry: SubscriptionRegistry) -> None:
+    def __init__(self, store: EventLog, registry: SubscriptionRegistry, metrics: Metrics | None = None) -> None:
         self.store = store
         self.registry = registry
+        self.metrics = metrics
         self.feed = Follower(store.event_feed, "event feed").add("events", self._changed, self._catch_up)
         #: The newest cursor seen; after an outage, events after it are read from history.
         self.last_cursor: str | None = None
@@ -54,6 +56,10 @@ class EventDispatcher:
 
     def route(self, change: Change) -> None:
         event = change.event()
+        if event is not None and self.metrics is not None:
+            lag = event.age()
+            if lag is not None:
+                self.metrics.event_lag.observe(lag)
         if event is not None and event.owner is not None:
             key = self.store.cursor_key(event.cursor)
             message = event.message()
@@ -96,6 +102,8 @@ class EventDispatcher:
         binding.last_key = key
         if binding.events is None or event["type"] in binding.events:
             binding.subscriber.send_event(event)
+            if self.metrics is not None:
+                self.metrics.events.labels(event["type"]).inc()
 
     async def resume(self, binding: Binding, since: str, announce: Any) -> None:
         """Replay the binding's events after cursor ``since``, then go live.

@@ -12,6 +12,7 @@ It imports nothing of the project's, so every layer may use it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 #: The kinds of event the emails table makes, as ``subscribe``'s ``events`` names them.
@@ -46,6 +47,15 @@ class Event:
     def owner(self) -> str | None:
         owner = self.email.get("owner")
         return owner if isinstance(owner, str) else None
+
+    def age(self) -> float | None:
+        """Seconds since the write that made the event (its email's ``delivered_at`` or ``created``)."""
+        stamp = self.email.get("delivered_at") if self.kind == "delivery" else self.email.get("created")
+        try:
+            written = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return max(0.0, (datetime.now(written.tzinfo) - written).total_seconds())
 
     def message(self) -> dict[str, Any]:
         """The event as a client receives it on ``/ws`` (see docs/protocol.md)."""

@@ -60,7 +60,7 @@ class SubscriptionRegistry:
         self.store = store
         self._by_subscriber: dict[Subscriber, Binding] = {}
         self._by_account: dict[str, dict[Subscriber, Binding]] = {}
-        self._followers = [
+        self.followers = [
             Follower(lambda: store.changes("tokens"), "token feed").add(
                 "bindings", self._token_changed, self._recheck_all),
             Follower(lambda: store.changes("accounts"), "account feed").add(
@@ -120,11 +120,11 @@ class SubscriptionRegistry:
 
     async def start(self) -> None:
         """Watch token revocations and account deletions; live when this returns."""
-        for follower in self._followers:
+        for follower in self.followers:
             await follower.start()
 
     async def stop(self) -> None:
-        for follower in self._followers:
+        for follower in self.followers:
             await follower.stop()
 
     async def _token_changed(self, change: Change) -> None:

@@ -113,6 +113,10 @@ class Config:
         "GATEWAY_WS_SOCKJS_URL",
         "URL",
     )
+    metrics: str = option(
+        "", "where /metrics (Prometheus) is served: empty for the HTTP listener, HOST:PORT for a listener of its "
+        "own, or 'off'", "GATEWAY_METRICS", "HOST:PORT"
+    )
     cors_origins: str = option(
         "*", "origins whose pages may call the API and /ws from a browser: '*' (any: auth is a bearer token, "
         "never a cookie) or a comma-separated list such as https://mail.example.com", "GATEWAY_CORS_ORIGINS", "ORIGINS"
@@ -144,6 +148,15 @@ class Config:
     def trusted_proxy_set(self) -> frozenset[str]:
         """The addresses of ``--trusted-proxies``."""
         return frozenset(a.strip() for a in self.trusted_proxies.split(",") if a.strip())
+
+    def metrics_address(self) -> tuple[str, int] | None:
+        """The separate /metrics listener, or None (served on the HTTP listener, or off)."""
+        if self.metrics in ("", "off"):
+            return None
+        host, _, port = self.metrics.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"GATEWAY_METRICS: expected HOST:PORT, off, or nothing, got {self.metrics!r}")
+        return host, int(port)
 
     def smtp_address(self) -> tuple[str, int] | None:
         """Where to listen for SMTP, or None when it is off."""

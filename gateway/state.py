@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.auth import Accounts, Tokens
@@ -17,3 +18,5 @@ class State:
     store: Store
     tokens: Tokens
     accounts: Accounts
+    #: Whether each change feed of the process is open (readiness).
+    feeds: Callable[[], dict[str, bool]] = lambda: {}

@@ -1,4 +1,4 @@
-"""``GET /health``: the process is up, and whether the store answers (503 when it does not)."""
+"""Health: ``/health`` (the store answers), ``/health/live`` (liveness) and ``/health/ready`` (readiness)."""
 
 from __future__ import annotations
 
@@ -19,4 +19,31 @@ class HealthHandler(APIHandler):
                                 "status": "degraded", "store": "down"}, separators=(",", ":")))
 
 
-routes = [(r"/health", HealthHandler)]
+class LiveHandler(APIHandler):
+    """``GET /health/live``: the process is up and its loop turns (for a liveness probe: restart it if not)."""
+
+    public_methods = frozenset({"GET"})
+
+    def get(self) -> None:
+        self.reply(status="ok")
+
+
+class ReadyHandler(APIHandler):
+    """``GET /health/ready``: whether to send this process traffic: the store answers and every change
+    feed is open (503, saying which is not, while one is being reopened)."""
+
+    public_methods = frozenset({"GET"})
+
+    async def get(self) -> None:
+        store = await self.store.ping()
+        feeds = self.state.feeds()
+        if store and all(feeds.values()):
+            self.reply(status="ready", store="up", feeds=feeds)
+            return
+        self.set_status(503)
+        self.finish(json.dumps({"success": False, "message": "Not ready: the store or a change feed is down",
+                                "code": "not_ready", "status": "not_ready", "store": "up" if store else "down",
+                                "feeds": feeds}, separators=(",", ":")))
+
+
+routes = [(r"/health", HealthHandler), (r"/health/live", LiveHandler), (r"/health/ready", ReadyHandler)]

@@ -131,6 +131,8 @@ async def test_the_database_going_away_and_coming_back(start_gateway: Any) -> No
         assert (down.status, down.json["code"]) == (503, "store_unavailable")
         health = await api.get("/health")
         assert (health.status, health.json["store"]) == (503, "down")
+        ready = await api.get("/health/ready")  # readiness: no traffic to this process while the store is away
+        assert (ready.status, ready.json["store"]) == (503, "down")
         with pytest.raises((smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)) as deferred:
             await mail("while down")
         assert "451" in str(deferred.value)
@@ -139,6 +141,9 @@ async def test_the_database_going_away_and_coming_back(start_gateway: Any) -> No
         async def healthy() -> bool:
             return (await api.get("/health")).status == 200
         await wait_until(healthy, timeout=30)
+        async def ready() -> bool:  # ready again once the feeds are open too
+            return (await api.get("/health/ready")).status == 200
+        await wait_until(ready, timeout=30)
         # mail written while the event feed may still be reconnecting: delivered when it is back.
         # Like any MTA, the sender retries a 451 (tables can come back one by one).
         for i in range(3):

@@ -19,9 +19,11 @@ from gateway.auth import Accounts, Passwords, Tokens
 from gateway.config import Config
 from gateway.mail.delivery import DeliveryWorker
 from gateway.mail.relay import Relay
+from gateway.metrics import Metrics
 from gateway.sockjs import Router
 from gateway.state import State
 from gateway.store import Store, sqlite_path
+from gateway.store.follow import Follower
 from gateway.ws.connection import Endpoint
 
 
@@ -36,6 +38,7 @@ class Services:
     endpoint: Endpoint
     router: Router
     app: tornado.web.Application
+    metrics: Metrics
 
 
 def secret_file(config: Config) -> str:
@@ -52,15 +55,39 @@ def build(config: Config, store: Store, secret: bytes) -> Services:
     """Every service over an opened ``store``; call inside the running loop (the SockJS router needs it)."""
     tokens = Tokens(store, secret, config.token_ttl)
     accounts = Accounts(store, Passwords(config.argon2_memory), tokens, config.mail_domain)
-    state = State(config, store, tokens, accounts)
+    metrics = Metrics()
     registry = SubscriptionRegistry(store)
-    dispatcher = EventDispatcher(store, registry)
+    dispatcher = EventDispatcher(store, registry, metrics)
     delivery = DeliveryWorker(store, config.mail_domain, Relay.from_url(config.relay), config.delivery_attempts,
-                              config.delivery_backoff, config.delivery_lease)
-    endpoint = Endpoint(config, tokens, store, registry, dispatcher)
+                              config.delivery_backoff, config.delivery_lease, metrics)
+    followers = [*registry.followers, dispatcher.feed, delivery.queue_feed]
+    state = State(config, store, tokens, accounts, lambda: {f.name: f.live for f in followers})
+    endpoint = Endpoint(config, tokens, store, registry, dispatcher, metrics)
     router = Router(endpoint.connection, endpoint.prefix, sockjs_settings(config))
-    app = make_app(state, router.urls,
+    app = make_app(state, router.urls, metrics,
                    # over the limit, tornado drops the websocket; under it, the session answers too_large
                    websocket_max_message_size=4 * config.ws_max_message + 65536)
     endpoint.app = app
-    return Services(state, registry, dispatcher, delivery, endpoint, router, app)
+    watch(metrics, endpoint, registry, delivery, followers)
+    return Services(state, registry, dispatcher, delivery, endpoint, router, app, metrics)
+
+
+def watch(metrics: Metrics, endpoint: Endpoint, registry: SubscriptionRegistry, delivery: DeliveryWorker,
+          followers: list[Follower]) -> None:
+    """The gauges read at scrape time, and the feeds' reconnects."""
+    def sessions() -> dict[tuple[str, ...], float]:
+        by_transport: dict[tuple[str, ...], float] = {}
+        for connection in endpoint.live:
+            key = (connection.transport,)
+            by_transport[key] = by_transport.get(key, 0) + 1
+        return by_transport
+
+    metrics.watch("gateway_sessions", "Open SockJS sessions, by transport", ("transport",), sessions)
+    metrics.watch("gateway_subscriptions", "Sessions bound to an account", (),
+                  lambda: {(): float(registry.counts()["subscribers"])})
+    metrics.watch("gateway_delivery_queue", "Queued emails this process has scheduled or is delivering", (),
+                  lambda: {(): float(delivery.pending())})
+    metrics.watch("gateway_feed_live", "Whether each change feed is open (1) or being reopened (0)", ("feed",),
+                  lambda: {(f.name,): 1.0 if f.live else 0.0 for f in followers})
+    for follower in followers:
+        follower.on_reconnect = lambda name: metrics.feed_reconnects.labels(name).inc()

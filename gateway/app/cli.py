@@ -64,6 +64,7 @@ def check(config: Config) -> None:
     if config.log_level.lower() not in LOG_LEVELS:
         raise ValueError(f"GATEWAY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
     config.smtp_address()
+    config.metrics_address()
     for name in ("header_timeout", "body_timeout", "max_connections", "ws_max_inflight", "max_body"):
         if getattr(config, name) <= 0:
             raise ValueError(f"GATEWAY_{name.upper()}: must be greater than 0, got {getattr(config, name)!r}")

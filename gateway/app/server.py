@@ -10,12 +10,13 @@ import socket
 
 import tornado.httpserver
 import tornado.netutil
+import tornado.web
 
 from events.dispatcher import EventDispatcher
 from events.subscriptions import SubscriptionRegistry
 from gateway.app.assembly import Services, build, secret_file
 from gateway.app.listen import ProtectedHTTPServer, raise_descriptor_limit
-from gateway.app.web import sockjs_settings
+from gateway.app.web import metrics_route, sockjs_settings
 from gateway.auth import load_or_create_secret
 from gateway.config import Config
 from gateway.mail.delivery import DeliveryWorker
@@ -55,6 +56,8 @@ class Gateway:
         self.port: int = 0
         self.smtp: asyncio.Server | None = None
         self.smtp_port: int = 0
+        self.metrics_http: tornado.httpserver.HTTPServer | None = None
+        self.metrics_port: int = 0
 
     # What the services are, for callers (and tests) that reach into a running gateway.
 
@@ -121,6 +124,17 @@ class Gateway:
                 raise listen_error("SMTP", smtp[0], smtp[1], exc) from None
             self.smtp_port = self.smtp.sockets[0].getsockname()[1]
             log.info("SMTP for @%s on %s:%d", self.config.mail_domain, smtp[0], self.smtp_port)
+        metrics_at = self.config.metrics_address()
+        if metrics_at is not None:  # /metrics on a listener of its own (not reachable from the API's)
+            self.metrics_http = tornado.httpserver.HTTPServer(
+                tornado.web.Application([metrics_route(services.metrics)]))
+            try:
+                metrics_sockets = tornado.netutil.bind_sockets(metrics_at[1], metrics_at[0], family=socket.AF_INET)
+            except OSError as exc:
+                await self.stop()
+                raise listen_error("metrics", metrics_at[0], metrics_at[1], exc) from None
+            self.metrics_http.add_sockets(metrics_sockets)
+            self.metrics_port = metrics_sockets[0].getsockname()[1]
         # Bodies up to max_body get the API's own 413; far larger ones are cut off unread.
         self.http = ProtectedHTTPServer(services.app, xheaders=False, max_body_size=4 * self.config.max_body + 65536,
                                         idle_connection_timeout=self.config.header_timeout,
@@ -146,6 +160,8 @@ class Gateway:
             await services.delivery.stop()
         if self.http is not None:
             self.http.stop()
+        if self.metrics_http is not None:
+            self.metrics_http.stop()
         if services is not None:
             for connection in list(services.endpoint.live):
                 connection.session.close(1001, "Server shutting down")

@@ -2,29 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import tornado.web
 
 from gateway.config import Config
+from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.sockjs.access_log import log_request
 from gateway.state import State
 from gateway.web import pages
+from gateway.ws.tunnel import CapturingConnection
 from handlers import api_routes
 from handlers.base import NotFoundHandler
 
 
-def make_app(state: State, extra_routes: list[Any] | None = None, **settings: Any) -> tornado.web.Application:
-    """The application serving the API (plus ``extra_routes``, e.g. SockJS), with ``state`` in its settings."""
+def make_app(state: State, extra_routes: list[Any] | None = None, metrics: Metrics | None = None,
+             **settings: Any) -> tornado.web.Application:
+    """The application serving the API (plus ``extra_routes``, e.g. SockJS), with ``state`` in its settings.
+
+    With ``metrics``, every request is counted (see :func:`observed`), and ``/metrics`` is
+    served here unless ``--metrics`` names a listener of its own.
+    """
+    serve_metrics = metrics is not None and state.config.metrics == ""
     return tornado.web.Application(
-        (extra_routes or []) + pages.routes() + api_routes(),
+        (extra_routes or []) + ([metrics_route(metrics)] if serve_metrics and metrics else [])
+        + pages.routes() + api_routes(),
         state=state,
         default_handler_class=NotFoundHandler,
         xsrf_cookies=False,  # bearer-token API: no cookies to forge, and tunneled POSTs must pass
         compress_response=False,
-        log_function=log_request,
+        log_function=log_request if metrics is None else observed(metrics),
         **settings,
     )
+
+
+def observed(metrics: Metrics) -> Callable[[tornado.web.RequestHandler], None]:
+    """The access log, plus request metrics: by route (the handler class), method, status, and via
+    (``tunnel`` for requests run through /ws, ``http`` for the rest)."""
+    def log_function(handler: tornado.web.RequestHandler) -> None:
+        log_request(handler)
+        request = handler.request
+        via = "tunnel" if isinstance(request.connection, CapturingConnection) else "http"
+        route = type(handler).__name__
+        metrics.requests.labels(route, request.method or "", str(handler.get_status()), via).inc()
+        metrics.request_seconds.labels(route, via).observe(request.request_time())
+    return log_function
+
+
+class MetricsHandler(tornado.web.RequestHandler):
+    """``/metrics``: Prometheus's text format."""
+
+    def initialize(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.finish(self.metrics.render())
+
+
+def metrics_route(metrics: Metrics) -> tuple[str, type, dict[str, Any]]:
+    return (r"/metrics", MetricsHandler, {"metrics": metrics})
 
 
 def origin_settings(allowed: frozenset[str] | None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from gateway.ids import iso_from_epoch, now_iso
 from gateway.mail.documents import delivered_fields, inbound_copy
 from gateway.mail.mailbox import add_email, copy_id, local_account
 from gateway.mail.relay import Relay, send_through
+from gateway.metrics import Metrics
 from gateway.store import Change, Conflict, Doc, Documents, Query, StoreError
 from gateway.store.follow import Follower
 
@@ -44,13 +45,14 @@ class DeliveryWorker:
     """Delivers the queue in the background; ``start()`` resumes what a previous run left."""
 
     def __init__(self, store: Documents, domain: str, relay: Relay | None, attempts: int,
-                 backoff: float, lease: float = 300.0) -> None:
+                 backoff: float, lease: float = 300.0, metrics: Metrics | None = None) -> None:
         self.store = store
         self.domain = domain.lower()
         self.relay = relay
         self.max_attempts = attempts
         self.backoff = backoff
         self.lease = lease
+        self.metrics = metrics
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(CONCURRENT_DELIVERIES)
@@ -77,6 +79,10 @@ class DeliveryWorker:
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
+
+    def pending(self) -> int:
+        """Emails this process has scheduled or is delivering (the queue as it sees it)."""
+        return len(self._timers) + len(self._running)
 
     async def _changed(self, change: Change) -> None:
         new = change.new
@@ -127,6 +133,8 @@ class DeliveryWorker:
                                                 only_if={"status": "queued"})
                 if email is None:
                     return  # delivered, deleted or claimed by another worker meanwhile
+                if self.metrics is not None:
+                    self.metrics.delivery_attempts.inc()
                 try:
                     await self._deliver(email)
                 except StoreError:
@@ -170,6 +178,9 @@ class DeliveryWorker:
 
     async def _retry_or_fail(self, email: Doc, reason: str, permanent: bool) -> None:
         attempts = email.get("attempts", 0) + 1
+        if self.metrics is not None:
+            self.metrics.delivery_failures.labels("failed" if permanent or attempts >= self.max_attempts
+                                                  else "retry").inc()
         if permanent or attempts >= self.max_attempts:
             await self.store.update("emails", email["id"], {
                 "status": "failed", "attempts": attempts, "last_error": reason, "next_attempt_at": None,

@@ -44,6 +44,10 @@ class Follower:
         self._feed: ChangeFeed | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        #: Whether the feed is open now (False while the store is away and it is being reopened).
+        self.live = False
+        #: Called after each reopening (metrics count them).
+        self.on_reconnect: Callable[[str], None] | None = None
 
     def add(self, reader: str, on_change: OnChange, on_resume: OnResume | None = None) -> "Follower":
         """Register a reader (before :meth:`start`)."""
@@ -53,10 +57,12 @@ class Follower:
     async def start(self) -> None:
         """Open the feed (live when this returns) and follow it in the background."""
         self._feed = await self.open_feed()
+        self.live = True
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
         self._stopping = True
+        self.live = False
         if self._feed is not None:
             await self._feed.aclose()
         if self._task is not None:
@@ -77,6 +83,7 @@ class Follower:
                             log.exception("%s (%s): handling a change failed", self.name, reader)
             except StoreError as exc:
                 log.warning("%s lost: %s", self.name, exc)
+            self.live = False
             if self._stopping:
                 return
             await self._reopen()
@@ -92,6 +99,9 @@ class Follower:
                 delay = min(delay * 2, MAX_RETRY)
                 continue
             log.info("%s: reconnected", self.name)
+            self.live = True
+            if self.on_reconnect is not None:
+                self.on_reconnect(self.name)
             for reader, _, on_resume in self.readers:
                 if on_resume is None:
                     continue

@@ -22,6 +22,7 @@ from events.dispatcher import EventDispatcher
 from events.subscriptions import SubscriptionRegistry
 from gateway.auth import InvalidToken, Tokens
 from gateway.config import Config
+from gateway.metrics import Metrics
 from gateway.sockjs import backlog as session_backlog
 from gateway.store import EventLog
 from gateway.ws import frames
@@ -29,6 +30,13 @@ from gateway.ws.messages import MessageError, Request, Subscribe, Unsubscribe, p
 from gateway.ws.tunnel import Tunnel, TunneledResponse
 
 log = logging.getLogger("gateway.ws")
+
+#: The transports as metrics name them (by the handler class that opened the session).
+TRANSPORT_NAMES = {
+    "WebSocketTransport": "websocket", "RawWebSocketTransport": "raw-websocket", "XhrPollingTransport": "xhr-polling",
+    "XhrStreamingTransport": "xhr-streaming", "EventSourceTransport": "eventsource", "HtmlFileTransport": "htmlfile",
+    "JSONPTransport": "jsonp-polling",
+}
 
 
 @dataclass
@@ -44,6 +52,7 @@ class Endpoint:
     events: EventLog
     registry: SubscriptionRegistry
     dispatcher: EventDispatcher
+    metrics: Metrics | None = None
     prefix: str = "/ws"
     app: tornado.web.Application | None = None
     live: set[GatewayConnection] = field(default_factory=set)
@@ -61,6 +70,7 @@ class GatewayConnection(SockJSConnection):
         self.endpoint = endpoint
         self.config = endpoint.config
         self.tunnel: Tunnel | None = None
+        self.transport = "unknown"  # the SockJS transport that opened the session (metrics)
         self.pending: set[str] = set()  # ids of the requests running, each answered once
         self.tasks: set[asyncio.Task[None]] = set()
         self.control = asyncio.Lock()  # subscribe/unsubscribe run in arrival order
@@ -69,6 +79,8 @@ class GatewayConnection(SockJSConnection):
         host = info.headers.get("Host") or f"{self.config.host}:{self.config.port}"
         assert self.endpoint.app is not None, "the endpoint's application is set before it serves"
         self.tunnel = Tunnel(self.endpoint.app, info.ip, host)
+        handler = getattr(self.session, "handler", None)
+        self.transport = TRANSPORT_NAMES.get(type(handler).__name__, type(handler).__name__)
         self.endpoint.live.add(self)
         log.debug("session opened from %s", info.ip)
 
@@ -102,6 +114,8 @@ class GatewayConnection(SockJSConnection):
         backlog = session_backlog(self.session)
         if backlog > self.config.ws_max_queue:
             log.warning("closing a session whose client fell %d bytes behind", backlog)
+            if self.endpoint.metrics is not None:
+                self.endpoint.metrics.queue_overflows.inc()
             self.endpoint.registry.unbind(self)  # no further event, even before the close completes
             self.session.close(4000, "Outgoing queue overflow: reconnect and subscribe with since=<last cursor>")
             return

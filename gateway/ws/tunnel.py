@@ -42,7 +42,7 @@ class TunneledResponse:
 ResponseCallback = Callable[[TunneledResponse], None]
 
 
-class _CapturingConnection(httputil.HTTPConnection):
+class CapturingConnection(httputil.HTTPConnection):
     """The ``HTTPConnection`` a tunneled request is served on: it records instead of sending."""
 
     def __init__(self, tunnel: Tunnel, on_response: ResponseCallback | None) -> None:
@@ -96,7 +96,7 @@ class Tunnel:
         self.host = host
         #: Shared by every request of this client: it only names the client's address.
         self.context = SimpleNamespace(remote_ip=remote_ip, protocol="http")
-        self.open: set[_CapturingConnection] = set()
+        self.open: set[CapturingConnection] = set()
         self._resolved: asyncio.Future[None] | None = None
 
     def resolved(self) -> asyncio.Future[None]:
@@ -123,7 +123,7 @@ class Tunnel:
                 request_headers.add(name, value)
         if body or method in BODY_METHODS:
             request_headers.add("Content-Length", str(len(body)))
-        connection = _CapturingConnection(self, on_response)
+        connection = CapturingConnection(self, on_response)
         self.open.add(connection)
         try:
             delegate = self.app.start_request(self, connection)
@@ -138,11 +138,11 @@ class Tunnel:
             raise
         return None
 
-    def _drop(self, connection: _CapturingConnection) -> None:
+    def _drop(self, connection: CapturingConnection) -> None:
         connection.on_response = None  # the caller answers for the failure: never twice
         self.open.discard(connection)
 
-    async def _continue(self, connection: _CapturingConnection, delegate: httputil.HTTPMessageDelegate,
+    async def _continue(self, connection: CapturingConnection, delegate: httputil.HTTPMessageDelegate,
                         waiting: Awaitable[None], body: bytes) -> None:
         """The rest of :meth:`start` once ``waiting`` is done (``@stream_request_body`` handlers set up first)."""
         try:

@@ -44,6 +44,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/health/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Liveness
+         * @description 200 whenever the process is up and its event loop turns (for a liveness probe).
+         */
+        get: operations["getLiveness"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/health/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Readiness
+         * @description 200 when this process should get traffic: the store answers and every change feed
+         *     (events, the delivery queue, tokens, accounts) is open. 503 `not_ready`, naming what is
+         *     down, while the store is away or a feed is being reopened.
+         */
+        get: operations["getReadiness"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/accounts": {
         parameters: {
             query?: never;
@@ -695,6 +737,38 @@ export interface components {
                 ws_max_queue: number;
             };
         };
+        Live: {
+            /** @enum {boolean} */
+            success: true;
+            /** @enum {string} */
+            status: "ok";
+        };
+        Ready: {
+            /** @enum {boolean} */
+            success: true;
+            /** @enum {string} */
+            status: "ready";
+            /** @enum {string} */
+            store: "up";
+            /** @description Feed name -> whether it is open. */
+            feeds: {
+                [key: string]: boolean;
+            };
+        };
+        NotReady: {
+            /** @enum {boolean} */
+            success: false;
+            message: string;
+            /** @enum {string} */
+            code: "not_ready";
+            /** @enum {string} */
+            status: "not_ready";
+            /** @enum {string} */
+            store: "up" | "down";
+            feeds: {
+                [key: string]: boolean;
+            };
+        };
         HealthOk: {
             /** @enum {boolean} */
             success: true;
@@ -947,6 +1021,57 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HealthDegraded"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    getLiveness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The process lives */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Live"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    getReadiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ready */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Ready"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotReady"];
                 };
             };
             default: components["responses"]["Error"];

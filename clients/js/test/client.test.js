@@ -44,6 +44,8 @@ test('every typed method of the spec works against the server', { timeout: 90000
   try {
     assert.equal((await api.getRoot()).body.name, 'gateway');
     assert.equal((await api.getHealth()).body.store, 'up');
+    assert.equal((await api.getLiveness()).body.status, 'ok');
+    assert.equal((await api.getReadiness()).body.status, 'ready');
     const { id } = (await api.createAccount({ body: { username: 'alice', password: PASSWORD } })).body.account;
     client.setToken((await api.createToken({ body: { username: 'alice', password: PASSWORD } })).body.token.value);
     assert.equal((await api.getMe()).body.account.id, id);

@@ -125,6 +125,8 @@ class Config:
         "", "comma-separated addresses of the proxies in front (nginx, HAProxy): from them, X-Forwarded-For names "
         "the client a SockJS session is bound to", "GATEWAY_TRUSTED_PROXIES", "ADDRESSES"
     )
+    log_format: str = option("text", "log lines as text, or json (one object per line, with the access "
+                             "log's route, status, duration, account and request id)", "GATEWAY_LOG_FORMAT", "FORMAT")
     log_level: str = option("info", "log level: debug, info, warning, error", "GATEWAY_LOG_LEVEL", "LEVEL")
 
     @classmethod

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import secrets
 from typing import Any, Iterable
 
 import tornado.web
@@ -30,10 +32,12 @@ DEFAULT_PAGE = 50
 #: What a page on another origin may send and read (CORS).
 CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key"
-CORS_EXPOSED_HEADERS = "X-Total-Count, Idempotent-Replayed, Retry-After"
+CORS_EXPOSED_HEADERS = "X-Total-Count, Idempotent-Replayed, Retry-After, X-Request-Id"
 #: API responses are data, never a document: nothing in them may run or be framed.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: A request id a client may choose (X-Request-Id); anything else is replaced by one of ours.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 #: The HTTP status of each kind of refusal the services raise.
 REFUSED_STATUS: dict[type[Refused], int] = {Invalid: 400, Forbidden: 403, NotFound: 404, Taken: 409}
 
@@ -62,6 +66,8 @@ class APIHandler(tornado.web.RequestHandler):
 
     public_methods: frozenset[str] = frozenset()
     identity: Identity | None = None
+    #: This request's id: the client's ``X-Request-Id`` when it is a sane token, else a new one.
+    request_id: str = ""
     SUPPORTED_METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
     @property
@@ -84,7 +90,16 @@ class APIHandler(tornado.web.RequestHandler):
 
     # -- request ------------------------------------------------------------
 
+    @property
+    def account_id(self) -> str | None:
+        """The caller's account id, once authenticated (the access log records it)."""
+        return self.identity.account["id"] if self.identity is not None else None
+
     def set_default_headers(self) -> None:
+        if not self.request_id:  # also called again when an error clears the headers: keep the id
+            given = self.request.headers.get("X-Request-Id", "")
+            self.request_id = given if REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+        self.set_header("X-Request-Id", self.request_id)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")

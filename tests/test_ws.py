@@ -129,8 +129,9 @@ async def test_tunnel_answers_byte_for_byte_like_http(api: Api, gateway: Gateway
     await settled(gateway)  # no email changes status while the table runs
     client = await connect("websocket", api.base_url)
     try:
-        for method, path, body, headers, creates in table:
-            headers = {"User-Agent": "tests", **headers}
+        for number, (method, path, body, headers, creates) in enumerate(table):
+            # each request has an id of its own (X-Request-Id): the same one on both paths
+            headers = {"User-Agent": "tests", "X-Request-Id": f"parity-{number}", **headers}
             http = await api.call(method, path, raw=body, headers=headers, check_spec=False)
             tunneled = await client.request(method, path, body, headers=headers)
             http_headers: dict[str, list[str]] = {}

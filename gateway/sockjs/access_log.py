@@ -35,5 +35,14 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     else:
         level = logging.ERROR
     request = handler.request
-    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, redacted_target(request),
-                   request.remote_ip, 1000.0 * request.request_time())
+    target = redacted_target(request)
+    duration = 1000.0 * request.request_time()
+    # for structured logs (--log-format json): what the handler knows, never a secret
+    fields = {"status": status, "method": request.method, "path": target, "remote_ip": request.remote_ip,
+              "duration_ms": round(duration, 2), "route": type(handler).__name__}
+    for name in ("request_id", "account_id"):
+        value = getattr(handler, name, None)
+        if value:
+            fields[name] = value
+    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, target, request.remote_ip, duration,
+                   extra={"fields": fields})

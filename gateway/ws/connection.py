@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from functools import partial
@@ -71,6 +72,7 @@ class GatewayConnection(SockJSConnection):
         self.config = endpoint.config
         self.tunnel: Tunnel | None = None
         self.transport = "unknown"  # the SockJS transport that opened the session (metrics)
+        self.request_prefix = secrets.token_hex(4)  # tunneled requests' ids: <prefix>.<message id>
         self.pending: set[str] = set()  # ids of the requests running, each answered once
         self.tasks: set[asyncio.Task[None]] = set()
         self.control = asyncio.Lock()  # subscribe/unsubscribe run in arrival order
@@ -184,8 +186,11 @@ class GatewayConnection(SockJSConnection):
             self.send_json(frames.rate_limited(message.id))
             return
         self.pending.add(message.id)
+        headers = message.headers
+        if not any(name.lower() == "x-request-id" for name, _ in headers):  # carried into the request and its log
+            headers = [*headers, ("X-Request-Id", f"{self.request_prefix}.{message.id}"[:64])]
         try:
-            rest = self.tunnel.start(message.method, message.target, message.headers, message.body,
+            rest = self.tunnel.start(message.method, message.target, headers, message.body,
                                      partial(self.respond, message.id))
         except Exception:
             log.exception("tunneled %s %s failed", message.method, message.target)

@@ -91,6 +91,10 @@ class Config:
         1 << 20, "bytes a session's client may fall behind before the session is closed (it can resume by cursor)",
         "GATEWAY_WS_MAX_QUEUE", "BYTES"
     )
+    drain: float = option(
+        10.0, "seconds a stopping gateway (SIGTERM) gives in-flight requests, SMTP messages and deliveries to "
+        "finish", "GATEWAY_DRAIN", "SECONDS"
+    )
     store_wait: float = option(
         30.0,
         "seconds to wait at start for a shared store (RethinkDB) that is not reachable yet",

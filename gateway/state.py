@@ -20,3 +20,7 @@ class State:
     accounts: Accounts
     #: Whether each change feed of the process is open (readiness).
     feeds: Callable[[], dict[str, bool]] = lambda: {}
+    #: Set when the process stops taking work (SIGTERM): readiness is false from then on.
+    draining: bool = False
+    #: API requests (plain and tunneled) being handled right now.
+    inflight: int = 0

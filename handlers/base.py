@@ -132,7 +132,11 @@ class APIHandler(tornado.web.RequestHandler):
         # API responses are per-user and change often; skip hashing every body.
         return None
 
+    _counted = False
+
     async def prepare(self) -> None:
+        self.state.inflight += 1  # a draining gateway waits for these
+        self._counted = True
         if len(self.request.body) > self.state.config.max_body:
             raise APIError(413, "too_large", f"Request body exceeds {self.state.config.max_body} bytes")
         if self.request.method in BODY_METHODS and self.request.body:
@@ -145,6 +149,11 @@ class APIHandler(tornado.web.RequestHandler):
         if self.request.method not in self.public_methods and self.request.method in self.SUPPORTED_METHODS:
             if self._has_method(self.request.method):
                 self.identity = await self.authenticate()
+
+    def on_finish(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.state.inflight -= 1
 
     def _has_method(self, method: str) -> bool:
         return getattr(type(self), method.lower()) is not getattr(tornado.web.RequestHandler, method.lower())

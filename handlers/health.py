@@ -37,11 +37,12 @@ class ReadyHandler(APIHandler):
     async def get(self) -> None:
         store = await self.store.ping()
         feeds = self.state.feeds()
-        if store and all(feeds.values()):
+        if store and all(feeds.values()) and not self.state.draining:
             self.reply(status="ready", store="up", feeds=feeds)
             return
         self.set_status(503)
-        self.finish(json.dumps({"success": False, "message": "Not ready: the store or a change feed is down",
+        self.finish(json.dumps({"success": False, "message": "Not ready: draining" if self.state.draining
+                                else "Not ready: the store or a change feed is down",
                                 "code": "not_ready", "status": "not_ready", "store": "up" if store else "down",
                                 "feeds": feeds}, separators=(",", ":")))
 

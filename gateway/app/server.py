@@ -20,7 +20,7 @@ from gateway.app.web import metrics_route, sockjs_settings
 from gateway.auth import load_or_create_secret
 from gateway.config import Config
 from gateway.mail.delivery import DeliveryWorker
-from gateway.mail.smtp_in import start_smtp
+from gateway.mail.smtp_in import InboundHandler, start_smtp
 from gateway.sockjs.conformance import conformance_app
 from gateway.state import State
 from gateway.store import Store, StoreError, StoreUnavailable, store_from_url
@@ -55,6 +55,7 @@ class Gateway:
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port: int = 0
         self.smtp: asyncio.Server | None = None
+        self.smtp_handler: InboundHandler | None = None
         self.smtp_port: int = 0
         self.metrics_http: tornado.httpserver.HTTPServer | None = None
         self.metrics_port: int = 0
@@ -117,8 +118,8 @@ class Gateway:
         smtp = self.config.smtp_address()
         if smtp is not None:
             try:
-                self.smtp = await start_smtp(store, self.config.mail_domain, smtp[0], smtp[1],
-                                             self.config.smtp_max_size)
+                self.smtp, self.smtp_handler = await start_smtp(store, self.config.mail_domain, smtp[0], smtp[1],
+                                                                self.config.smtp_max_size)
             except OSError as exc:
                 await self.stop()
                 raise listen_error("SMTP", smtp[0], smtp[1], exc) from None
@@ -149,6 +150,30 @@ class Gateway:
         self.port = sockets[0].getsockname()[1]
         log.info("HTTP API on http://%s:%d/ and SockJS on /ws (store %s)", self.config.host, self.port, self.config.store)
 
+    async def drain(self, within: float) -> None:
+        """What SIGTERM does before :meth:`stop`: stop accepting (readiness turns false), tell every
+        SockJS session to reconnect at once (close 4001, which the client libraries act on with no
+        wait), let in-flight API requests and SMTP messages finish for up to ``within`` seconds, and
+        put this process's delivery claims back in the queue for another process."""
+        services = self.services
+        if services is None:
+            return
+        services.state.draining = True
+        if self.http is not None:
+            self.http.stop()  # no new connections; those open are still served
+        if self.smtp is not None:
+            self.smtp.close()  # no new SMTP connections; a message being filed finishes
+        for connection in list(services.endpoint.live):
+            connection.session.close(4001, "Server restarting: reconnect now")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        smtp_active = lambda: self.smtp_handler.active if self.smtp_handler is not None else 0  # noqa: E731
+        log.info("draining: %d request(s) and %d SMTP message(s) in flight", services.state.inflight, smtp_active())
+        while (services.state.inflight or smtp_active()) and loop.time() < deadline:
+            await asyncio.sleep(0.05)  # polling counters of work in progress, bounded by the deadline
+        await services.delivery.release(max(0.0, deadline - loop.time()))
+        log.info("drained: %d request(s) still in flight", services.state.inflight)
+
     async def stop(self) -> None:
         """Stop what runs, in reverse; safe to call before :meth:`start` (the parts stay readable after)."""
         if self.smtp is not None:
@@ -173,13 +198,18 @@ class Gateway:
             await self.store.close()
 
 
-async def until_signalled() -> None:
-    """Return on the first SIGINT or SIGTERM."""
+def on_signals() -> asyncio.Event:
+    """An event set by the first SIGINT or SIGTERM (from now on: a signal no longer kills the process)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+async def until_signalled() -> None:
+    """Return on the first SIGINT or SIGTERM."""
+    await on_signals().wait()
 
 
 def run(config: Config) -> int:
@@ -187,13 +217,15 @@ def run(config: Config) -> int:
 
     async def serve() -> None:
         log.info("open-file limit: %d descriptors", raise_descriptor_limit())
+        stop = on_signals()  # before listening: a SIGTERM right after start still drains
         gateway = Gateway(config)
         await gateway.start()
         # Everything made at startup lives as long as the process: keep it out of the garbage
         # collector's full passes, whose pauses are the worst event latencies under load.
         gc.freeze()
-        await until_signalled()
-        log.info("shutting down")
+        await stop.wait()
+        log.info("shutting down (draining for up to %.1fs)", config.drain)
+        await gateway.drain(config.drain)
         await gateway.stop()
 
     try:

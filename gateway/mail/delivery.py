@@ -55,6 +55,7 @@ class DeliveryWorker:
         self.metrics = metrics
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self._claims: dict[str, float] = {}  # email id -> the claimed_at of this process's claim on it
         self._slots = asyncio.Semaphore(CONCURRENT_DELIVERIES)
         # the store filters the feed: only emails entering the queue reach this process
         self.queue_feed = Follower(lambda: store.changes("emails", QUEUED), "delivery queue feed").add(
@@ -128,11 +129,13 @@ class DeliveryWorker:
 
     async def _attempt(self, email_id: str) -> None:
         async with self._slots:
+            claimed_at = time.time()
             try:
-                email = await self.store.update("emails", email_id, {"status": "sending", "claimed_at": time.time()},
+                email = await self.store.update("emails", email_id, {"status": "sending", "claimed_at": claimed_at},
                                                 only_if={"status": "queued"})
                 if email is None:
                     return  # delivered, deleted or claimed by another worker meanwhile
+                self._claims[email_id] = claimed_at
                 if self.metrics is not None:
                     self.metrics.delivery_attempts.inc()
                 try:
@@ -145,6 +148,24 @@ class DeliveryWorker:
             except StoreError as exc:
                 # the claim (if made) is released by the lease sweep, or at the next start
                 log.warning("delivery of %s interrupted: %s", email_id, exc)
+            finally:
+                self._claims.pop(email_id, None)
+
+    async def release(self, within: float) -> None:
+        """Stop, letting running deliveries finish for up to ``within`` seconds, and put back in the
+        queue what this process still has claimed, so another process takes it at once rather than
+        after the lease (a gateway draining before it stops)."""
+        if self._running:
+            await asyncio.wait(list(self._running), timeout=within)
+        claims = dict(self._claims)
+        await self.stop()
+        for email_id, claimed_at in claims.items():
+            try:
+                if await self.store.update("emails", email_id, {"status": "queued"},
+                                           only_if={"status": "sending", "claimed_at": claimed_at}):
+                    log.info("email %s: claim released for another process", email_id)
+            except StoreError as exc:
+                log.warning("email %s: claim not released (%s); the lease frees it", email_id, exc)
 
     async def _deliver(self, email: Doc) -> None:
         done = list(email.get("delivered_to", []))

@@ -26,6 +26,8 @@ class InboundHandler:
     def __init__(self, store: Documents, domain: str) -> None:
         self.store = store
         self.domain = domain.lower()
+        #: Messages being filed right now (a draining gateway waits for them).
+        self.active = 0
 
     async def handle_RCPT(self, server: SMTP, session: SMTPSession, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -40,6 +42,13 @@ class InboundHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: Envelope) -> str:
+        self.active += 1
+        try:
+            return await self._file(session, envelope)
+        finally:
+            self.active -= 1
+
+    async def _file(self, session: SMTPSession, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content or b""
         raw = raw if isinstance(raw, bytes) else raw.encode()
         try:
@@ -76,11 +85,12 @@ class InboundHandler:
         return stored
 
 
-async def start_smtp(store: Documents, domain: str, host: str, port: int, max_size: int) -> asyncio.Server:
-    """Listen for SMTP on the running loop; the server (its socket tells the bound port)."""
+async def start_smtp(store: Documents, domain: str, host: str, port: int, max_size: int
+                     ) -> tuple[asyncio.Server, InboundHandler]:
+    """Listen for SMTP on the running loop; the server (its socket tells the bound port) and its handler."""
     handler = InboundHandler(store, domain)
 
     def protocol() -> Any:
         return SMTP(handler, data_size_limit=max_size, hostname=domain, ident="gateway SMTP", decode_data=False)
 
-    return await asyncio.get_running_loop().create_server(protocol, host, port)
+    return await asyncio.get_running_loop().create_server(protocol, host, port), handler

@@ -6,6 +6,8 @@ import { operations } from './operations.js';
 import { Subscription } from './subscription.js';
 import { openTransport } from './transport.js';
 
+/** The close code of a gateway that is restarting: reconnect with no wait. */
+const RECONNECT_NOW = 4001;
 /** Requests that may be sent again after a drop: they change nothing, or carry an Idempotency-Key. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const DEFAULTS = {
@@ -151,13 +153,14 @@ export class Client {
     this._control.clear();
     if (this.state === 'closed') return;
     this._setState('reconnecting');
-    this._scheduleReconnect();
+    // 4001: the gateway is restarting and asks to reconnect at once (a load balancer sends us elsewhere)
+    this._scheduleReconnect(why && why.code === RECONNECT_NOW);
   }
 
-  _scheduleReconnect() {
+  _scheduleReconnect(immediate = false) {
     clearTimeout(this._timer);
     if (this._online && !this._online.isOnline()) return; // the 'online' event brings us back
-    const delay = backoffDelay(this._attempt++, this.options.backoff);
+    const delay = immediate ? 0 : backoffDelay(this._attempt++, this.options.backoff);
     this._timer = setTimeout(() => this._reconnectNow(), delay);
   }
 

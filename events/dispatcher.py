@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from typing import Any, AsyncIterator
 
-from events.model import EVENT_KINDS
 from events.subscriptions import Binding, SubscriptionRegistry
 from gateway.metrics import Metrics
 from gateway.store import Change, EventLog, History
@@ -25,8 +24,6 @@ from gateway.store.follow import Follower
 
 log = logging.getLogger(__name__)
 
-#: The event types a subscription may ask for.
-EVENT_TYPES = frozenset(EVENT_KINDS)
 REPLAY_PAGE = 500
 
 

@@ -94,7 +94,6 @@ class Subscription:
         self.get_token = get_token
         self.resyncs = 0
         self.ended: str | None = None
-        self.bound = asyncio.Event()
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._renewal: asyncio.TimerHandle | None = None
 
@@ -165,7 +164,6 @@ class Subscription:
             if answer.get("recovered") is False:
                 subscription.resyncs += 1
             subscription._schedule_renewal()
-            subscription.bound.set()
         elif answer.get("code") == "invalid_cursor":
             subscription.cursor = None
             subscription.resyncs += 1

@@ -9,6 +9,7 @@ imports nothing of the project's, so every layer may read it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from collections.abc import Mapping
@@ -145,8 +146,10 @@ class Config:
         values.update(overrides)
         return cls(**values)
 
+    @functools.cached_property
     def allowed_origins(self) -> frozenset[str] | None:
-        """The origins of ``--cors-origins`` (scheme://host[:port], lowercased), or None for any."""
+        """The origins of ``--cors-origins`` (scheme://host[:port], lowercased), or None for any
+        (parsed once: every API response reads it)."""
         if self.cors_origins.strip() == "*":
             return None
         return frozenset(o.strip().lower().rstrip("/") for o in self.cors_origins.split(",") if o.strip())

@@ -106,14 +106,14 @@ class APIHandler(tornado.web.RequestHandler):
         self.set_header("Content-Security-Policy", API_CSP)
         origin = self.request.headers.get("Origin")
         if origin is not None and self.origin_allowed(origin):
-            self.set_header("Access-Control-Allow-Origin", "*" if self.state.config.allowed_origins() is None
-                            else origin)
+            any_origin = self.state.config.allowed_origins is None
+            self.set_header("Access-Control-Allow-Origin", "*" if any_origin else origin)
             self.set_header("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS)
             self.set_header("Vary", "Origin")
 
     def origin_allowed(self, origin: str) -> bool:
         """Whether a page of ``origin`` may call the API (``--cors-origins``)."""
-        allowed = self.state.config.allowed_origins()
+        allowed = self.state.config.allowed_origins
         return allowed is None or origin.lower().rstrip("/") in allowed
 
     def options(self, *args: Any) -> None:

@@ -152,11 +152,8 @@ def start_gateway(io_loop: Any, tmp_path: Any) -> Any:
         io_loop.run_sync(server.stop)
 
 
-@pytest.fixture
-def relay(io_loop: Any) -> Any:
-    """An SMTP relay on a free port, played by aiosmtpd; ``relay.url`` is its ``smtp://`` URL."""
-    handler = Relay()
-
+def serve_relay(io_loop: Any, handler: Any) -> Any:
+    """Serve ``handler`` (aiosmtpd) on a free port while the caller's fixture lives; sets ``handler.url``."""
     async def start() -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(lambda: SMTP(handler), "127.0.0.1", 0)
 
@@ -164,6 +161,12 @@ def relay(io_loop: Any) -> Any:
     handler.url = f"smtp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     yield handler
     server.close()
+
+
+@pytest.fixture
+def relay(io_loop: Any) -> Any:
+    """An SMTP relay on a free port, played by aiosmtpd; ``relay.url`` is its ``smtp://`` URL."""
+    yield from serve_relay(io_loop, Relay())
 
 
 def api_for(gateway: Gateway) -> Api:

@@ -60,3 +60,8 @@ class Relay:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 OK"
+
+
+async def mail(port: int, to: str, subject: str) -> None:
+    """Mail ``to`` a short message with ``subject`` over SMTP (the 250 comes once it is stored)."""
+    await in_thread(smtp_send, port, "x@example.org", [to], f"Subject: {subject}\r\n\r\nbody")

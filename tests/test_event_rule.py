@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from events.model import event_kind
-from gateway.store.sqlite import EVENT_KIND_SQL
+from gateway.store.sqlite_schema import EVENT_KIND_SQL
 from tests import rethinkdb_server
 
 #: Every shape of email document the rule can see: none, no fields, each direction and status.

@@ -19,14 +19,13 @@ from gateway.app.server import Gateway
 from gateway.ids import new_id
 from gateway.mail.documents import inbound_copy
 from tests.conftest import Api, api_for, wait_until
-from tests.peers import in_thread, smtp_send
+from tests.peers import mail as smtp_mail
 from tests.sockjs_clients import TRANSPORTS, Client, connect, next_event, subscribed, without_cursor
 
 
 async def mail(gateway: Gateway, user: str, subject: str) -> None:
     """Mail ``user`` over SMTP; the 250 comes once the message is stored (and its event recorded)."""
-    await in_thread(smtp_send, gateway.smtp_port, "x@example.org", [f"{user}@localhost"],
-                    f"Subject: {subject}\r\n\r\nbody")
+    await smtp_mail(gateway.smtp_port, f"{user}@localhost", subject)
 
 
 async def events_until(client: Client, last: str) -> list[dict[str, Any]]:

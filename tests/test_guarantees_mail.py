@@ -5,17 +5,15 @@ Each test fails when the guarantee it holds is broken (docs/mail.md, "Guarantees
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Protocol
 
 import pytest
-from aiosmtpd.smtp import SMTP
 
 from gateway.app.server import Gateway
 from gateway.ids import new_id
 from gateway.mail.documents import Draft, outbound_email
-from tests.conftest import PASSWORD, Api, api_for, settled, wait_until
+from tests.conftest import PASSWORD, Api, api_for, serve_relay, settled, wait_until
 from tests.peers import Relay, in_thread, smtp_send
 
 
@@ -42,15 +40,7 @@ class BusyRelay(Relay):
 @pytest.fixture
 def busy_relay(io_loop: Any) -> Any:
     """A :class:`BusyRelay` on a free port; ``busy_relay.url`` is its ``smtp://`` URL."""
-    handler = BusyRelay()
-
-    async def start() -> asyncio.Server:
-        return await asyncio.get_running_loop().create_server(lambda: SMTP(handler), "127.0.0.1", 0)
-
-    server = io_loop.run_sync(start)
-    handler.url = f"smtp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    yield handler
-    server.close()
+    yield from serve_relay(io_loop, BusyRelay())
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -4,7 +4,6 @@ outside: the slow client is cut, and everyone else keeps being served."""
 
 from __future__ import annotations
 
-import asyncio
 import resource
 import socket
 import subprocess

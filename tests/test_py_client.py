@@ -10,11 +10,12 @@ import pytest
 from gateway.app.server import Gateway
 from gateway.client import Client, GatewayError
 from tests.conftest import PASSWORD, api_for, make_config
-from tests.peers import free_port, in_thread, smtp_send
+from tests.peers import free_port
+from tests.peers import mail as smtp_mail
 
 
 async def mail(gateway: Gateway, subject: str, to: str = "alice@localhost") -> None:
-    await in_thread(smtp_send, gateway.smtp_port, "x@example.org", [to], f"Subject: {subject}\r\n\r\nbody")
+    await smtp_mail(gateway.smtp_port, to, subject)
 
 
 async def next_events(subscription: Any, count: int) -> list[str]:

@@ -16,6 +16,7 @@ from tests import rethinkdb_server
 from tests.conftest import Api, api_for, wait_until
 from tests.sockjs_clients import Client, next_event, subscribed
 from tests.peers import SERVE, Relay, in_thread, listening_at, serve_env, smtp_send
+from tests.peers import mail as smtp_mail
 
 
 class Subprocess:
@@ -46,6 +47,19 @@ class Subprocess:
         self.process.terminate()
         await asyncio.wait_for(self.process.wait(), 30)
         await self.drain
+
+
+async def mail_retrying_451(port: int, to: str, subject: str) -> None:
+    """Mail, retrying while the gateway answers 451, as any MTA does (after a database restart the
+    tables come back one by one)."""
+    async def accepted() -> bool:
+        try:
+            await smtp_mail(port, to, subject)
+            return True
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
+            assert "451" in str(exc)
+            return False
+    await wait_until(accepted, timeout=30)
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -147,14 +161,7 @@ async def test_the_database_going_away_and_coming_back(start_gateway: Any) -> No
         # mail written while the event feed may still be reconnecting: delivered when it is back.
         # Like any MTA, the sender retries a 451 (tables can come back one by one).
         for i in range(3):
-            async def accepted(subject: str = f"after {i}") -> bool:
-                try:
-                    await mail(subject)
-                    return True
-                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
-                    assert "451" in str(exc)
-                    return False
-            await wait_until(accepted, timeout=30)
+            await mail_retrying_451(gateway.smtp_port, "bob@localhost", f"after {i}")
         events = [await next_event(client) for _ in range(3)]
         assert [e["name"] for e in events] == [f"after {i}" for i in range(3)]
         assert client.close_frame is None  # the session stayed open throughout
@@ -176,10 +183,8 @@ async def test_catch_up_after_an_outage_starts_at_the_last_cursor_seen(start_gat
         gateway = await start_gateway(store=server.url)
         api = api_for(gateway)
         _, token = await api.register("bob")
-        mail = lambda name: in_thread(smtp_send, gateway.smtp_port, "x@example.org",  # noqa: E731
-                                      ["bob@localhost"], f"Subject: {name}\r\n\r\nbody")
         for i in range(3):
-            await mail(f"before {i}")
+            await smtp_mail(gateway.smtp_port, "bob@localhost", f"before {i}")
         async def three_seen() -> bool:
             return await gateway.store.latest_event_cursor() == gateway.dispatcher.last_cursor
         await wait_until(three_seen)  # the dispatcher saw the three before the session binds
@@ -187,14 +192,7 @@ async def test_catch_up_after_an_outage_starts_at_the_last_cursor_seen(start_gat
         server.kill()
         await loop.run_in_executor(None, server.start)
 
-        async def accepted() -> bool:
-            try:
-                await mail("after")
-                return True
-            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
-                assert "451" in str(exc)  # tables come back one by one: the sender retries, as MTAs do
-                return False
-        await wait_until(accepted, timeout=30)
+        await mail_retrying_451(gateway.smtp_port, "bob@localhost", "after")
         assert (await next_event(client))["name"] == "after"
         await client.close()
     finally:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.store.sqlite import MIGRATIONS, SQLiteStore
+from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite_schema import MIGRATIONS
 
 
 @pytest.mark.gen_test

@@ -129,26 +129,24 @@ class Gateway:
         if metrics_at is not None:  # /metrics on a listener of its own (not reachable from the API's)
             self.metrics_http = tornado.httpserver.HTTPServer(
                 tornado.web.Application([metrics_route(services.metrics)]))
-            try:
-                metrics_sockets = tornado.netutil.bind_sockets(metrics_at[1], metrics_at[0], family=socket.AF_INET)
-            except OSError as exc:
-                await self.stop()
-                raise listen_error("metrics", metrics_at[0], metrics_at[1], exc) from None
-            self.metrics_http.add_sockets(metrics_sockets)
-            self.metrics_port = metrics_sockets[0].getsockname()[1]
+            self.metrics_port = await self._listen(self.metrics_http, "metrics", *metrics_at)
         # Bodies up to max_body get the API's own 413; far larger ones are cut off unread.
         self.http = ProtectedHTTPServer(services.app, xheaders=False, max_body_size=4 * self.config.max_body + 65536,
                                         idle_connection_timeout=self.config.header_timeout,
                                         body_timeout=self.config.body_timeout,
                                         max_connections=self.config.max_connections)
+        self.port = await self._listen(self.http, "HTTP", self.config.host, self.config.port)
+        log.info("HTTP API on http://%s:%d/ and SockJS on /ws (store %s)", self.config.host, self.port, self.config.store)
+
+    async def _listen(self, server: tornado.httpserver.HTTPServer, what: str, host: str, port: int) -> int:
+        """Bind ``server`` to ``host:port``; the bound port.  On failure everything started is stopped."""
         try:
-            sockets = tornado.netutil.bind_sockets(self.config.port, self.config.host, family=socket.AF_INET)
+            sockets = tornado.netutil.bind_sockets(port, host, family=socket.AF_INET)
         except OSError as exc:
             await self.stop()
-            raise listen_error("HTTP", self.config.host, self.config.port, exc) from None
-        self.http.add_sockets(sockets)
-        self.port = sockets[0].getsockname()[1]
-        log.info("HTTP API on http://%s:%d/ and SockJS on /ws (store %s)", self.config.host, self.port, self.config.store)
+            raise listen_error(what, host, port, exc) from None
+        server.add_sockets(sockets)
+        return int(sockets[0].getsockname()[1])
 
     async def drain(self, within: float) -> None:
         """What SIGTERM does before :meth:`stop`: stop accepting (readiness turns false), tell every

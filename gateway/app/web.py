@@ -24,10 +24,9 @@ def make_app(state: State, extra_routes: list[Any] | None = None, metrics: Metri
     With ``metrics``, every request is counted (see :func:`observed`), and ``/metrics`` is
     served here unless ``--metrics`` names a listener of its own.
     """
-    serve_metrics = metrics is not None and state.config.metrics == ""
+    here = [metrics_route(metrics)] if metrics is not None and state.config.metrics == "" else []
     return tornado.web.Application(
-        (extra_routes or []) + ([metrics_route(metrics)] if serve_metrics and metrics else [])
-        + pages.routes() + api_routes(),
+        (extra_routes or []) + here + pages.routes() + api_routes(),
         state=state,
         default_handler_class=NotFoundHandler,
         xsrf_cookies=False,  # bearer-token API: no cookies to forge, and tunneled POSTs must pass
@@ -85,7 +84,7 @@ def sockjs_settings(config: Config, **extra: Any) -> dict[str, Any]:
         "sockjs_url": config.ws_sockjs_url,
         # a polling session belongs to the client address that opened it, as these proxies report it
         "trusted_proxies": config.trusted_proxy_set(),
-        **origin_settings(config.allowed_origins()),
+        **origin_settings(config.allowed_origins),
         # Queue what a session sends during one loop iteration into one frame:
         # many concurrent responses then cost one write instead of one each.
         "immediate_flush": False,

@@ -32,58 +32,11 @@ from typing import Any, Callable, Iterator, TypeVar
 from events.model import event_kind
 from gateway.store.base import Change, ChangeFeed, History, Store, seq_cursor_key
 from gateway.store.documents import Conflict, Contains, Doc, In, Query, StoreError, StoreUnavailable, matches
-from gateway.store.schema import INDEXES, TABLES
+from gateway.store.schema import TABLES
+from gateway.store.sqlite_schema import connect, json_field
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-#: Schema migrations, applied in order; ``PRAGMA user_version`` records how many ran.
-#: :func:`events.model.event_kind` in SQL, over the JSON text columns ``old`` and ``new``
-#: (used by migration 3; ``tests/test_event_rule.py`` holds it to the rule).
-EVENT_KIND_SQL = (
-    "CASE"
-    " WHEN new IS NULL THEN NULL"
-    " WHEN old IS NULL AND json_extract(new, '$.direction') = 'in' THEN 'receipt'"
-    " WHEN json_extract(new, '$.direction') = 'out' AND json_extract(new, '$.status') = 'delivered'"
-    "  AND (old IS NULL OR json_extract(old, '$.status') IS NOT 'delivered') THEN 'delivery' END"
-)
-
-
-def index_statements() -> list[str]:
-    """``CREATE INDEX`` for every index :data:`~gateway.store.schema.INDEXES` declares, as
-    ``TABLE_NAME`` on the fields' JSON values; run on every open (each is IF NOT EXISTS)."""
-    return [
-        f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table} "
-        f"({', '.join(_field(f) for f in fields)})"
-        for table, indexes in INDEXES.items() for name, fields in indexes.items()
-    ]
-
-
-#: Schema migrations, applied in order; ``PRAGMA user_version`` records how many ran.
-#: The secondary indexes are not here: :func:`index_statements` makes them from the schema.
-MIGRATIONS: list[list[str]] = [
-    [f"CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)" for t in TABLES],
-    [
-        # The change history of emails, written in the transaction of each write:
-        # seq is the cursor, so history and feed agree on one commit order.
-        "CREATE TABLE IF NOT EXISTS changelog (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, "
-        "owner TEXT, old TEXT, new TEXT)",
-        "CREATE INDEX IF NOT EXISTS changelog_owner ON changelog (tbl, owner, seq)",
-    ],
-    [
-        # The changelog keeps events only (see events.model.event_kind), each with its kind; the
-        # highest pruned seq is kept in meta, so history can tell pruned from never logged.
-        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value)",
-        "INSERT OR IGNORE INTO meta VALUES ('events_pruned', (SELECT coalesce(min(seq) - 1, 0) FROM changelog))",
-        "ALTER TABLE changelog ADD COLUMN kind TEXT",
-        f"UPDATE changelog SET kind = {EVENT_KIND_SQL}",
-        "DELETE FROM changelog WHERE kind IS NULL",
-    ],
-    [
-        "CREATE TABLE IF NOT EXISTS idempotency (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
-    ],
-]
-
 
 @contextlib.contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
@@ -110,10 +63,6 @@ def _load(text: str | None) -> Doc | None:
     return None if text is None else json.loads(text)
 
 
-def _field(name: str) -> str:
-    return f"json_extract(doc, '$.{name}')"
-
-
 def _bindable(value: Any) -> Any:
     # json_extract returns JSON objects/arrays as text; compare like with like.
     return _text(value) if isinstance(value, (dict, list)) else value
@@ -127,15 +76,15 @@ def _where_sql(table: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
             if not cond.values:
                 clauses.append("0")
                 continue
-            clauses.append(f"{_field(name)} IN ({','.join('?' * len(cond.values))})")
+            clauses.append(f"{json_field(name)} IN ({','.join('?' * len(cond.values))})")
             params.extend(_bindable(v) for v in cond.values)
         elif isinstance(cond, Contains):
             clauses.append(f"EXISTS (SELECT 1 FROM json_each({table}.doc, '$.{name}') WHERE value = ?)")
             params.append(_bindable(cond.value))
         elif cond is None:
-            clauses.append(f"{_field(name)} IS NULL")
+            clauses.append(f"{json_field(name)} IS NULL")
         else:
-            clauses.append(f"{_field(name)} = ?")
+            clauses.append(f"{json_field(name)} = ?")
             params.append(_bindable(cond))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -200,7 +149,7 @@ class SQLiteStore(Store):
 
     async def open(self) -> None:
         try:
-            self._db = _connect(self.path)
+            self._db = connect(self.path)
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {self.path}: {exc}") from exc
         if self.path != ":memory:":
@@ -277,7 +226,7 @@ class SQLiteStore(Store):
     async def find(self, table: str, query: Query) -> list[Doc]:
         query.check()
         where, params = _where_sql(table, query.where)
-        order = [f"{_field(name)} {'DESC' if desc else 'ASC'}" for name, desc in query.order_by]
+        order = [f"{json_field(name)} {'DESC' if desc else 'ASC'}" for name, desc in query.order_by]
         sql = f"SELECT doc FROM {table}{where} ORDER BY {', '.join(order + ['id ASC'])}"
         if query.limit is not None or query.offset:
             sql += " LIMIT ? OFFSET ?"
@@ -340,36 +289,6 @@ class SQLiteStore(Store):
         if self._db is None:
             raise StoreUnavailable("the store is closed")
         return _Feed(self._feeds[table], where or None)
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    """The connection, with the schema migrated to the latest version."""
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        _prepare(db, path)
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-def _prepare(db: sqlite3.Connection, path: str) -> None:
-    """Set the connection up, migrate the schema, and make the declared indexes."""
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA busy_timeout=5000")
-    # checkpoints (the only fsyncs) run on the checkpointer's thread, not in a commit on the loop
-    db.execute("PRAGMA wal_autocheckpoint=0")
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-        db.execute("BEGIN IMMEDIATE")
-        for statement in statements:
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version = {number}")
-        db.execute("COMMIT")
-        log.info("sqlite %s: schema migrated to version %d", path, number)
-    for statement in index_statements():
-        db.execute(statement)
 
 
 class _Feed(ChangeFeed):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +33,13 @@ def spec_path() -> Path:
 
 
 @lru_cache(maxsize=1)
-def spec() -> tuple[str, dict]:
-    """The OpenAPI spec as YAML text and as a document (read once)."""
+def spec() -> tuple[str, str]:
+    """The OpenAPI spec as YAML text and as JSON text (read and converted once)."""
     text = spec_path().read_text(encoding="utf-8")
-    return text, yaml.safe_load(text)
+    return text, json.dumps(yaml.safe_load(text), default=str)
+
+
+@lru_cache(maxsize=None)
+def page(name: str) -> str:
+    """An HTML page of static/ (read once)."""
+    return (STATIC / name).read_text(encoding="utf-8")

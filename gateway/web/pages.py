@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,7 +35,7 @@ class PageHandler(SafeHeadersMixin):
         state: State = self.application.settings["state"]
         url = state.config.ws_sockjs_url
         origin = "" if url.startswith("/") else " " + "{0.scheme}://{0.netloc}".format(urlsplit(url))
-        text = (assets.STATIC / self.name).read_text(encoding="utf-8")
+        text = assets.page(self.name)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", page_csp(origin))
         self.set_header("Cache-Control", "no-cache")
@@ -58,13 +57,13 @@ class SpecHandler(tornado.web.RequestHandler):
         self.set_header("Access-Control-Allow-Origin", "*")  # a spec is public: tools on any origin may read it
 
     def get(self) -> None:
-        text, document = assets.spec()
+        yaml_text, json_text = assets.spec()
         if self.form == "yaml":
             self.set_header("Content-Type", "application/yaml; charset=utf-8")
-            self.finish(text)
+            self.finish(yaml_text)
         else:
             self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(json.dumps(document, default=str))
+            self.finish(json_text)
 
 
 def routes() -> list[Any]:

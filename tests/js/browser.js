@@ -13,13 +13,10 @@
 // of the email it sends.
 'use strict';
 
-const { chromium } = require('playwright-core');
+const { launch } = require('./chromium.js');
 
 const TRANSPORTS = ['websocket', 'xhr-streaming', 'xhr-polling', 'eventsource', 'iframe-eventsource',
   'iframe-htmlfile', 'iframe-xhr-polling', 'jsonp-polling'];
-// Headless as root on a machine without network: no sandbox, and nothing that phones home.
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 const [pageUrl, baseUrl, transport, username] = process.argv.slice(2);
 if (!pageUrl || !baseUrl || !TRANSPORTS.includes(transport) || !username) {
@@ -34,9 +31,7 @@ function emit(line) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true,
-  });
+  const browser = await launch();
   let lines = [];
   try {
     const page = await browser.newPage();

@@ -11,10 +11,8 @@
 const net = require('node:net');
 const path = require('node:path');
 const readline = require('node:readline');
-const { chromium } = require('playwright-core');
+const { launch } = require('./chromium.js');
 
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const [baseUrl, smtpPort, shots, operationCount] = process.argv.slice(2);
 const PASSWORD = 'correct horse battery';
 const TIMEOUT = 15000;
@@ -63,9 +61,7 @@ async function shows(page, subject) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true,
-  });
+  const browser = await launch();
   try {
     const alice = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
     const bob = await (await browser.newContext()).newPage();

@@ -9,16 +9,12 @@
 // tried to open a transport while offline. Exit status 0 when it ran, 1 when the browser failed.
 'use strict';
 
-const { chromium } = require('playwright-core');
+const { launch, reportOnce } = require('./chromium.js');
 
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const [pageUrl, baseUrl] = process.argv.slice(2);
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true,
-  });
+  const browser = await launch();
   try {
     const context = await browser.newContext();
     const page = await context.newPage();
@@ -53,9 +49,4 @@ async function main() {
   }
 }
 
-main().then((result) => {
-  process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
-}, (err) => {
-  process.stdout.write(JSON.stringify({ ok: false, error: String(err && err.stack || err) }) + '\n',
-    () => process.exit(1));
-});
+reportOnce(main());

@@ -125,7 +125,7 @@ test('a timeout rejects; an unanswered write says its outcome is unknown; close 
     await assert.rejects(write, (e) => e.code === 'timeout' && e.outcomeUnknown === true &&
       /outcome is unknown/.test(e.message));
     const waiting = client.api.updateMe({ body: { display_name: 'y' } });
-    await new Promise((resolve) => setTimeout(resolve, 50)); // let it be sent
+    await until(() => client._inflight.size === 1, 5000, 'the write to be sent'); // sent, and never answered
     client.close();
     await assert.rejects(waiting, (e) => e.code === 'closed' && e.outcomeUnknown === true);
   } finally {

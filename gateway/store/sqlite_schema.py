@@ -1,0 +1,93 @@
+"""The SQLite store's schema: tables by versioned migrations, indexes made from the one declaration,
+and the event rule's SQL mirror (the migration that converted older logs uses it)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from gateway.store.schema import INDEXES, TABLES
+
+log = logging.getLogger("gateway.store.sqlite")
+
+
+def json_field(name: str) -> str:
+    """A document field in SQL (documents are JSON text in ``doc``)."""
+    return f"json_extract(doc, '$.{name}')"
+
+
+#: :func:`events.model.event_kind` in SQL, over the JSON text columns ``old`` and ``new``
+#: (used by migration 3; ``tests/test_event_rule.py`` holds it to the rule).
+EVENT_KIND_SQL = (
+    "CASE"
+    " WHEN new IS NULL THEN NULL"
+    " WHEN old IS NULL AND json_extract(new, '$.direction') = 'in' THEN 'receipt'"
+    " WHEN json_extract(new, '$.direction') = 'out' AND json_extract(new, '$.status') = 'delivered'"
+    "  AND (old IS NULL OR json_extract(old, '$.status') IS NOT 'delivered') THEN 'delivery' END"
+)
+
+
+def index_statements() -> list[str]:
+    """``CREATE INDEX`` for every index :data:`~gateway.store.schema.INDEXES` declares, as
+    ``TABLE_NAME`` on the fields' JSON values; run on every open (each is IF NOT EXISTS)."""
+    return [
+        f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table} "
+        f"({', '.join(json_field(f) for f in fields)})"
+        for table, indexes in INDEXES.items() for name, fields in indexes.items()
+    ]
+
+
+#: Schema migrations, applied in order; ``PRAGMA user_version`` records how many ran.
+#: The secondary indexes are not here: :func:`index_statements` makes them from the schema.
+MIGRATIONS: list[list[str]] = [
+    [f"CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)" for t in TABLES],
+    [
+        # The change history of emails, written in the transaction of each write:
+        # seq is the cursor, so history and feed agree on one commit order.
+        "CREATE TABLE IF NOT EXISTS changelog (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, "
+        "owner TEXT, old TEXT, new TEXT)",
+        "CREATE INDEX IF NOT EXISTS changelog_owner ON changelog (tbl, owner, seq)",
+    ],
+    [
+        # The changelog keeps events only (see events.model.event_kind), each with its kind; the
+        # highest pruned seq is kept in meta, so history can tell pruned from never logged.
+        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value)",
+        "INSERT OR IGNORE INTO meta VALUES ('events_pruned', (SELECT coalesce(min(seq) - 1, 0) FROM changelog))",
+        "ALTER TABLE changelog ADD COLUMN kind TEXT",
+        f"UPDATE changelog SET kind = {EVENT_KIND_SQL}",
+        "DELETE FROM changelog WHERE kind IS NULL",
+    ],
+    [
+        "CREATE TABLE IF NOT EXISTS idempotency (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+    ],
+]
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """The connection, with the schema migrated to the latest version."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        _prepare(db, path)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _prepare(db: sqlite3.Connection, path: str) -> None:
+    """Set the connection up, migrate the schema, and make the declared indexes."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    # checkpoints (the only fsyncs) run on the checkpointer's thread, not in a commit on the loop
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        for statement in statements:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+        db.execute("COMMIT")
+        log.info("sqlite %s: schema migrated to version %d", path, number)
+    for statement in index_statements():
+        db.execute(statement)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any, AsyncIterator
 
+from events.model import Event
 from events.subscriptions import Binding, SubscriptionRegistry
 from gateway.metrics import Metrics
 from gateway.store import Change, EventLog, History
@@ -59,9 +60,8 @@ class EventDispatcher:
                 self.metrics.event_lag.observe(lag)
         if event is not None and event.owner is not None:
             key = self.store.cursor_key(event.cursor)
-            message = event.message()
             for binding in self.registry.bindings(event.owner):
-                self.deliver(binding, message, key)
+                self.deliver(binding, event, key)
 
     async def _catch_up(self) -> None:
         """After the feed was down: the events of bound accounts that happened meanwhile, in order."""
@@ -85,22 +85,22 @@ class EventDispatcher:
                 return
             after = page.changes[-1].cursor
 
-    def deliver(self, binding: Binding, event: dict[str, Any], key: Any) -> None:
+    def deliver(self, binding: Binding, event: Event, key: Any) -> None:
         """Send one live event to one binding, or hold it back while the binding replays."""
         if binding.held is not None:
             binding.held.append((key, event))
         else:
             self._send(binding, event, key)
 
-    def _send(self, binding: Binding, event: dict[str, Any], key: Any) -> None:
-        """Send, unless sent (or replayed past) already or not a type the binding asked for."""
+    def _send(self, binding: Binding, event: Event, key: Any) -> None:
+        """Send, unless sent (or replayed past) already or not a kind the binding asked for."""
         if binding.last_key is not None and key <= binding.last_key:
             return
         binding.last_key = key
-        if binding.events is None or event["type"] in binding.events:
-            binding.subscriber.send_event(event)
+        if binding.events is None or event.kind in binding.events:
+            binding.subscriber.send_event(event.rendered(binding.detail))
             if self.metrics is not None:
-                self.metrics.events.labels(event["type"]).inc()
+                self.metrics.events.labels(event.kind).inc()
 
     async def resume(self, binding: Binding, since: str, announce: Any) -> None:
         """Replay the binding's events after cursor ``since``, then go live.
@@ -122,7 +122,7 @@ class EventDispatcher:
                 for change in page.changes:
                     event = change.event()
                     if event is not None:
-                        self._send(binding, event.message(), self.store.cursor_key(event.cursor))
+                        self._send(binding, event, self.store.cursor_key(event.cursor))
         finally:
             held, binding.held = binding.held or [], None
         for key, message in held:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from events.model import Event
 from gateway.store import Change, Documents
 from gateway.store.follow import Follower
 
@@ -43,11 +44,13 @@ class Binding:
     token_id: str
     expires: float
     events: frozenset[str] | None = None
+    #: How much of each event's email to send (:data:`events.model.DETAIL_LEVELS`).
+    detail: str = "summary"
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
     #: Sort key of the last event cursor sent (or replayed past): nothing at or before it is sent again.
     last_key: Any = None
     #: While a replay runs, live events wait here as (key, event).
-    held: list[tuple[Any, dict[str, Any]]] | None = field(default=None, repr=False)
+    held: list[tuple[Any, Event]] | None = field(default=None, repr=False)
 
 
 class SubscriptionRegistry:
@@ -70,10 +73,10 @@ class SubscriptionRegistry:
     # -- bindings -----------------------------------------------------------
 
     def bind(self, subscriber: Subscriber, account_id: str, token_id: str, expires: float,
-             events: frozenset[str] | None = None) -> Binding:
+             events: frozenset[str] | None = None, detail: str = "summary") -> Binding:
         """Bind (or rebind) a subscriber; it is ended with ``expired`` when the token's ``exp`` passes."""
         self.unbind(subscriber)
-        binding = Binding(subscriber, account_id, token_id, expires, events)
+        binding = Binding(subscriber, account_id, token_id, expires, events, detail)
         loop = asyncio.get_running_loop()
         binding.timer = loop.call_at(loop.time() + max(0.0, expires - time.time()), self.end, binding, "expired")
         self._by_subscriber[subscriber] = binding

@@ -35,6 +35,8 @@ log = logging.getLogger("gateway.client")
 
 #: Methods that change nothing: sent again after a reconnect (as is anything with an Idempotency-Key).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The event kinds the server pushes (its events.model.EVENT_KINDS; this module knows nothing of the server's).
+EVENT_KINDS = frozenset({"receipt", "delivery", "deferred", "failed"})
 
 
 class GatewayError(Exception):
@@ -86,11 +88,12 @@ class Subscription:
     ``ended`` is the reason it ended for good (``revoked``, ``account_deleted``, ...), else None."""
 
     def __init__(self, client: Client, token: str, since: str | None, events: list[str] | None,
-                 get_token: Callable[[], Awaitable[str]] | None) -> None:
+                 get_token: Callable[[], Awaitable[str]] | None, detail: str | None = None) -> None:
         self.client = client
         self.token = token
         self.cursor = since
         self.events = events
+        self.detail = detail
         self.get_token = get_token
         self.resyncs = 0
         self.ended: str | None = None
@@ -152,6 +155,8 @@ class Subscription:
             message["since"] = subscription.cursor
         if subscription.events:
             message["events"] = subscription.events
+        if subscription.detail:
+            message["detail"] = subscription.detail
         try:
             answer = await client._control(message)
         except GatewayError:
@@ -318,7 +323,7 @@ class Client:
             waiting = self._control_waiting.pop(message_id)
             if not waiting.done():
                 waiting.set_result(message)
-        elif kind in ("delivery", "receipt") and self._subscription is not None:
+        elif kind in EVENT_KINDS and self._subscription is not None:
             self._subscription._deliver(message)
         elif kind == "unsubscribed" and self._subscription is not None:
             subscription = self._subscription
@@ -366,15 +371,19 @@ class Client:
     # -- the subscription --------------------------------------------------
 
     async def subscribe(self, token: str, since: str | None = None, events: list[str] | None = None,
-                        get_token: Callable[[], Awaitable[str]] | None = None) -> Subscription:
+                        get_token: Callable[[], Awaitable[str]] | None = None,
+                        detail: str | None = None) -> Subscription:
         """Subscribe to the token's account (replacing an earlier subscription); returns once bound.
+
+        ``events`` picks kinds of :data:`EVENT_KINDS`; ``detail`` (``summary``, ``message`` or
+        ``full``) how much of each email an event carries (see docs/protocol.md).
 
         ``get_token`` returns a fresh token: it is called before the bound one expires, and the
         subscription moves to it, resuming after the last cursor (no gap, no duplicate).
         """
         if self._subscription is not None:
             self._subscription._end("replaced")
-        subscription = self._subscription = Subscription(self, token, since, events, get_token)
+        subscription = self._subscription = Subscription(self, token, since, events, get_token, detail)
         await subscription.bind()
         if subscription.ended is not None:
             raise GatewayError(subscription.ended, f"The subscription was refused: {subscription.ended}")

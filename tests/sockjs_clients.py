@@ -19,6 +19,8 @@ from tornado.iostream import IOStream
 from tornado.tcpclient import TCPClient
 from tornado.websocket import websocket_connect
 
+from events.model import EVENT_KINDS
+
 TIMEOUT = 10
 
 
@@ -256,8 +258,8 @@ async def subscribed(transport: str, base_url: str, token: str, **fields: Any) -
 
 
 async def next_event(client: Client) -> dict[str, Any]:
-    """The next delivery or receipt event the client gets (other messages are passed over)."""
-    return await client.wait_for(lambda m: m.get("type") in ("delivery", "receipt"))
+    """The next event (receipt, delivery, deferred, failed) the client gets (other messages are passed over)."""
+    return await client.wait_for(lambda m: m.get("type") in EVENT_KINDS)
 
 
 def without_cursor(reply: dict[str, Any]) -> dict[str, Any]:

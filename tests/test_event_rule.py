@@ -16,16 +16,23 @@ from tests import rethinkdb_server
 #: Every shape of email document the rule can see: none, no fields, each direction and status.
 DOCS: list[dict[str, Any] | None] = [None, {}, {"direction": "in"}, {"direction": "in", "status": "received"}] + [
     {"direction": "out", "status": status} for status in (None, "queued", "sending", "delivered", "failed")
-] + [{"direction": "out"}, {"status": "delivered"}]
+] + [{"direction": "out"}, {"status": "delivered"}] + [
+    {"direction": "out", "status": status, "attempts": attempts}
+    for status in ("queued", "sending", "failed") for attempts in (None, 0, 1, 2)]
 CASES = list(itertools.product(DOCS, DOCS))
 
 
-def test_the_rule_names_receipts_and_deliveries() -> None:
+def test_the_rule_names_receipts_deliveries_deferrals_and_failures() -> None:
     assert event_kind(None, {"direction": "in"}) == "receipt"
     assert event_kind({"direction": "in"}, {"direction": "in", "read": True}) is None
     assert event_kind({"direction": "out", "status": "sending"}, {"direction": "out", "status": "delivered"}) == "delivery"
     assert event_kind({"direction": "out", "status": "delivered"}, {"direction": "out", "status": "delivered"}) is None
     assert event_kind({"direction": "in"}, None) is None
+    sending = {"direction": "out", "status": "sending", "attempts": 1}
+    assert event_kind(sending, {"direction": "out", "status": "queued", "attempts": 2}) == "deferred"
+    assert event_kind(sending, {"direction": "out", "status": "queued", "attempts": 1}) is None  # a released claim
+    assert event_kind(sending, {"direction": "out", "status": "failed", "attempts": 2}) == "failed"
+    assert event_kind(None, {"direction": "out", "status": "queued"}) is None  # a send is no event
 
 
 def test_the_sql_mirror_agrees_on_every_case() -> None:

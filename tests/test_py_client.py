@@ -48,6 +48,22 @@ async def test_requests_errors_and_events(start_gateway: Any) -> None:
         assert bad.value.code == "invalid_token"
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_status_events_with_detail(start_gateway: Any) -> None:
+    gateway = await start_gateway()  # no relay: external mail fails at once
+    async with Client(api_for(gateway).base_url) as client:
+        await client.request("POST", "/accounts", {"username": "alice", "password": PASSWORD})
+        token = (await client.request("POST", "/tokens", {"username": "alice", "password": PASSWORD})).body
+        subscription = await client.subscribe(token["token"]["value"], events=["failed"], detail="full")
+        headers = {"Authorization": f"Bearer {token['token']['value']}"}
+        await client.request("POST", "/emails", {"to": ["dan@example.org"], "subject": "Out", "text": "body"},
+                             headers=headers)
+        async for event in subscription:
+            assert (event["type"], event["name"], event["text"]) == ("failed", "Out", "body")
+            assert event["recipients"][0]["permanent"] is True
+            break
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_events_once_and_in_order_across_a_gateway_restart(tmp_path: Any) -> None:
     config = make_config(tmp_path, port=free_port(), smtp=f"127.0.0.1:{free_port()}")

@@ -25,7 +25,7 @@ import time
 from gateway.ids import iso_from_epoch, now_iso
 from gateway.mail.documents import delivered_fields, inbound_copy
 from gateway.mail.mailbox import add_email, copy_id, local_account
-from gateway.mail.relay import Relay, send_through
+from gateway.mail.relay import Failure, Relay, send_through
 from gateway.metrics import Metrics
 from gateway.store import Change, Conflict, Doc, Documents, Query, StoreError
 from gateway.store.follow import Follower
@@ -35,6 +35,12 @@ log = logging.getLogger("gateway.delivery")
 CONCURRENT_DELIVERIES = 8
 #: The queue: outbound emails waiting for an attempt.
 QUEUED = {"direction": "out", "status": "queued"}
+
+
+def undelivered(email: Doc) -> list[str]:
+    """The recipients an outbound email has yet to reach (To, Cc and Bcc, once each)."""
+    done = set(email.get("delivered_to", []))
+    return [a for a in dict.fromkeys(email.get("to", []) + email.get("cc", []) + email.get("bcc", [])) if a not in done]
 
 
 class PermanentFailure(Exception):
@@ -144,7 +150,8 @@ class DeliveryWorker:
                     raise
                 except Exception:
                     log.exception("delivery of %s failed unexpectedly", email_id)
-                    await self._retry_or_fail(email, "internal error during delivery", permanent=False)
+                    await self._retry_or_fail(email, {address: Failure(False, None, "internal error during delivery")
+                                                      for address in undelivered(email)})
             except StoreError as exc:
                 # the claim (if made) is released by the lease sweep, or at the next start
                 log.warning("delivery of %s interrupted: %s", email_id, exc)
@@ -169,10 +176,8 @@ class DeliveryWorker:
 
     async def _deliver(self, email: Doc) -> None:
         done = list(email.get("delivered_to", []))
-        pending = [a for a in dict.fromkeys(email.get("to", []) + email.get("cc", []) + email.get("bcc", []))
-                   if a not in done]
-        temporary: dict[str, str] = {}
-        permanent: dict[str, str] = {}
+        pending = undelivered(email)
+        failures: dict[str, Failure] = {}
         external = [a for a in pending if a.rpartition("@")[2].lower() != self.domain]
         for address in [a for a in pending if a not in external]:
             try:
@@ -180,38 +185,42 @@ class DeliveryWorker:
                 done.append(address)
                 await self.store.update("emails", email["id"], {"delivered_to": done})
             except PermanentFailure as exc:
-                permanent[address] = str(exc)
+                failures[address] = Failure(True, 550, str(exc))
         if external:
             accepted, failed = await send_through(self.relay, email, external)
             done.extend(accepted)
             if accepted:
                 await self.store.update("emails", email["id"], {"delivered_to": done})
-            for address, (is_permanent, reason) in failed.items():
-                (permanent if is_permanent else temporary)[address] = reason
-        if not temporary and not permanent:
+            failures.update(failed)
+        if not failures:
             await self.store.update("emails", email["id"], {
                 "status": "delivered", "delivered_at": now_iso(), "last_error": None, "next_attempt_at": None,
-                "attempts": email.get("attempts", 0) + 1})
+                "failures": [], "attempts": email.get("attempts", 0) + 1})
             log.info("delivered %s to %d recipient(s)", email["id"], len(done))
             return
-        reason = "; ".join(f"{a}: {r}" for a, r in {**permanent, **temporary}.items())
-        await self._retry_or_fail(email, reason, permanent=not temporary)
+        await self._retry_or_fail(email, failures)
 
-    async def _retry_or_fail(self, email: Doc, reason: str, permanent: bool) -> None:
+    async def _retry_or_fail(self, email: Doc, failures: dict[str, Failure]) -> None:
+        """Record a failed attempt: ``deferred`` (queued again, for later) while a failure is temporary
+        and attempts remain, else ``failed``.  Each makes an event with ``failures``, per recipient."""
         attempts = email.get("attempts", 0) + 1
+        # temporary failures first: a deferral's event names the reply that made it wait
+        ordered = sorted(failures.items(), key=lambda item: item[1].permanent)
+        reason = "; ".join(f"{a}: {f.reason()}" for a, f in ordered)
+        recorded = {"attempts": attempts, "last_error": reason, "last_attempt_at": now_iso(),
+                    "failures": [{"recipient": a, "code": f.code, "text": f.text, "permanent": f.permanent}
+                                 for a, f in ordered]}
+        give_up = all(f.permanent for f in failures.values()) or attempts >= self.max_attempts
         if self.metrics is not None:
-            self.metrics.delivery_failures.labels("failed" if permanent or attempts >= self.max_attempts
-                                                  else "retry").inc()
-        if permanent or attempts >= self.max_attempts:
+            self.metrics.delivery_failures.labels("failed" if give_up else "retry").inc()
+        if give_up:
             await self.store.update("emails", email["id"], {
-                "status": "failed", "attempts": attempts, "last_error": reason, "next_attempt_at": None,
-                "failed_at": now_iso()})
+                **recorded, "status": "failed", "next_attempt_at": None, "failed_at": recorded["last_attempt_at"]})
             log.warning("email %s failed after %d attempt(s): %s", email["id"], attempts, reason)
             return
         due = time.time() + self.backoff * 2 ** (attempts - 1)
         log.info("email %s: attempt %d failed (%s); retrying at %s", email["id"], attempts, reason, iso_from_epoch(due))
-        await self.store.update("emails", email["id"], {
-            "status": "queued", "attempts": attempts, "last_error": reason, "next_attempt_at": due})
+        await self.store.update("emails", email["id"], {**recorded, "status": "queued", "next_attempt_at": due})
 
     async def _deliver_locally(self, email: Doc, address: str) -> None:
         owner = await local_account(self.store, address, self.domain)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -37,20 +38,32 @@ class Relay:
 
 
 
-async def send_through(relay: Relay | None, email: Doc, recipients: list[str]) -> tuple[list[str], dict[str, tuple[bool, str]]]:
-    """Hand the email to the relay: the recipients it accepted, and per failed one (permanent?, reason)."""
+class Failure(NamedTuple):
+    """Why one recipient did not take an email: for good (``permanent``) or for now, with the
+    SMTP reply's ``code`` (None when there was no reply) and ``text``."""
+
+    permanent: bool
+    code: int | None
+    text: str
+
+    def reason(self) -> str:
+        return f"{self.code} {self.text}" if self.code is not None else self.text
+
+
+async def send_through(relay: Relay | None, email: Doc, recipients: list[str]) -> tuple[list[str], dict[str, Failure]]:
+    """Hand the email to the relay: the recipients it accepted, and why each other one failed."""
     if relay is None:
-        return [], {a: (True, "no SMTP relay configured for external mail") for a in recipients}
+        return [], {a: Failure(True, None, "no SMTP relay configured for external mail") for a in recipients}
     try:
         errors, _ = await aiosmtplib.send(
             build_message(email), sender=email["from"], recipients=recipients, hostname=relay.host,
             port=relay.port, start_tls=relay.starttls, use_tls=relay.tls, username=relay.username,
             password=relay.password, timeout=30)
     except aiosmtplib.SMTPRecipientsRefused as exc:
-        return [], {r.recipient: (r.code >= 500, f"{r.code} {r.message}") for r in exc.recipients}
+        return [], {r.recipient: Failure(r.code >= 500, r.code, r.message) for r in exc.recipients}
     except aiosmtplib.SMTPResponseException as exc:
-        return [], {a: (exc.code >= 500, f"relay said {exc.code} {exc.message}") for a in recipients}
+        return [], {a: Failure(exc.code >= 500, exc.code, f"relay said: {exc.message}") for a in recipients}
     except (aiosmtplib.SMTPException, OSError) as exc:
-        return [], {a: (False, f"relay unreachable: {exc}") for a in recipients}
-    failed = {a: (code >= 500, f"{code} {message}") for a, (code, message) in errors.items()}
+        return [], {a: Failure(False, None, f"relay unreachable: {exc}") for a in recipients}
+    failed = {a: Failure(code >= 500, code, message) for a, (code, message) in errors.items()}
     return [a for a in recipients if a not in failed], failed

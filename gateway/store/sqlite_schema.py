@@ -22,8 +22,14 @@ EVENT_KIND_SQL = (
     "CASE"
     " WHEN new IS NULL THEN NULL"
     " WHEN old IS NULL AND json_extract(new, '$.direction') = 'in' THEN 'receipt'"
-    " WHEN json_extract(new, '$.direction') = 'out' AND json_extract(new, '$.status') = 'delivered'"
-    "  AND (old IS NULL OR json_extract(old, '$.status') IS NOT 'delivered') THEN 'delivery' END"
+    " WHEN json_extract(new, '$.direction') IS NOT 'out' THEN NULL"
+    " WHEN json_extract(new, '$.status') = 'delivered'"
+    "  AND (old IS NULL OR json_extract(old, '$.status') IS NOT 'delivered') THEN 'delivery'"
+    " WHEN json_extract(new, '$.status') = 'failed'"
+    "  AND (old IS NULL OR json_extract(old, '$.status') IS NOT 'failed') THEN 'failed'"
+    " WHEN json_extract(new, '$.status') = 'queued' AND old IS NOT NULL"
+    "  AND coalesce(json_extract(new, '$.attempts'), 0) > coalesce(json_extract(old, '$.attempts'), 0)"
+    "  THEN 'deferred' END"
 )
 
 

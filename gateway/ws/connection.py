@@ -233,7 +233,7 @@ class GatewayConnection(SockJSConnection):
         if self.is_closed:
             return
         binding = self.endpoint.registry.bind(self, identity.account["id"], identity.token["id"],
-                                              float(identity.token["exp"]), message.events)
+                                              float(identity.token["exp"]), message.events, message.detail)
         # every event dispatched from now on comes after this one (see EventDispatcher.last_cursor)
         reply: dict[str, Any] = {"type": "subscribed", "cursor": self.endpoint.dispatcher.last_cursor or "0"}
         if message.id is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 from urllib.parse import unquote, urlsplit
 
-from events.model import EVENT_KINDS
+from events.model import DETAIL_LEVELS, EVENT_KINDS
 from gateway.validation import Field, TooDeep, parse_json
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -54,12 +54,14 @@ class Request:
 
 @dataclass(frozen=True)
 class Subscribe:
-    """Bind the session to the token's account; replay after ``since``; only ``events`` kinds."""
+    """Bind the session to the token's account; replay after ``since``; only ``events`` kinds, each
+    carrying what ``detail`` asks for (see :data:`events.model.DETAIL_LEVELS`)."""
 
     id: str | None
     token: str
     since: str | None
     events: frozenset[str] | None
+    detail: str = "summary"
 
 
 @dataclass(frozen=True)
@@ -165,5 +167,9 @@ def _subscribe(message: dict[str, Any], message_id: str | None) -> Subscribe:
                               or not all(isinstance(k, str) for k in kinds) or not set(kinds) <= EVENT_TYPES):
         raise MessageError("invalid_field", f"Field 'events' must list some of: {', '.join(sorted(EVENT_TYPES))}",
                            message_id, ordered=True)
+    detail = message.get("detail", "summary")
+    if detail not in DETAIL_LEVELS:
+        raise MessageError("invalid_field", f"Field 'detail' must be one of: {', '.join(DETAIL_LEVELS)}",
+                           message_id, ordered=True)
     return Subscribe(message_id, token if isinstance(token, str) else "", since,
-                     frozenset(kinds) if kinds else None)
+                     frozenset(kinds) if kinds else None, detail)

@@ -10,6 +10,8 @@ import { openTransport } from './transport.js';
 const RECONNECT_NOW = 4001;
 /** Requests that may be sent again after a drop: they change nothing, or carry an Idempotency-Key. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** The event kinds the server pushes for a subscription. */
+const EVENT_TYPES = new Set(['receipt', 'delivery', 'deferred', 'failed']);
 const DEFAULTS = {
   path: '/ws',
   timeout: 30000, // ms a request waits for its answer
@@ -242,7 +244,7 @@ export class Client {
       const pending = this._control.get(message.id);
       this._control.delete(message.id);
       pending.resolve(message);
-    } else if (message.type === 'delivery' || message.type === 'receipt' || message.type === 'unsubscribed') {
+    } else if (EVENT_TYPES.has(message.type) || message.type === 'unsubscribed') {
       for (const subscription of this._subscriptions) subscription._message(message);
     }
   }
@@ -363,7 +365,8 @@ export class Client {
   /**
    * Hear the token's account's events: onEvent(event) gets each once, in order, across
    * reconnects (the library resumes with the last cursor it delivered). Options: events (a list
-   * of kinds), since (a cursor to start after), onEvent, onResync (the server could not replay
+   * of kinds: receipt, delivery, deferred, failed), detail ('summary', 'message' or 'full': how
+   * much of each email an event carries), since (a cursor to start after), onEvent, onResync (the server could not replay
    * what was missed: reload your lists), onEnd(reason) (revoked, account_deleted, invalid_token,
    * expired without getToken), getToken() (a promise of a fresh token: called before the bound
    * one expires, and the subscription moves to it with no gap and no duplicate). One subscription

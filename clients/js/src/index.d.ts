@@ -60,9 +60,19 @@ export declare class GatewayError extends Error {
   id?: string;
 }
 
-/** What the server pushes for the subscribed account. */
+export type EventKind = 'receipt' | 'delivery' | 'deferred' | 'failed';
+
+/** Why one recipient has not taken an outbound email (`code`: the SMTP reply's, null without one). */
+export interface RecipientFailure {
+  recipient: string;
+  code: number | null;
+  text: string;
+  permanent: boolean;
+}
+
+/** What the server pushes for the subscribed account (see docs/protocol.md). */
 export interface Event {
-  type: 'delivery' | 'receipt';
+  type: EventKind;
   /** The email's id. */
   id: string;
   /** The subject. */
@@ -70,11 +80,34 @@ export interface Event {
   thread: string | null;
   labels: string[];
   cursor: string;
+  /** deferred and failed: the attempt that failed (1 for the first). */
+  attempt?: number;
+  /** deferred: the SMTP reply that made it wait (code null without one), and when the next attempt is due. */
+  reply?: { code: number | null; text: string };
+  next_attempt?: string;
+  /** failed: why, as one line. */
+  reason?: string;
+  /** deferred and failed: per recipient, why it has not taken the email. */
+  recipients?: RecipientFailure[];
+  /** detail 'message' and 'full': what a UI shows in a row. */
+  from?: string;
+  to?: string[];
+  cc?: string[];
+  subject?: string;
+  date?: string;
+  snippet?: string;
+  size?: number | null;
+  attachments?: number;
+  /** detail 'full': the bodies. */
+  text?: string | null;
+  html?: string | null;
 }
 
 export interface SubscribeOptions {
   /** Only these kinds. */
-  events?: Array<'delivery' | 'receipt'>;
+  events?: EventKind[];
+  /** How much of each email an event carries: 'summary' (the default), 'message' or 'full'. */
+  detail?: 'summary' | 'message' | 'full';
   /** Start after this cursor (e.g. one kept from an earlier run). */
   since?: string;
   onEvent?: (event: Event) => void;

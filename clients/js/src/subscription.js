@@ -34,6 +34,7 @@ export class Subscription {
     this.client = client;
     this.token = token;
     this.events = options.events || null;
+    this.detail = options.detail || null;
     this.onEvent = options.onEvent || (() => {});
     this.onResync = options.onResync || (() => {});
     this.onEnd = options.onEnd || (() => {});
@@ -77,6 +78,7 @@ export class Subscription {
   async _subscribe() {
     const message = { type: 'subscribe', token: this.token };
     if (this.events) message.events = this.events;
+    if (this.detail) message.detail = this.detail;
     if (this.cursor !== null) message.since = this.cursor;
     const answer = await this.client._controlMessage(message);
     if (!this.active) return;

@@ -240,3 +240,25 @@ test('onResync when the server cannot replay what was missed', { timeout: 90000 
     await gateway.stop();
   }
 });
+
+test('delivery status and detail: a send that cannot be relayed comes as a failed event with the row fields', { timeout: 90000 }, async () => {
+  const gateway = await startGateway([]);
+  const client = connect(gateway.url);
+  try {
+    const { token } = await account(client, 'alice');
+    const events = [];
+    const subscription = client.subscribe(token, { events: ['failed'], detail: 'message', onEvent: eventsInto(events) });
+    await until(() => subscription.cursor !== null, 10000, 'the subscription');
+    const sent = await client.api.sendEmail({ body: { to: ['dan@example.org'], subject: 'Out', text: 'no relay here' } });
+    await until(() => events.length === 1, 10000, 'the failed event');
+    const [failed] = events;
+    assert.equal(failed.type, 'failed');
+    assert.equal(failed.id, sent.body.email.id);
+    assert.deepEqual(failed.recipients, [{ recipient: 'dan@example.org', code: null, text: 'no SMTP relay configured for external mail', permanent: true }]);
+    assert.equal(failed.snippet, 'no relay here');
+    assert.deepEqual(failed.to, ['dan@example.org']);
+  } finally {
+    client.close();
+    await gateway.stop();
+  }
+});

@@ -58,13 +58,18 @@ def real_changes(result: Doc) -> list[Doc]:
 
 
 def event_kind_reql(old: Any, new: Any) -> Any:
-    """:func:`events.model.event_kind` in ReQL: "receipt", "delivery" or None."""
+    """:func:`events.model.event_kind` in ReQL: "receipt", "delivery", "failed", "deferred" or None."""
     direction = new["direction"].default(None)
+    status = new["status"].default(None)
+    old_status = r.branch(old.eq(None), None, old["status"].default(None))
     return r.branch(
         new.eq(None), None,
         r.and_(old.eq(None), direction.eq("in")), "receipt",
-        r.and_(direction.eq("out"), new["status"].default(None).eq("delivered"),
-               r.or_(old.eq(None), old["status"].default(None).ne("delivered"))), "delivery",
+        direction.ne("out"), None,
+        r.and_(status.eq("delivered"), old_status.ne("delivered")), "delivery",
+        r.and_(status.eq("failed"), old_status.ne("failed")), "failed",
+        r.and_(status.eq("queued"), old.ne(None),
+               new["attempts"].default(0).gt(r.branch(old.eq(None), 0, old["attempts"].default(0)))), "deferred",
         None,
     )
 

@@ -520,6 +520,13 @@ export interface components {
             /** @description The JWT to send as `Authorization: Bearer <value>`. */
             value: string;
         };
+        DeliveryFailure: {
+            recipient: string;
+            code: number | null;
+            text: string;
+            /** @description True when retrying cannot help (a 5xx reply, no such local account, no relay). */
+            permanent: boolean;
+        };
         Email: {
             id: components["schemas"]["Id"];
             thread: components["schemas"]["Id"];
@@ -559,6 +566,9 @@ export interface components {
             last_error?: string | null;
             /** @description Unix time of the next attempt when queued for a retry (outbound). */
             next_attempt_at?: number | null;
+            last_attempt_at?: components["schemas"]["Timestamp"];
+            /** @description Per recipient, why the last attempt did not reach them (outbound; empty once delivered). `code` is the SMTP reply code, null when there was no reply (no relay configured, relay unreachable). */
+            failures?: components["schemas"]["DeliveryFailure"][];
             delivered_at?: components["schemas"]["Timestamp"];
             failed_at?: components["schemas"]["Timestamp"];
             /** @description The Date header of a received email, as a UTC timestamp (null when missing or unparsable). */

@@ -44,7 +44,7 @@ async def test_draining_finishes_work_in_flight_and_releases_claims(start_gatewa
     await gateway.store.insert("emails", claimed)
     claimed_at = time.time()
     await gateway.store.update("emails", claimed["id"], {"status": "sending", "claimed_at": claimed_at})
-    gateway.delivery._claims[claimed["id"]] = claimed_at  # as _attempt records it
+    gateway.delivery.queue._claims[claimed["id"]] = claimed_at  # as _attempt records it
 
     _Slow.started, _Slow.release = asyncio.Event(), asyncio.Event()
     assert gateway.services is not None

@@ -65,6 +65,30 @@ class Config:
         300.0, "with a shared store: seconds after which another process may take over an unfinished delivery",
         "GATEWAY_DELIVERY_LEASE", "SECONDS"
     )
+    webhook_timeout: float = option(
+        10.0, "seconds a webhook receiver has to answer a POST (then the attempt failed)", "GATEWAY_WEBHOOK_TIMEOUT",
+        "SECONDS"
+    )
+    webhook_backoff: float = option(
+        60.0, "seconds before a failed webhook POST is retried; each further retry waits twice as long",
+        "GATEWAY_WEBHOOK_BACKOFF", "SECONDS"
+    )
+    webhook_attempts: int = option(
+        11, "webhook POSTs of one event before it is given up (11 with the 60 s backoff: about 17 hours)",
+        "GATEWAY_WEBHOOK_ATTEMPTS", "N"
+    )
+    webhook_disable_after: int = option(
+        50, "consecutive failed POSTs after which a webhook is disabled (its record says why)",
+        "GATEWAY_WEBHOOK_DISABLE_AFTER", "N"
+    )
+    webhook_concurrency: int = option(
+        32, "webhook POSTs in flight at once per process (at most 4 per webhook)", "GATEWAY_WEBHOOK_CONCURRENCY", "N"
+    )
+    webhook_allow_networks: str = option(
+        "", "comma-separated networks webhooks may reach although private, loopback or link-local "
+        "(e.g. 10.0.0.0/8,127.0.0.1/32), or 'all'; by default only public addresses", "GATEWAY_WEBHOOK_ALLOW_NETWORKS",
+        "CIDRS"
+    )
     mail_domain: str = option("localhost", "domain of account addresses (user@DOMAIN)", "GATEWAY_MAIL_DOMAIN")
     token_ttl: int = option(86400, "lifetime of issued tokens, in seconds", "GATEWAY_TOKEN_TTL", "SECONDS")
     argon2_memory: int = option(

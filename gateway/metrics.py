@@ -60,6 +60,8 @@ class Metrics:
                                          registry=self.registry)
         self.delivery_failures = Counter("gateway_delivery_failures", "Attempts that failed, by outcome "
                                          "(retry or failed)", ["outcome"], registry=self.registry)
+        self.webhook_attempts = Counter("gateway_webhook_attempts", "Webhook POSTs, by result (succeeded or failed)",
+                                        ["result"], registry=self.registry)
         self.feed_reconnects = Counter("gateway_feed_reconnects", "Change feeds reopened after the store went "
                                        "away, by feed", ["feed"], registry=self.registry)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from gateway.auth import Accounts, Tokens
 from gateway.config import Config
 from gateway.store import Store
+from gateway.webhooks import Webhooks
 
 
 @dataclass
@@ -18,6 +19,7 @@ class State:
     store: Store
     tokens: Tokens
     accounts: Accounts
+    webhooks: Webhooks
     #: Whether each change feed of the process is open (readiness).
     feeds: Callable[[], dict[str, bool]] = lambda: {}
     #: Set when the process stops taking work (SIGTERM): readiness is false from then on.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import accounts, contacts, emails, health, labels, root, threads, tokens
+from handlers import accounts, contacts, emails, health, labels, root, threads, tokens, webhooks
 
-RESOURCE_MODULES = (root, health, accounts, tokens, emails, threads, labels, contacts)
+RESOURCE_MODULES = (root, health, accounts, tokens, emails, threads, labels, contacts, webhooks)
 
 
 def api_routes() -> list[tuple[str, Any]]:

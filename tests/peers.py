@@ -62,6 +62,42 @@ class Relay:
         return "250 OK"
 
 
+class GatewayProcess:
+    """``gateway serve`` in a process of its own, on free ports."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = serve_env(**env)
+        self.base = ""
+        self.smtp_port = 0
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(*SERVE, env=self.env, stderr=asyncio.subprocess.PIPE)
+        assert self.process.stderr is not None
+        while not self.base:  # the log lines that say where it listens
+            line = (await asyncio.wait_for(self.process.stderr.readline(), 60)).decode()
+            assert line, "the gateway process exited"
+            if "SMTP for @" in line:
+                self.smtp_port = int(line.rsplit(":", 1)[1])
+            self.base = listening_at(line) or ""
+        self.drain = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        assert self.process.stderr is not None
+        while await self.process.stderr.readline():
+            pass
+
+    async def stop(self) -> None:
+        self.process.terminate()
+        await asyncio.wait_for(self.process.wait(), 30)
+        await self.drain
+
+    async def kill(self) -> None:
+        """SIGKILL: the process dies with no chance to drain."""
+        self.process.kill()
+        await asyncio.wait_for(self.process.wait(), 30)
+        await self.drain
+
+
 async def mail(port: int, to: str, subject: str) -> None:
     """Mail ``to`` a short message with ``subject`` over SMTP (the 250 comes once it is stored)."""
     await in_thread(smtp_send, port, "x@example.org", [to], f"Subject: {subject}\r\n\r\nbody")

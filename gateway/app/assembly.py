@@ -24,7 +24,13 @@ from gateway.sockjs import Router
 from gateway.state import State
 from gateway.store import Store, sqlite_path
 from gateway.store.follow import Follower
+from gateway.webhooks import WebhookQueue, Webhooks
+from gateway.webhooks.destinations import Destinations
+from gateway.webhooks.sender import Sender
 from gateway.ws.connection import Endpoint
+
+#: Webhook POSTs in flight at once for one webhook (``--webhook-concurrency`` bounds them all).
+WEBHOOK_CONCURRENCY_EACH = 4
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Services:
     registry: SubscriptionRegistry
     dispatcher: EventDispatcher
     delivery: DeliveryWorker
+    webhook_queue: WebhookQueue
     endpoint: Endpoint
     router: Router
     app: tornado.web.Application
@@ -60,20 +67,27 @@ def build(config: Config, store: Store, secret: bytes) -> Services:
     dispatcher = EventDispatcher(store, registry, metrics)
     delivery = DeliveryWorker(store, config.mail_domain, Relay.from_url(config.relay), config.delivery_attempts,
                               config.delivery_backoff, config.delivery_lease, metrics)
-    followers = [*registry.followers, dispatcher.feed, delivery.queue_feed]
-    state = State(config, store, tokens, accounts, lambda: {f.name: f.live for f in followers})
+    destinations = Destinations(config.webhook_allow_networks)
+    sender = Sender(destinations, config.webhook_timeout, max_clients=config.webhook_concurrency)
+    webhooks = Webhooks(store, store, destinations, sender)
+    webhook_queue = WebhookQueue(store, webhooks, sender, config.webhook_attempts, config.webhook_backoff,
+                                 config.webhook_disable_after, config.delivery_lease, config.webhook_concurrency,
+                                 WEBHOOK_CONCURRENCY_EACH, metrics)
+    followers = [*registry.followers, dispatcher.feed, delivery.queue_feed, webhook_queue.event_feed,
+                 webhook_queue.jobs.feed]
+    state = State(config, store, tokens, accounts, webhooks, lambda: {f.name: f.live for f in followers})
     endpoint = Endpoint(config, tokens, store, registry, dispatcher, metrics)
     router = Router(endpoint.connection, endpoint.prefix, sockjs_settings(config))
     app = make_app(state, router.urls, metrics,
                    # over the limit, tornado drops the websocket; under it, the session answers too_large
                    websocket_max_message_size=4 * config.ws_max_message + 65536)
     endpoint.app = app
-    watch(metrics, endpoint, registry, delivery, followers)
-    return Services(state, registry, dispatcher, delivery, endpoint, router, app, metrics)
+    watch(metrics, endpoint, registry, delivery, webhook_queue, followers)
+    return Services(state, registry, dispatcher, delivery, webhook_queue, endpoint, router, app, metrics)
 
 
 def watch(metrics: Metrics, endpoint: Endpoint, registry: SubscriptionRegistry, delivery: DeliveryWorker,
-          followers: list[Follower]) -> None:
+          webhook_queue: WebhookQueue, followers: list[Follower]) -> None:
     """The gauges read at scrape time, and the feeds' reconnects."""
     def sessions() -> dict[tuple[str, ...], float]:
         by_transport: dict[tuple[str, ...], float] = {}
@@ -87,6 +101,8 @@ def watch(metrics: Metrics, endpoint: Endpoint, registry: SubscriptionRegistry, 
                   lambda: {(): float(registry.counts()["subscribers"])})
     metrics.watch("gateway_delivery_queue", "Queued emails this process has scheduled or is delivering", (),
                   lambda: {(): float(delivery.pending())})
+    metrics.watch("gateway_webhook_queue", "Webhook jobs this process has scheduled or is posting", (),
+                  lambda: {(): float(webhook_queue.jobs.pending())})
     metrics.watch("gateway_feed_live", "Whether each change feed is open (1) or being reopened (0)", ("feed",),
                   lambda: {(f.name,): 1.0 if f.live else 0.0 for f in followers})
     for follower in followers:

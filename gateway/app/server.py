@@ -115,6 +115,7 @@ class Gateway:
         await services.registry.start()
         await services.dispatcher.start()
         await services.delivery.start()
+        await services.webhook_queue.start()
         smtp = self.config.smtp_address()
         if smtp is not None:
             try:
@@ -170,6 +171,7 @@ class Gateway:
         while (services.state.inflight or smtp_active()) and loop.time() < deadline:
             await asyncio.sleep(0.05)  # polling counters of work in progress, bounded by the deadline
         await services.delivery.release(max(0.0, deadline - loop.time()))
+        await services.webhook_queue.release(max(0.0, deadline - loop.time()))
         log.info("drained: %d request(s) still in flight", services.state.inflight)
 
     async def stop(self) -> None:
@@ -181,6 +183,8 @@ class Gateway:
         if services is not None:
             await services.dispatcher.stop()
             await services.delivery.stop()
+            await services.webhook_queue.stop()
+            services.webhook_queue.sender.close()
         if self.http is not None:
             self.http.stop()
         if self.metrics_http is not None:

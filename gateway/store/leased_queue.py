@@ -21,6 +21,7 @@ The delivery worker (``gateway/mail/delivery.py``) and the webhook queue
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any, Awaitable, Callable
@@ -41,7 +42,7 @@ class LeasedQueue:
 
     def __init__(self, store: Documents, table: str, name: str, work: Callable[[Doc], Awaitable[None]],
                  waiting: dict[str, Any], claimed: str = "sending", lease: float = 300.0,
-                 concurrency: int = 8) -> None:
+                 concurrency: int = 8, group: str | None = None, per_group: int = 0) -> None:
         self.store = store
         self.table = table
         self.name = name
@@ -53,6 +54,12 @@ class LeasedQueue:
         self._running: set[asyncio.Task[None]] = set()
         self._claims: dict[str, float] = {}  # document id -> the claimed_at of this process's claim on it
         self._slots = asyncio.Semaphore(concurrency)
+        # With ``group`` (a field), at most ``per_group`` documents of one group are worked on at once,
+        # and one waiting for its group holds no slot: a slow group cannot hold up the others.
+        self.group = group
+        self.per_group = per_group
+        self._group_of: dict[str, Any] = {}
+        self._group_slots: dict[Any, asyncio.Semaphore] = {}
         self._sweeper: asyncio.Task[None] | None = None
         # the store filters the feed: only documents entering the waiting state reach this process
         self.feed = Follower(lambda: store.changes(table, waiting), f"{name} feed").add(
@@ -102,6 +109,8 @@ class LeasedQueue:
         loop = asyncio.get_running_loop()
         delay = max(0.0, float(doc.get("next_attempt_at") or 0) - time.time())
         self._timers[doc["id"]] = loop.call_later(delay, self._launch, doc["id"])
+        if self.group is not None:
+            self._group_of[doc["id"]] = doc.get(self.group)
 
     async def _changed(self, change: Change) -> None:
         new = change.new
@@ -140,8 +149,18 @@ class LeasedQueue:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
+    def _group_gate(self, doc_id: str) -> Any:
+        """The semaphore of the document's group, or a no-op without groups."""
+        if self.group is None:
+            return contextlib.nullcontext()
+        key = self._group_of.pop(doc_id, None)
+        gate = self._group_slots.get(key)
+        if gate is None:
+            gate = self._group_slots[key] = asyncio.Semaphore(self.per_group)
+        return gate
+
     async def _attempt(self, doc_id: str) -> None:
-        async with self._slots:
+        async with self._group_gate(doc_id), self._slots:
             claimed_at = time.time()
             try:
                 doc = await self.store.update(self.table, doc_id, {"status": self.claimed, "claimed_at": claimed_at},

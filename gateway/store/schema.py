@@ -10,10 +10,12 @@ from __future__ import annotations
 TABLES: tuple[str, ...] = (
     "accounts", "usernames", "tokens", "emails", "threads", "labels", "contacts",
     "idempotency",  # the Idempotency-Key of a send -> its email (gateway/mail/outbox.py)
+    "webhooks", "webhook_jobs", "webhook_attempts",  # gateway/webhooks/
 )
 
 #: The tables whose documents belong to an account (an ``owner`` field, indexed).
-OWNED_TABLES: tuple[str, ...] = ("tokens", "emails", "threads", "labels", "contacts", "idempotency")
+OWNED_TABLES: tuple[str, ...] = ("tokens", "emails", "threads", "labels", "contacts", "idempotency",
+                                 "webhooks", "webhook_jobs", "webhook_attempts")
 
 #: Secondary indexes: table -> index name -> the fields it is built on, most specific first
 #: (a backend serves a query from the first index whose fields the query fills).
@@ -24,5 +26,14 @@ INDEXES: dict[str, dict[str, tuple[str, ...]]] = {
         "owner_message_id": ("owner", "message_id"),
         "owner": ("owner",),
         "status": ("status",),
+    },
+    "webhook_jobs": {
+        "webhook_email": ("webhook", "email"),
+        "status": ("status",),
+        "owner": ("owner",),
+    },
+    "webhook_attempts": {
+        "webhook": ("webhook",),
+        "owner": ("owner",),
     },
 }

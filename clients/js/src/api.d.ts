@@ -459,6 +459,107 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the caller's webhooks
+         * @description Every webhook of the account (at most 20), oldest first, without their secrets.
+         */
+        get: operations["listWebhooks"];
+        put?: never;
+        /**
+         * Add a webhook
+         * @description Posts the account's events from now on to `url`. The answer carries the signing `secret`, the only time it is shown. `url` must be http(s) with no credentials, and its host must resolve to public addresses only (400 `invalid_url` or `forbidden_destination`); an account may have 20 webhooks (400 `too_many_webhooks`).
+         */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Read a webhook
+         * @description One of the caller's webhooks (without its secret), with whether it is enabled and why not.
+         */
+        get: operations["getWebhook"];
+        /**
+         * Update a webhook
+         * @description Changes the given fields (at least one). `enabled: true` on a disabled webhook clears its failure count.
+         */
+        put: operations["updateWebhook"];
+        post?: never;
+        /**
+         * Delete a webhook
+         * @description Deletes the webhook and its attempt records; its queued events are not posted.
+         */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Post a test event now
+         * @description Posts `{"type": "test", ...}`, signed like any event, to the webhook's URL now (enabled or not), records the attempt and answers with it. A failed attempt is still a 200: the record says what happened.
+         */
+        post: operations["testWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Recent attempts
+         * @description The webhook's latest attempts (the last 100 are kept), newest first.
+         */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -860,6 +961,89 @@ export interface components {
             /** @enum {boolean} */
             success: true;
             labels: components["schemas"]["Label"][];
+        };
+        /** @description The event kinds to post; null for all of them. */
+        EventKinds: ("receipt" | "delivery" | "deferred" | "failed")[] | null;
+        Webhook: {
+            id: components["schemas"]["Id"];
+            url: string;
+            events: components["schemas"]["EventKinds"];
+            description: string;
+            /**
+             * @description How much of the email each event carries (as `subscribe`'s `detail`; docs/protocol.md).
+             * @enum {string}
+             */
+            detail: "summary" | "message" | "full";
+            enabled: boolean;
+            /** @description Why the server disabled it (after a run of consecutive failed attempts). */
+            disabled_reason: string | null;
+            disabled_at?: components["schemas"]["Timestamp"];
+            consecutive_failures: number;
+            created: components["schemas"]["Timestamp"];
+            updated: components["schemas"]["Timestamp"];
+        };
+        WebhookCreate: {
+            /** @example https://hooks.example.com/mail */
+            url: string;
+            events?: components["schemas"]["EventKinds"];
+            description?: string;
+            /**
+             * @default message
+             * @enum {string}
+             */
+            detail: "summary" | "message" | "full";
+        };
+        WebhookUpdate: {
+            url?: string;
+            events?: components["schemas"]["EventKinds"];
+            description?: string;
+            /** @enum {string} */
+            detail?: "summary" | "message" | "full";
+            enabled?: boolean;
+        };
+        WebhookAttempt: {
+            id: components["schemas"]["Id"];
+            /** @description The `webhook-id` header, the same on every attempt of one event. */
+            message_id: string;
+            /** @description The event's kind, or `test`. */
+            type: string;
+            cursor: string | null;
+            attempt: number;
+            /** @enum {string} */
+            status: "succeeded" | "failed";
+            /** @description The receiver's status code; null when it did not answer. */
+            response_code: number | null;
+            duration_ms: number;
+            error: string | null;
+            at: components["schemas"]["Timestamp"];
+        };
+        WebhookResult: {
+            /** @enum {boolean} */
+            success: true;
+            webhook: components["schemas"]["Webhook"];
+        };
+        CreatedWebhookResult: {
+            /** @enum {boolean} */
+            success: true;
+            /** @description The webhook, and its signing secret (`whsec_...`), shown this once. */
+            webhook: {
+                secret: string;
+            };
+        };
+        WebhookList: {
+            /** @enum {boolean} */
+            success: true;
+            webhooks: components["schemas"]["Webhook"][];
+        };
+        WebhookAttemptResult: {
+            /** @enum {boolean} */
+            success: true;
+            delivery: components["schemas"]["WebhookAttempt"];
+        };
+        WebhookAttemptList: {
+            /** @enum {boolean} */
+            success: true;
+            deliveries: components["schemas"]["WebhookAttempt"][];
         };
         ContactResult: {
             /** @enum {boolean} */
@@ -1929,6 +2113,204 @@ export interface operations {
                     "application/json": components["schemas"]["MessageResult"];
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["StoreUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    listWebhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The webhooks */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            503: components["responses"]["StoreUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookCreate"];
+            };
+        };
+        responses: {
+            /** @description The new webhook, with its secret */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhookResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            503: components["responses"]["StoreUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    getWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The webhook */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookResult"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["StoreUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    updateWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookUpdate"];
+            };
+        };
+        responses: {
+            /** @description The updated webhook */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            503: components["responses"]["StoreUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The webhook is deleted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageResult"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["StoreUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    testWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The attempt */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookAttemptResult"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["StoreUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The attempts */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookAttemptList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             503: components["responses"]["StoreUnavailable"];

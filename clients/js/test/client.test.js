@@ -37,7 +37,7 @@ function eventsInto(list) {
 }
 
 test('every typed method of the spec works against the server', { timeout: 90000 }, async () => {
-  const gateway = await startGateway();
+  const gateway = await startGateway(['--webhook-allow-networks', '127.0.0.0/8']);
   const client = connect(gateway.url, { ...SOCKJS, transports: ['websocket'] });
   const called = new Set();
   const api = new Proxy(client.api, { get: (target, name) => { called.add(name); return target[name]; } });
@@ -70,6 +70,14 @@ test('every typed method of the spec works against the server', { timeout: 90000
     assert.equal((await api.updateContact({ path: { id: contact.id }, body: { notes: 'n' } })).body.contact.notes, 'n');
     assert.equal((await api.listContacts({ query: { sort: 'name' } })).body.contacts.length, 1);
     assert.equal((await api.deleteContact({ path: { id: contact.id } })).status, 200);
+    const hook = (await api.createWebhook({ body: { url: 'http://127.0.0.1:9/hook', events: ['receipt'] } })).body.webhook;
+    assert.ok(hook.secret.startsWith('whsec_'));
+    assert.equal((await api.getWebhook({ path: { id: hook.id } })).body.webhook.secret, undefined);
+    assert.equal((await api.updateWebhook({ path: { id: hook.id }, body: { description: 'd' } })).body.webhook.description, 'd');
+    assert.equal((await api.listWebhooks()).body.webhooks.length, 1);
+    assert.equal((await api.testWebhook({ path: { id: hook.id } })).body.delivery.status, 'failed');  // nobody listens there
+    assert.equal((await api.listWebhookDeliveries({ path: { id: hook.id } })).body.deliveries.length, 1);
+    assert.equal((await api.deleteWebhook({ path: { id: hook.id } })).status, 200);
     const tokens = (await api.listTokens()).body.tokens;
     assert.equal((await api.getToken({ path: { id: tokens[0].id } })).body.token.current, true);
     const renewed = (await api.renewToken()).body.token;

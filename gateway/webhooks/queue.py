@@ -1,0 +1,183 @@
+"""The webhook queue: the store's event feed, made into durable jobs, posted with retries.
+
+It reads the same event feed as the sockets (``store.event_feed``), never the
+handlers.  For each event, each enabled webhook of its account that asks for
+its kind gets a job whose id is derived from the webhook and the event's
+cursor: every process sees the event, and the insert succeeds in one.  A
+webhook remembers the cursor of the last event it took (``cursor``); at start
+and after a feed outage each webhook reads its account's history after it, so
+an event committed while no process followed the feed is not lost (its job is
+made then, once, by the same id).
+
+Jobs are a :class:`~gateway.store.leased_queue.LeasedQueue` (``pending`` ->
+``sending``): one process posts a job at a time, a restart or another process
+takes over what a dead one left, and each attempt is signed afresh and
+recorded.  A 2xx ends the job ``succeeded``; anything else is retried after
+``backoff`` seconds, doubling, up to ``attempts``, then ``failed``.  A newer
+status event (``deferred``, ``delivery``, ``failed``) of one email supersedes
+its older jobs still pending.  After ``disable_after`` consecutive failed
+attempts the webhook is disabled, and its record says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from events.model import STATUS_KINDS, Event
+from gateway.ids import now_iso
+from gateway.metrics import Metrics
+from gateway.store import Change, Conflict, Doc, Query, Store, StoreError
+from gateway.store.follow import Follower
+from gateway.store.leased_queue import LeasedQueue
+from gateway.webhooks import signing
+from gateway.webhooks.documents import FAILED, PENDING, SUCCEEDED, SUPERSEDED, new_job
+from gateway.webhooks.registry import Webhooks
+from gateway.webhooks.sender import Sender
+
+log = logging.getLogger("gateway.webhooks")
+
+HISTORY_PAGE = 500
+
+
+class WebhookQueue:
+    """Follows the event feed into jobs, and posts the jobs; :meth:`start` resumes what was left."""
+
+    def __init__(self, store: Store, webhooks: Webhooks, sender: Sender, attempts: int, backoff: float,
+                 disable_after: int, lease: float, concurrency: int, per_webhook: int,
+                 metrics: Metrics | None = None) -> None:
+        self.store = store
+        self.webhooks = webhooks
+        self.sender = sender
+        self.max_attempts = attempts
+        self.backoff = backoff
+        self.disable_after = disable_after
+        self.metrics = metrics
+        self.event_feed = Follower(store.event_feed, "webhook event feed").add("webhooks", self._changed,
+                                                                               self.catch_up)
+        self.jobs = LeasedQueue(store, "webhook_jobs", "webhook queue", self._post, {"status": PENDING},
+                                lease=lease, concurrency=concurrency, group="webhook", per_group=per_webhook)
+
+    async def start(self) -> None:
+        """Follow the events (live first), take what was missed, then post what is queued."""
+        await self.event_feed.start()
+        await self.catch_up()
+        await self.jobs.start()
+
+    async def stop(self) -> None:
+        await self.event_feed.stop()
+        await self.jobs.stop()
+
+    async def release(self, within: float) -> None:
+        """Stop taking events; let running posts finish within ``within`` seconds; hand back the rest."""
+        await self.event_feed.stop()
+        await self.jobs.release(within)
+
+    # -- events into jobs ---------------------------------------------------
+
+    async def _changed(self, change: Change) -> None:
+        event = change.event()
+        if event is None or event.owner is None:
+            return
+        for webhook in await self.store.find("webhooks", Query({"owner": event.owner, "enabled": True})):
+            await self.enqueue(webhook, event)
+
+    async def catch_up(self) -> None:
+        """Each enabled webhook takes the events of its account after its cursor (at start, after an outage)."""
+        for webhook in await self.store.find("webhooks", Query({"enabled": True})):
+            after = webhook.get("cursor")
+            while True:
+                page = await self.store.event_history(webhook["owner"], after, HISTORY_PAGE)
+                if not page.complete:
+                    log.warning("webhook %s: events after cursor %s were pruned before it took them",
+                                webhook["id"], after)
+                for change in page.changes:
+                    event = change.event()
+                    if event is not None:
+                        webhook = await self.enqueue(webhook, event)
+                if len(page.changes) < HISTORY_PAGE:
+                    break
+                after = page.changes[-1].cursor
+
+    async def enqueue(self, webhook: Doc, event: Event) -> Doc:
+        """Make the event's job for the webhook (once, whoever else tries); the webhook as it now is."""
+        if not (webhook.get("events") is None or event.kind in webhook["events"]):
+            return webhook
+        cursor = webhook.get("cursor")
+        key = self.store.cursor_key(event.cursor)
+        if cursor is not None and key <= self.store.cursor_key(cursor):
+            return webhook  # taken already, or older than the webhook
+        job = new_job(webhook, event.kind, event.email["id"], event.cursor,
+                      event.message(webhook.get("detail", "message")), event.written())
+        try:
+            await self.store.insert("webhook_jobs", job)
+        except Conflict:
+            pass  # another process made it
+        else:
+            if event.kind in STATUS_KINDS:
+                await self._supersede(job, key)
+        moved = await self.store.update("webhooks", webhook["id"], {"cursor": event.cursor}, only_if={"cursor": cursor})
+        return moved or {**webhook, "cursor": event.cursor}
+
+    async def _supersede(self, job: Doc, key: Any) -> None:
+        """A newer status of an email makes its older pending status jobs for the webhook moot."""
+        older = await self.store.find("webhook_jobs", Query({"webhook": job["webhook"], "email": job["email"],
+                                                             "status": PENDING}))
+        for other in older:
+            if other["id"] != job["id"] and other.get("type") in STATUS_KINDS \
+                    and self.store.cursor_key(other["cursor"]) < key:
+                if await self.store.update("webhook_jobs", other["id"],
+                                           {"status": SUPERSEDED, "superseded_by": job["id"]},
+                                           only_if={"status": PENDING}):
+                    log.info("webhook job %s superseded by %s", other["id"], job["id"])
+
+    # -- posting ------------------------------------------------------------
+
+    async def _post(self, job: Doc) -> None:
+        """One attempt of a claimed job."""
+        webhook = await self.store.get("webhooks", job["webhook"])
+        if webhook is None or not webhook.get("enabled"):
+            reason = "webhook deleted" if webhook is None else "webhook disabled"
+            await self.store.update("webhook_jobs", job["id"], {"status": FAILED, "last_error": reason})
+            return
+        attempt = job.get("attempts", 0) + 1
+        payload = signing.body(job)
+        outcome = await self.sender.post(webhook["url"], payload,
+                                         signing.headers(webhook["secret"], job["id"], payload, attempt))
+        if self.metrics is not None:
+            self.metrics.webhook_attempts.labels(SUCCEEDED if outcome.ok else FAILED).inc()
+        # the job moves on first: once an attempt is on record, a restart cannot make it again
+        await self._settle(job, attempt, outcome.ok, outcome.error)
+        await self.webhooks.record(job, attempt, outcome.ok, outcome.code, outcome.duration_ms, outcome.error)
+        if outcome.ok:
+            if webhook.get("consecutive_failures"):
+                await self.store.update("webhooks", webhook["id"], {"consecutive_failures": 0})
+        else:
+            await self._count_failure(webhook, outcome.error or "")
+
+    async def _settle(self, job: Doc, attempt: int, ok: bool, error: str | None) -> None:
+        """The job after an attempt: succeeded, failed for good, or pending until its retry is due."""
+        if ok:
+            await self.store.update("webhook_jobs", job["id"], {
+                "status": SUCCEEDED, "attempts": attempt, "succeeded_at": now_iso(), "last_error": None})
+        elif attempt >= self.max_attempts:
+            await self.store.update("webhook_jobs", job["id"], {
+                "status": FAILED, "attempts": attempt, "last_error": error, "failed_at": now_iso()})
+            log.warning("webhook %s: job %s failed after %d attempt(s): %s", job["webhook"], job["id"], attempt, error)
+        else:
+            due = time.time() + self.backoff * 2 ** (attempt - 1)
+            await self.store.update("webhook_jobs", job["id"], {
+                "status": PENDING, "attempts": attempt, "last_error": error, "next_attempt_at": due})
+
+    async def _count_failure(self, webhook: Doc, error: str) -> None:
+        failures = int(webhook.get("consecutive_failures") or 0) + 1
+        changes: dict[str, Any] = {"consecutive_failures": failures}
+        if failures >= self.disable_after:
+            changes.update(enabled=False, disabled_at=now_iso(),
+                           disabled_reason=f"Disabled after {failures} consecutive failed attempts; the last: {error}")
+            log.warning("webhook %s disabled after %d consecutive failed attempts", webhook["id"], failures)
+        try:
+            await self.store.update("webhooks", webhook["id"], changes)
+        except StoreError as exc:
+            log.warning("webhook %s: failure count not recorded (%s)", webhook["id"], exc)

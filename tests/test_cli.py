@@ -40,7 +40,9 @@ def test_bad_option_values_are_refused() -> None:
                           (["--store", "mongodb://x"], "unknown store URL"),
                           (["--log-level", "loud"], "GATEWAY_LOG_LEVEL"),
                           (["--ws-sockjs-url", 'https://x/s.js"><script>'], "GATEWAY_WS_SOCKJS_URL"),
-                          (["--ws-sockjs-url", "javascript:alert(1)"], "GATEWAY_WS_SOCKJS_URL")]:
+                          (["--ws-sockjs-url", "javascript:alert(1)"], "GATEWAY_WS_SOCKJS_URL"),
+                          (["--webhook-allow-networks", "10.0.0.0/99"], "--webhook-allow-networks must list"),
+                          (["--webhook-timeout", "0"], "GATEWAY_WEBHOOK_TIMEOUT")]:
         result = run("serve", *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, args
 

@@ -73,7 +73,7 @@ async def test_liveness_and_readiness(start_gateway: Any) -> None:
     api = api_for(gateway)
     assert (await api.get("/health/live")).json["status"] == "ok"
     ready = await api.get("/health/ready")
-    assert ready.status == 200 and all(ready.json["feeds"].values()) and len(ready.json["feeds"]) == 4
+    assert ready.status == 200 and all(ready.json["feeds"].values()) and len(ready.json["feeds"]) == 6
     await gateway.dispatcher.feed.stop()  # a feed down, as while the store is away
     down = await api.get("/health/ready")
     assert (down.status, down.json["code"], down.json["feeds"]["event feed"]) == (503, "not_ready", False)

@@ -321,7 +321,8 @@ async def test_ssrf_refusals(start_gateway: Any, receiver: Receiver) -> None:
     api = api_for(gateway)
     _, token = await api.register("alice")
     for url in ["http://127.0.0.1:9/x", "http://localhost/x", "http://169.254.169.254/latest/meta-data",
-                "http://10.1.2.3/x", "http://[::1]/x", "http://[::ffff:127.0.0.1]/x", "https://0.0.0.0/"]:
+                "http://10.1.2.3/x", "http://[::1]/x", "http://[::ffff:127.0.0.1]/x", "https://0.0.0.0/",
+                "http://a..b/x", "http://nothing.invalid/x"]:  # (the last two do not resolve)
         refused = await api.post("/webhooks", {"url": url}, token=token)
         assert (refused.status, refused.json["code"]) == (400, "forbidden_destination"), url
     # a name that resolved to a public address when the webhook was made, and to loopback now:

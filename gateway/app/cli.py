@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from gateway import __version__
 from gateway.config import OPTIONS, Config, parse_value
 from gateway.mail.relay import Relay
+from gateway.webhooks.destinations import Destinations
 from gateway.store import store_from_url
 
 
@@ -69,10 +70,13 @@ def check(config: Config) -> None:
         raise ValueError(f"GATEWAY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
     config.smtp_address()
     config.metrics_address()
-    for name in ("header_timeout", "body_timeout", "max_connections", "ws_max_inflight", "max_body"):
+    for name in ("header_timeout", "body_timeout", "max_connections", "ws_max_inflight", "max_body",
+                 "webhook_timeout", "webhook_backoff", "webhook_attempts", "webhook_disable_after",
+                 "webhook_concurrency"):
         if getattr(config, name) <= 0:
             raise ValueError(f"GATEWAY_{name.upper()}: must be greater than 0, got {getattr(config, name)!r}")
     Relay.from_url(config.relay)
+    Destinations(config.webhook_allow_networks)
     store_from_url(config.store)
     check_script_url(config.ws_sockjs_url)
 

@@ -32,7 +32,10 @@ class Destinations:
     def __init__(self, allow: str = "") -> None:
         items = [item.strip() for item in allow.split(",") if item.strip()]
         self.allow_all = "all" in items
-        self.allowed = [ipaddress.ip_network(item, strict=False) for item in items if item != "all"]
+        try:
+            self.allowed = [ipaddress.ip_network(item, strict=False) for item in items if item != "all"]
+        except ValueError as exc:
+            raise ValueError(f"--webhook-allow-networks must list networks such as 10.0.0.0/8, or 'all': {exc}") from None
 
     def permits(self, address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -78,8 +81,8 @@ class GuardedResolver(Resolver):
     async def resolve(self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC) -> list[Any]:
         try:
             addresses = await self.inner.resolve(host, port, family)
-        except OSError as exc:
-            raise DestinationRefused(f"Host {host!r} does not resolve ({exc.strerror or exc})") from None
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
+            raise DestinationRefused(f"Host {host!r} does not resolve ({getattr(exc, 'strerror', None) or exc})") from None
         permitted = [(af, address) for af, address in addresses if self.destinations.permits(address[0])]
         if not permitted:
             raise DestinationRefused(

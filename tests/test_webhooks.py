@@ -264,6 +264,11 @@ async def test_a_newer_status_supersedes_an_undelivered_older_one(start_gateway:
     deferred, delivery = (await jobs())["deferred"], (await jobs())["delivery"]
     assert deferred["status"] == "superseded" and deferred["superseded_by"] == delivery["id"]
     assert len(receiver.posts) == 2  # the deferral is never posted again
+    # finished jobs are kept a day (so a lagging process cannot make them again), then pruned
+    assert gateway.services is not None
+    assert await gateway.services.webhook_queue.prune() == 0
+    assert await gateway.services.webhook_queue.prune(older_than=0) == 2
+    assert await jobs() == {}
 
 
 @pytest.mark.gen_test(timeout=30)

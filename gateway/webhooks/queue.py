@@ -21,14 +21,15 @@ attempts the webhook is disabled, and its record says why.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 from events.model import STATUS_KINDS, Event
-from gateway.ids import now_iso
+from gateway.ids import iso_from_epoch, now_iso
 from gateway.metrics import Metrics
-from gateway.store import Change, Conflict, Doc, Query, Store, StoreError
+from gateway.store import Change, Conflict, Doc, In, Query, Store, StoreError
 from gateway.store.follow import Follower
 from gateway.store.leased_queue import LeasedQueue
 from gateway.webhooks import signing
@@ -39,6 +40,9 @@ from gateway.webhooks.sender import Sender
 log = logging.getLogger("gateway.webhooks")
 
 HISTORY_PAGE = 500
+#: Finished jobs are kept this long (seconds): a job's id must stay taken until every process has
+#: passed its event, or a process whose feed lags would make the job again.
+FINISHED_KEPT = 24 * 3600
 
 
 class WebhookQueue:
@@ -56,6 +60,7 @@ class WebhookQueue:
         self.metrics = metrics
         self.event_feed = Follower(store.event_feed, "webhook event feed").add("webhooks", self._changed,
                                                                                self.catch_up)
+        self._pruner: asyncio.Task[None] | None = None
         self.jobs = LeasedQueue(store, "webhook_jobs", "webhook queue", self._post, {"status": PENDING},
                                 lease=lease, concurrency=concurrency, group="webhook", per_group=per_webhook)
 
@@ -64,10 +69,32 @@ class WebhookQueue:
         await self.event_feed.start()
         await self.catch_up()
         await self.jobs.start()
+        self._pruner = asyncio.ensure_future(self._prune_now_and_then())
 
     async def stop(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
         await self.event_feed.stop()
         await self.jobs.stop()
+
+    async def prune(self, older_than: float = FINISHED_KEPT) -> int:
+        """Delete finished jobs made over ``older_than`` seconds ago; how many went."""
+        cutoff = iso_from_epoch(time.time() - older_than)
+        finished = await self.store.find("webhook_jobs", Query({"status": In([SUCCEEDED, FAILED, SUPERSEDED])}))
+        old = [job for job in finished if job.get("created", "") < cutoff]
+        for job in old:
+            await self.store.delete("webhook_jobs", job["id"])
+        return len(old)
+
+    async def _prune_now_and_then(self) -> None:
+        while True:
+            try:
+                pruned = await self.prune()
+                if pruned:
+                    log.info("pruned %d finished webhook job(s)", pruned)
+            except StoreError as exc:
+                log.warning("webhook job pruning skipped: %s", exc)
+            await asyncio.sleep(3600)
 
     async def release(self, within: float) -> None:
         """Stop taking events; let running posts finish within ``within`` seconds; hand back the rest."""

@@ -512,8 +512,16 @@ async def write_mail(host: str, port: int, domain: str, usernames: list[str], ra
         finally:
             writer.close()
 
-    senders = [asyncio.ensure_future(sender()) for _ in range(connections)]
-    await asyncio.sleep(0.2)  # let them connect and say EHLO before the clock starts
+    return await on_schedule(writes, queue, [sender() for _ in range(connections)], rate, "SMTP")
+
+
+async def on_schedule(writes: Writes, queue: asyncio.Queue[tuple[int, float] | None],
+                      senders: list[Any], rate: float, what: str) -> Writes:
+    """Run ``senders`` (coroutines taking ``(seq, due)`` from ``queue`` until None) and feed them
+    ``writes.planned`` writes at ``rate`` per second; ``writes`` as they recorded it."""
+    loop = asyncio.get_running_loop()
+    tasks = [asyncio.ensure_future(sender) for sender in senders]
+    await asyncio.sleep(0.2)  # let them connect (and say EHLO) before the clock starts
     start = loop.time()
     writes.started = time.time()
     for seq in range(writes.planned):
@@ -522,11 +530,11 @@ async def write_mail(host: str, port: int, domain: str, usernames: list[str], ra
         if delay > 0:
             await asyncio.sleep(delay)
         queue.put_nowait((seq, due))
-    for _ in senders:
+    for _ in tasks:
         queue.put_nowait(None)
-    for result in await asyncio.gather(*senders, return_exceptions=True):
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
         if isinstance(result, BaseException):
-            writes.failures.append(f"SMTP connection: {result!r}")
+            writes.failures.append(f"{what} connection: {result!r}")
     writes.finished = max(writes.acked.values(), default=writes.started)
     return writes
 

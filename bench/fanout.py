@@ -162,23 +162,7 @@ async def write_http(host: str, port: int, names: list[str], rate: float, durati
         finally:
             writer.close()
 
-    senders = [asyncio.ensure_future(sender()) for _ in range(connections)]
-    await asyncio.sleep(0.2)
-    start = loop.time()
-    writes.started = time.time()
-    for seq in range(writes.planned):
-        due = start + seq / rate
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        queue.put_nowait((seq, due))
-    for _ in senders:
-        queue.put_nowait(None)
-    for result in await asyncio.gather(*senders, return_exceptions=True):
-        if isinstance(result, BaseException):
-            writes.failures.append(f"HTTP connection: {result!r}")
-    writes.finished = max(writes.acked.values(), default=writes.started)
-    return writes
+    return await events.on_schedule(writes, queue, [sender() for _ in range(connections)], rate, "HTTP")
 
 
 def per_event_us(result: events.Result) -> float:

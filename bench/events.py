@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gateway_process import GatewayProcess, free_port, percentile
-from procstat import machine_busy_seconds
+from procstat import machine_busy_seconds, process_rss
 
 HTTP_LINE = re.compile(r"HTTP API on http://([0-9.]+):(\d+)/")
 SMTP_LINE = re.compile(r"SMTP for @(\S+) on ([0-9.]+):(\d+)")
@@ -365,7 +365,7 @@ def _xor(data: bytes, mask: bytes) -> bytes:
 
 
 def client_process(number: int, host: str, port: int, sessions: list[tuple[int, str]],
-                   pipe: multiprocessing.connection.Connection, counter: Any) -> None:
+                   pipe: multiprocessing.connection.Connection, counter: Any, client_class: Any = None) -> None:
     """Entry point of one client process: open and subscribe ``sessions``, then count events until told to stop.
 
     Messages on ``pipe``: this process sends ``("ready", opened, failure
@@ -375,13 +375,13 @@ def client_process(number: int, host: str, port: int, sessions: list[tuple[int, 
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us through the pipe
     try:
-        asyncio.run(_client(host, port, sessions, pipe, counter))
+        asyncio.run(_client(host, port, sessions, pipe, counter, client_class or SockJSClient))
     except Exception as exc:  # report, so the parent does not wait for nothing
         pipe.send(("failed", f"client {number}: {exc!r}"))
 
 
 async def _client(host: str, port: int, sessions: list[tuple[int, str]],
-                  pipe: multiprocessing.connection.Connection, counter: Any) -> None:
+                  pipe: multiprocessing.connection.Connection, counter: Any, client_class: Any) -> None:
     loop = asyncio.get_running_loop()
     tally = ClientTally()
     limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -393,7 +393,7 @@ async def _client(host: str, port: int, sessions: list[tuple[int, str]],
                 client: SockJSClient | None = None
                 try:
                     _, client = await loop.create_connection(
-                        lambda: SockJSClient(index, token, host, port, tally, counter), host, port)
+                        lambda: client_class(index, token, host, port, tally, counter), host, port)
                     await asyncio.wait_for(client.subscribed, SUBSCRIBE_TIMEOUT)
                     return client
                 except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
@@ -512,8 +512,16 @@ async def write_mail(host: str, port: int, domain: str, usernames: list[str], ra
         finally:
             writer.close()
 
-    senders = [asyncio.ensure_future(sender()) for _ in range(connections)]
-    await asyncio.sleep(0.2)  # let them connect and say EHLO before the clock starts
+    return await on_schedule(writes, queue, [sender() for _ in range(connections)], rate, "SMTP")
+
+
+async def on_schedule(writes: Writes, queue: asyncio.Queue[tuple[int, float] | None],
+                      senders: list[Any], rate: float, what: str) -> Writes:
+    """Run ``senders`` (coroutines taking ``(seq, due)`` from ``queue`` until None) and feed them
+    ``writes.planned`` writes at ``rate`` per second; ``writes`` as they recorded it."""
+    loop = asyncio.get_running_loop()
+    tasks = [asyncio.ensure_future(sender) for sender in senders]
+    await asyncio.sleep(0.2)  # let them connect (and say EHLO) before the clock starts
     start = loop.time()
     writes.started = time.time()
     for seq in range(writes.planned):
@@ -522,11 +530,11 @@ async def write_mail(host: str, port: int, domain: str, usernames: list[str], ra
         if delay > 0:
             await asyncio.sleep(delay)
         queue.put_nowait((seq, due))
-    for _ in senders:
+    for _ in tasks:
         queue.put_nowait(None)
-    for result in await asyncio.gather(*senders, return_exceptions=True):
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
         if isinstance(result, BaseException):
-            writes.failures.append(f"SMTP connection: {result!r}")
+            writes.failures.append(f"{what} connection: {result!r}")
     writes.finished = max(writes.acked.values(), default=writes.started)
     return writes
 
@@ -568,6 +576,8 @@ class Result:
     client_cpu_pct: float = 0.0
     other_cpu_pct: float = 0.0  # everything else on the machine meanwhile (other jobs: noise)
     log_problems: int = 0
+    #: How much the server's RSS grew per subscribed session, idle (after setup, before the writes).
+    rss_kib_per_session: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -582,27 +592,36 @@ def percentile_ms(ordered: Sequence[float], q: float) -> float:
 
 
 def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str = "sqlite",
-            rethinkdb: RethinkServer | None = None) -> Result:
-    """Fresh server (and database), N subscribed sessions, the writes, the drain; the figures."""
+            rethinkdb: RethinkServer | None = None, peer: Any = None) -> Result:
+    """Fresh server (and database), N subscribed sessions, the writes, the drain; the figures.
+
+    ``peer`` (bench/fanout.py) stands in for the gateway: its ``start(workdir, prefix)`` gives the
+    server process, ``accounts(server, count)`` the (name, token) pairs, ``write(server, names, args)``
+    the writes, and ``client_class`` the client sessions."""
     accounts = max(1, math.ceil(n / args.per_account))
     result = Result(sessions=n, accounts=accounts, round=round_number, store=store)
     workdir = Path(tempfile.mkdtemp(prefix="gateway-events-bench-"))
-    server = ServerProcess(workdir, shlex.split(args.server_prefix), rethinkdb.store_url() if rethinkdb else "")
+    server = (peer.start(workdir, shlex.split(args.server_prefix)) if peer is not None else
+              ServerProcess(workdir, shlex.split(args.server_prefix), rethinkdb.store_url() if rethinkdb else ""))
     context = multiprocessing.get_context("spawn")
     processes: list[multiprocessing.process.BaseProcess] = []
     pipes: list[multiprocessing.connection.Connection] = []
     try:
         server.wait_listening()
-        users = asyncio.run(make_accounts(server.host, server.http_port, accounts))
+        users = (peer.accounts(server, accounts) if peer is not None
+                 else asyncio.run(make_accounts(server.host, server.http_port, accounts)))
         # session i belongs to account i % accounts, so each account's sessions spread over the client processes
         sessions = [(i, users[i % accounts][1]) for i in range(n)]
         clients = max(1, min(args.clients, n))
+        time.sleep(0.5)
+        rss_before = process_rss(server.pid)
         counters = [context.RawValue("q", 0) for _ in range(clients)]
         for number in range(clients):
             mine, theirs = context.Pipe()
             process = context.Process(
                 target=client_process, name=f"events-bench-client-{number}", daemon=True,
-                args=(number, server.host, server.http_port, sessions[number::clients], theirs, counters[number]),
+                args=(number, server.host, server.http_port, sessions[number::clients], theirs, counters[number],
+                      peer.client_class if peer is not None else None),
             )
             process.start()
             processes.append(process)
@@ -618,13 +637,16 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
             result.connect_seconds = max(result.connect_seconds, seconds)
             if failed:
                 result.notes.append(f"{failed} sessions could not subscribe, e.g. {samples}")
+        time.sleep(1.0)
+        result.rss_kib_per_session = (process_rss(server.pid) - rss_before) / 1024 / max(1, result.subscribed)
         print(f"  N={n}: {result.subscribed} sessions subscribed on {accounts} accounts in "
               f"{result.connect_seconds:.1f} s; writing {args.rate:g}/s for {args.duration:g} s", flush=True)
 
         cpu_before, wall_before = sum(server.cpu_seconds()), time.monotonic()
         busy_before, own_before = machine_busy_seconds(), time.process_time()
-        writes = asyncio.run(write_mail(server.host, server.smtp_port, server.domain, [u for u, _ in users],
-                                        args.rate, args.duration, args.smtp_connections))
+        writes = (peer.write(server, [u for u, _ in users], args) if peer is not None else
+                  asyncio.run(write_mail(server.host, server.smtp_port, server.domain, [u for u, _ in users],
+                                         args.rate, args.duration, args.smtp_connections)))
         # each write goes to one account, and to every session bound to it
         wanted_by_account: list[set[int]] = [set() for _ in range(accounts)]
         for seq in writes.acked:

@@ -55,3 +55,15 @@ def gateway_pid(root: int) -> int:
             return pid
         pending += children(pid)
     return root
+
+
+def process_rss(pid: int) -> int:
+    """Resident set size of a process in bytes (``VmRSS``); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -361,7 +361,9 @@ class Client:
             call = self._queue.pop(0)
             message_id = f"r{next(self._ids)}"
             self._inflight[message_id] = call
-            message: dict[str, Any] = {"type": "request", "id": message_id, "method": call.method, "path": call.path}
+            # a JSON body comes as a JSON value (docs/protocol.md): one decode instead of two
+            message: dict[str, Any] = {"type": "request", "id": message_id, "method": call.method, "path": call.path,
+                                       "accept_json_body": True}
             if call.body is not None:
                 message["body"] = call.body
             if call.headers:
@@ -401,6 +403,8 @@ class Client:
 def _reply(message: dict[str, Any]) -> Reply:
     headers = message.get("headers") or {}
     body: Any = message.get("body", "")
+    if message.get("body_encoding") == "json":
+        return Reply(message.get("status", 0), headers, body)
     if (headers.get("Content-Type") or [""])[0].startswith("application/json") and body:
         body = json.loads(body)
     return Reply(message.get("status", 0), headers, body)

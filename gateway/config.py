@@ -157,6 +157,8 @@ class Config:
     log_format: str = option("text", "log lines as text, or json (one object per line, with the access "
                              "log's route, status, duration, account and request id)", "GATEWAY_LOG_FORMAT", "FORMAT")
     log_level: str = option("info", "log level: debug, info, warning, error", "GATEWAY_LOG_LEVEL", "LEVEL")
+    loop: str = option("auto", "event loop: uvloop, asyncio, or auto (uvloop when it is installed, as it is "
+                       "with the package on Linux; see docs/benchmarks.md)", "GATEWAY_LOOP", "LOOP")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Config":

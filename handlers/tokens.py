@@ -50,7 +50,7 @@ class TokensHandler(APIHandler):
         self.reply(tokens=live)
 
     async def delete(self) -> None:
-        await self.store.delete("tokens", self.auth.token["id"])
+        await self.state.tokens.revoke(self.auth.token["id"])
         self.reply(message="Token revoked")
 
 
@@ -81,7 +81,7 @@ class TokenHandler(APIHandler):
 
     async def delete(self, token_id: str) -> None:
         record = await self.owned("tokens", token_id, "Token")
-        await self.store.delete("tokens", record["id"])
+        await self.state.tokens.revoke(record["id"])
         self.reply(message="Token revoked")
 
 

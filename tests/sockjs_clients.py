@@ -73,8 +73,9 @@ class Client:
         return f"r{self._seq}"
 
     async def request(self, method: str, path: str, body: Any = None, token: str | None = None,
-                      headers: dict[str, Any] | None = None) -> dict[str, Any]:
-        message: dict[str, Any] = {"type": "request", "id": self.next_id(), "method": method, "path": path}
+                      headers: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        """Send a request message (``fields``: more of its fields, e.g. ``accept_json_body=True``); its response."""
+        message: dict[str, Any] = {"type": "request", "id": self.next_id(), "method": method, "path": path, **fields}
         if body is not None:
             message["body"] = body
         all_headers = dict(headers or {})

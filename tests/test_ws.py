@@ -15,7 +15,7 @@ import tornado.web
 from sockjs.tornado import proto
 from tornado.tcpclient import TCPClient
 
-from gateway.ws.frames import response_frame_string, response_message
+from gateway.ws.frames import json_body_frame_string, json_body_message, response_frame_string, response_message
 from gateway.app.server import Gateway
 from gateway.ws.tunnel import Tunnel, TunneledResponse
 from tests.conftest import Api, PASSWORD, api_for, settled, wait_until
@@ -146,6 +146,20 @@ async def test_tunnel_answers_byte_for_byte_like_http(api: Api, gateway: Gateway
                 http_body, tunneled_body = normalized(http_body), normalized(tunneled_body)
             assert (tunneled["status"], tunneled["headers"], tunneled_body) == (http.status, http_headers, http_body), \
                 (method, path)
+            # with the opt-in, a JSON body comes as a JSON value: the same bytes, unescaped once less
+            as_value = await client.request(method, path, body, headers=headers, accept_json_body=True)
+            as_value["headers"].pop("Date")
+            if "body_encoding" in as_value:
+                assert as_value["body_encoding"] == "json" and http_headers["Content-Type"][0].startswith(
+                    "application/json")
+                value_body = json.dumps(as_value["body"], separators=(",", ":")).encode()
+            else:
+                assert not http_body or not http_headers.get("Content-Type", [""])[0].startswith("application/json")
+                value_body = as_value["body"].encode()
+            if creates:
+                value_body = normalized(value_body)
+            assert (as_value["status"], as_value["headers"], value_body) == (http.status, http_headers, http_body), \
+                (method, path, "accept_json_body")
     finally:
         await client.close()
 
@@ -164,6 +178,11 @@ def test_response_message_is_exactly_what_json_dumps_gives(body: bytes) -> None:
                           "body": body.decode("utf-8", "replace")}, separators=(",", ":"))
     assert response_message('id "7" \u00e9', response) == generic
     assert response_frame_string('id "7" \u00e9', response) == proto.json_encode(generic)
+    # the JSON-value form (accept_json_body): the body's text in the message as it is, the frame as json.dumps gives
+    as_value = json_body_message('id "7" \u00e9', response)
+    assert as_value == generic.rsplit(',"body":', 1)[0] + ',"body":' + body.decode("utf-8", "replace") \
+        + ',"body_encoding":"json"}'
+    assert json_body_frame_string('id "7" \u00e9', response) == proto.json_encode(as_value)
 
 
 @pytest.mark.gen_test
@@ -199,6 +218,7 @@ async def test_tunneled_client_address_is_the_connections(api: Api, gateway: Gat
     ({"type": "request", "id": "1", "method": "GET", "path": "/", "headers": {"Bad Name": "x"}}, "invalid_headers"),
     ({"type": "request", "id": "1", "method": "GET", "path": "/", "body": 5}, "invalid_field"),
     ({"type": "request", "id": "1", "method": "GET", "path": "/", "extra": 5}, "unknown_field"),
+    ({"type": "request", "id": "1", "method": "GET", "path": "/", "accept_json_body": "yes"}, "invalid_field"),
     ({"id": "1"}, "missing_field"),
     ({"type": "publish", "id": "1"}, "unknown_type"),
     ({"type": "subscribe", "id": "1"}, "missing_field"),
@@ -247,10 +267,11 @@ async def test_requests_run_concurrently_and_the_limit_answers_429(start_gateway
                  "body": {"username": "alice", "password": PASSWORD}}
         # one frame: a slow login, a fast GET, then three more that exceed the limit of 2
         await client.send({**login, "id": "slow"}, {"type": "request", "id": "fast", "method": "GET", "path": "/"},
-                          *({**login, "id": f"over{i}"} for i in range(3)))
+                          *({**login, "id": f"over{i}", "accept_json_body": i == 1} for i in range(3)))
         answers = [await client.recv() for _ in range(5)]
         assert [(a["id"], a["status"]) for a in answers[:3]] == [("over0", 429), ("over1", 429), ("over2", 429)]
         assert json.loads(answers[0]["body"])["code"] == "rate_limited"
+        assert (answers[1]["body_encoding"], answers[1]["body"]["code"]) == ("json", "rate_limited")
         assert answers[0]["headers"]["Retry-After"] == ["1"]
         assert [(a["id"], a["status"]) for a in answers[3:]] == [("fast", 200), ("slow", 201)]
     finally:

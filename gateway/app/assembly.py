@@ -64,6 +64,7 @@ def build(config: Config, store: Store, secret: bytes) -> Services:
     accounts = Accounts(store, Passwords(config.argon2_memory), tokens, config.mail_domain)
     metrics = Metrics()
     registry = SubscriptionRegistry(store)
+    tokens.watch(registry.followers)  # the tokens and accounts feeds: verified identities kept until they change
     dispatcher = EventDispatcher(store, registry, metrics)
     delivery = DeliveryWorker(store, config.mail_domain, Relay.from_url(config.relay), config.delivery_attempts,
                               config.delivery_backoff, config.delivery_lease, metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 from typing import Any
@@ -68,6 +69,10 @@ def check(config: Config) -> None:
         raise ValueError(f"GATEWAY_LOG_FORMAT: expected text or json, got {config.log_format!r}")
     if config.log_level.lower() not in LOG_LEVELS:
         raise ValueError(f"GATEWAY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
+    if config.loop not in ("auto", "asyncio", "uvloop"):
+        raise ValueError(f"GATEWAY_LOOP: expected auto, asyncio or uvloop, got {config.loop!r}")
+    if config.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ValueError("GATEWAY_LOOP: uvloop is not installed (pip install uvloop)")
     config.smtp_address()
     config.metrics_address()
     for name in ("header_timeout", "body_timeout", "max_connections", "ws_max_inflight", "max_body",

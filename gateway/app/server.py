@@ -7,6 +7,8 @@ import gc
 import logging
 import signal
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 import tornado.httpserver
 import tornado.netutil
@@ -231,7 +233,7 @@ def run(config: Config) -> int:
         await gateway.stop()
 
     try:
-        asyncio.run(serve())
+        run_loop(config, serve())
     except CannotListen as exc:
         log.error("%s", exc)
         return 1
@@ -251,5 +253,20 @@ def run_conformance(config: Config) -> int:
         await until_signalled()
         server.stop()
 
-    asyncio.run(serve())
+    run_loop(config, serve())
     return 0
+
+
+def run_loop(config: Config, main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on the event loop ``--loop`` names: uvloop (``auto`` when it is installed), or asyncio's own."""
+    if config.loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if config.loop == "uvloop":
+                raise
+        else:
+            log.info("event loop: uvloop %s", uvloop.__version__)
+            uvloop.run(main)
+            return
+    asyncio.run(main)

@@ -89,11 +89,14 @@ class Accounts:
             changes["password_hash"] = await self.passwords.hash(password)
             for token in await self.store.find("tokens", Query({"owner": account["id"]})):
                 if token["id"] != caller.token["id"]:
-                    await self.store.delete("tokens", token["id"])
+                    await self.tokens.revoke(token["id"])
         elif current_password is not None:
             raise Invalid("invalid_field", "current_password is only used with password")
         changes["updated"] = now_iso()
-        return await self.store.update("accounts", account["id"], changes) or account
+        try:
+            return await self.store.update("accounts", account["id"], changes) or account
+        finally:
+            self.tokens.forget_account(account["id"])  # kept identities hold the account as it was
 
     async def delete(self, account: Doc) -> None:
         """Remove an account and everything it owns.
@@ -102,7 +105,10 @@ class Accounts:
         moment (token checks need the account), and sessions bound to it hear
         ``account_deleted`` rather than ``revoked``.
         """
-        await self.store.delete("accounts", account["id"])
+        try:
+            await self.store.delete("accounts", account["id"])
+        finally:
+            self.tokens.forget_account(account["id"])
         for table in OWNED_TABLES:
             await self.store.delete_where(table, {"owner": account["id"]})
         await self.store.delete("usernames", account["username"])

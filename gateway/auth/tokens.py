@@ -1,8 +1,17 @@
 """Bearer tokens: JWTs (HS256) with a stored record per ``jti``, and the secret that signs them.
 
 A token is valid only while its signature checks out, every claim is present,
-it has not expired, and its record is still in the ``tokens`` table: deleting
-the record revokes it everywhere at once.
+it has not expired, its record is still in the ``tokens`` table and its
+account still exists: deleting the record revokes it.
+
+Verified identities (token record and account) are kept in memory once
+:meth:`Tokens.watch` names the ``tokens`` and ``accounts`` change feeds, and
+dropped when those feeds report a change to them, so a request costs no store
+read.  The rules (``docs/api.md``, "Token checks"): a revocation, password
+change or account deletion made through :class:`Tokens` (every route does)
+takes effect in this process before its response is sent; one made by another
+process takes effect here within the feeds' latency; and while a feed is down
+or has been reopened since an entry was made, nothing kept is trusted.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ from typing import Any
 import jwt
 
 from gateway.ids import iso_from_epoch, new_id
-from gateway.store import Doc, Documents
+from gateway.store import Change, Doc, Documents
+from gateway.store.follow import Follower
 
 log = logging.getLogger("gateway.auth")
 
@@ -85,6 +95,8 @@ class Tokens:
 
     #: Decoded tokens kept; a client sends the same token with every request.
     DECODED_CACHE = 10_000
+    #: Verified identities kept (while the feeds that invalidate them are live).
+    IDENTITY_CACHE = 10_000
 
     def __init__(self, store: Documents, secret: bytes, ttl: int) -> None:
         self.store = store
@@ -94,6 +106,60 @@ class Tokens:
         # token string and the secret never change, so neither does that verdict. Expiry is
         # checked against the clock on every use, revocation against the store in verify().
         self._decoded: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        # jti -> the identity verified from the store, trusted only while every feed in _feeds is
+        # live and has not been reopened since (_epoch): a reopened feed may have missed changes.
+        self._identities: collections.OrderedDict[str, Identity] = collections.OrderedDict()
+        self._feeds: list[Follower] = []
+        self._epoch: tuple[int, ...] | None = None
+        # Bumped by every invalidation: a verify whose store reads straddle one keeps nothing.
+        self._invalidations = 0
+
+    def watch(self, feeds: list[Follower]) -> None:
+        """Keep verified identities, dropped on these followers' changes to ``tokens`` and ``accounts``
+        (before :meth:`Follower.start`; their other readers see each change after this cache does)."""
+        self._feeds = feeds
+        for feed in feeds:
+            feed.add("token cache", self._changed, first=True)
+
+    async def _changed(self, change: Change) -> None:
+        if change.old is None:
+            return  # a new token or account: nothing kept can be about it
+        if change.table == "tokens":
+            self.forget(change.old["id"])
+        elif change.table == "accounts":
+            self.forget_account(change.old["id"])
+
+    def _trusted(self) -> bool:
+        """Whether kept identities may be used now (dropping them all when not)."""
+        if not self._feeds:
+            return False
+        live = all(feed.live for feed in self._feeds)
+        epoch = tuple(feed.opened for feed in self._feeds)
+        if live and epoch == self._epoch:
+            return True
+        if self._identities:
+            self._identities.clear()
+        self._invalidations += 1
+        self._epoch = epoch if live else None
+        return live
+
+    def forget(self, token_id: str) -> None:
+        """Drop what is kept about one token (revoked here or elsewhere)."""
+        self._invalidations += 1
+        self._identities.pop(token_id, None)
+
+    def forget_account(self, account_id: str) -> None:
+        """Drop what is kept about every token of an account (changed or deleted here or elsewhere)."""
+        self._invalidations += 1
+        for token_id in [t for t, i in self._identities.items() if i.token["owner"] == account_id]:
+            del self._identities[token_id]
+
+    async def revoke(self, token_id: str) -> Doc | None:
+        """Delete a token's record: refused from now on, here at once; the record, or None."""
+        try:
+            return await self.store.delete("tokens", token_id)
+        finally:
+            self.forget(token_id)
 
     async def issue(self, account_id: str, ttl: int | None = None, **info: Any) -> tuple[str, Doc]:
         """A new signed token for the account, and its stored record."""
@@ -139,12 +205,28 @@ class Tokens:
         return claims
 
     async def verify(self, token: str) -> Identity:
-        """The account and record of a token that is valid right now; raises :class:`InvalidToken`."""
+        """The account and record of a token that is valid right now; raises :class:`InvalidToken`.
+
+        Handlers must not change the documents of the identity: it may be shared by later requests.
+        """
         claims = self.decode(token)
-        record = await self.store.get("tokens", str(claims["jti"]))
+        token_id: str = claims["jti"]
+        trusted = self._trusted()
+        if trusted:
+            kept = self._identities.get(token_id)
+            if kept is not None and kept.token["owner"] == claims["sub"]:
+                self._identities.move_to_end(token_id)
+                return kept
+        invalidations = self._invalidations
+        record = await self.store.get("tokens", token_id)
         if record is None or record["owner"] != claims["sub"]:
             raise InvalidToken("revoked", "Token revoked")
         account = await self.store.get("accounts", record["owner"])
         if account is None:
             raise InvalidToken("revoked", "Account deleted")
-        return Identity(account, record)
+        identity = Identity(account, record)
+        if trusted and self._trusted() and invalidations == self._invalidations:
+            self._identities[token_id] = identity
+            if len(self._identities) > self.IDENTITY_CACHE:
+                self._identities.popitem(last=False)
+        return identity

@@ -46,17 +46,27 @@ class Follower:
         self._stopping = False
         #: Whether the feed is open now (False while the store is away and it is being reopened).
         self.live = False
+        #: How many times the feed was opened: a reader that keeps state can tell it was reopened
+        #: (and may have missed changes meanwhile) even if it never saw it down.
+        self.opened = 0
         #: Called after each reopening (metrics count them).
         self.on_reconnect: Callable[[str], None] | None = None
 
-    def add(self, reader: str, on_change: OnChange, on_resume: OnResume | None = None) -> "Follower":
-        """Register a reader (before :meth:`start`)."""
-        self.readers.append((reader, on_change, on_resume))
+    def add(self, reader: str, on_change: OnChange, on_resume: OnResume | None = None, *,
+            first: bool = False) -> "Follower":
+        """Register a reader (before :meth:`start`); readers get each change in turn, ``first`` ones
+        before the rest (a cache whose invalidation the others' effects must not overtake)."""
+        entry = (reader, on_change, on_resume)
+        if first:
+            self.readers.insert(0, entry)
+        else:
+            self.readers.append(entry)
         return self
 
     async def start(self) -> None:
         """Open the feed (live when this returns) and follow it in the background."""
         self._feed = await self.open_feed()
+        self.opened += 1
         self.live = True
         self._task = asyncio.ensure_future(self._run())
 
@@ -99,6 +109,7 @@ class Follower:
                 delay = min(delay * 2, MAX_RETRY)
                 continue
             log.info("%s: reconnected", self.name)
+            self.opened += 1
             self.live = True
             if self.on_reconnect is not None:
                 self.on_reconnect(self.name)

@@ -123,16 +123,20 @@ class GatewayConnection(SockJSConnection):
             return
         self.send_json(event)
 
-    def respond(self, message_id: str, response: TunneledResponse) -> None:
-        """Send a tunneled request's response (called by the tunnel when the handler finishes)."""
+    def respond(self, message_id: str, json_body: bool, response: TunneledResponse) -> None:
+        """Send a tunneled request's response (called by the tunnel when the handler finishes);
+        with ``json_body``, a JSON body as a JSON value."""
         self.pending.discard(message_id)
         if self.is_closed:
             return
         session = self.session
+        as_value = json_body and frames.is_json(response)
         if session.send_expects_json:
-            session.send_jsonified(frames.response_frame_string(message_id, response))
+            session.send_jsonified(frames.json_body_frame_string(message_id, response) if as_value
+                                   else frames.response_frame_string(message_id, response))
         else:
-            session.send_message(frames.response_message(message_id, response))
+            session.send_message(frames.json_body_message(message_id, response) if as_value
+                                 else frames.response_message(message_id, response))
 
     # -- receiving ----------------------------------------------------------
 
@@ -183,7 +187,7 @@ class GatewayConnection(SockJSConnection):
                                         message.id))
             return
         if self.running_requests >= self.config.ws_max_inflight:
-            self.send_json(frames.rate_limited(message.id))
+            self.send_json(frames.rate_limited(message.id, message.json_body))
             return
         self.pending.add(message.id)
         headers = message.headers
@@ -191,7 +195,7 @@ class GatewayConnection(SockJSConnection):
             headers = [*headers, ("X-Request-Id", f"{self.request_prefix}.{message.id}"[:64])]
         try:
             rest = self.tunnel.start(message.method, message.target, headers, message.body,
-                                     partial(self.respond, message.id))
+                                     partial(self.respond, message.id, message.json_body))
         except Exception:
             log.exception("tunneled %s %s failed", message.method, message.target)
             self.request_failed(message.id)

@@ -18,11 +18,22 @@ RATE_LIMITED_BODY = compact_json(
 PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
-def rate_limited(message_id: str) -> dict[str, Any]:
+def rate_limited(message_id: str, json_body: bool = False) -> dict[str, Any]:
     """The 429 ``response`` a request gets when its session has too many in flight."""
-    return {"type": "response", "id": message_id, "status": 429,
-            "headers": {"Content-Type": ["application/json; charset=utf-8"], "Retry-After": ["1"]},
-            "body": RATE_LIMITED_BODY}
+    reply: dict[str, Any] = {
+        "type": "response", "id": message_id, "status": 429,
+        "headers": {"Content-Type": ["application/json; charset=utf-8"], "Retry-After": ["1"]},
+        "body": RATE_LIMITED_BODY}
+    if json_body:
+        reply.update(body=json.loads(RATE_LIMITED_BODY), body_encoding="json")
+    return reply
+
+
+def is_json(response: TunneledResponse) -> bool:
+    """Whether a response's body is JSON text that can travel as a JSON value: the application's
+    JSON responses (``json.dumps`` output, ``application/json``), and not empty."""
+    content_type = response.headers.get("Content-Type")
+    return bool(response.body) and content_type is not None and content_type[0].startswith("application/json")
 
 
 def error(code: str, message: str, message_id: str | None = None) -> dict[str, Any]:
@@ -47,6 +58,21 @@ def response_message(message_id: str, response: TunneledResponse) -> str:
     going through the generic encoder's per-item machinery.
     """
     return f'{_response_head(message_id, response)}{json_string(response.body.decode("utf-8", "replace"))}}}'
+
+
+def json_body_message(message_id: str, response: TunneledResponse) -> str:
+    """The ``response`` message with the body as a JSON value (``"body_encoding": "json"``): the body's
+    JSON text goes in as it is, so it is escaped once (into the frame), not twice. Only for
+    :func:`is_json` responses."""
+    return f'{_response_head(message_id, response)}{response.body.decode("utf-8", "replace")},"body_encoding":"json"}}'
+
+
+def json_body_frame_string(message_id: str, response: TunneledResponse) -> str:
+    """``json.dumps(json_body_message(...))``, with the printable-ASCII shortcut of :func:`response_frame_string`."""
+    message = json_body_message(message_id, response)
+    if not message.isascii() or not message.isprintable():
+        return json_string(message)
+    return '"' + message.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def response_frame_string(message_id: str, response: TunneledResponse) -> str:

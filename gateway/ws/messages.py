@@ -22,7 +22,7 @@ HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 #: A header value as HTTP carries it (RFC 9110 field-value): visible ASCII, spaces and tabs inside,
 #: and Latin-1 obs-text; no control character and no DEL.
 HEADER_VALUE = re.compile(r"^[\x20-\x7e\x80-\xff\t]*$")
-REQUEST_FIELDS = frozenset({"type", "id", "method", "path", "body", "headers"})
+REQUEST_FIELDS = frozenset({"type", "id", "method", "path", "body", "headers", "accept_json_body"})
 EVENT_TYPES = frozenset(EVENT_KINDS)
 STRING = Field(str, required=True)
 
@@ -43,13 +43,18 @@ class MessageError(Exception):
 
 @dataclass(frozen=True)
 class Request:
-    """A tunneled HTTP request: ``target`` is path plus query; ``headers`` as (name, value) pairs."""
+    """A tunneled HTTP request: ``target`` is path plus query; ``headers`` as (name, value) pairs.
+
+    ``json_body``: the client asked (``"accept_json_body": true``) for a JSON response body as a
+    JSON value (``"body_encoding": "json"``) rather than a string.
+    """
 
     id: str
     method: str
     target: str
     headers: list[tuple[str, str]]
     body: bytes
+    json_body: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,10 @@ def _request(message: dict[str, Any], forbidden_prefix: str) -> Request:
         data = body.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800") is not text
         raise MessageError("invalid_field", "Field 'body' must be valid Unicode (no lone surrogates)") from None
-    return Request(message["id"], method, target, _headers(message.get("headers", {})), data)
+    json_body = message.get("accept_json_body", False)
+    if not isinstance(json_body, bool):
+        raise MessageError("invalid_field", "Field 'accept_json_body' must be true or false")
+    return Request(message["id"], method, target, _headers(message.get("headers", {})), data, json_body)
 
 
 def _check_path(target: str, forbidden_prefix: str) -> None:

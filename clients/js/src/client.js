@@ -30,11 +30,15 @@ function randomKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** A response as the library gives it: the status, headers (name -> values) and the body, parsed when JSON. */
+/**
+ * A response as the library gives it: the status, headers (name -> values) and the body, parsed when JSON.
+ * The library asks for JSON bodies as JSON values (accept_json_body, docs/protocol.md): one parse, not two.
+ */
 function reply(message) {
   const headers = message.headers || {};
   const type = (headers['Content-Type'] || [''])[0];
   let body = message.body;
+  if (message.body_encoding === 'json') return { status: message.status, headers, body };
   if (type.startsWith('application/json') && typeof body === 'string' && body !== '') {
     body = JSON.parse(body);
   }
@@ -284,7 +288,7 @@ export class Client {
       const call = this._queue.shift();
       call.id = `r${++this._nextId}`;
       this._inflight.set(call.id, call);
-      const message = { type: 'request', id: call.id, method: call.method, path: call.path };
+      const message = { type: 'request', id: call.id, method: call.method, path: call.path, accept_json_body: true };
       if (call.body !== undefined) message.body = call.body;
       if (Object.keys(call.headers).length) message.headers = call.headers;
       this._send(message);

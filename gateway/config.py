@@ -34,7 +34,8 @@ class Config:
     port: int = option(5000, "HTTP port (0 picks a free one)", "GATEWAY_PORT")
     store: str = option(
         "sqlite:gateway.db",
-        "storage: sqlite:PATH (embedded, the default) or rethinkdb://HOST:PORT/DB",
+        "storage: sqlite:PATH (embedded, the default) or rethinkdb://HOST:PORT[,HOST:PORT...]/DB[?replicas=N] "
+        "(a cluster's nodes, the preferred first)",
         "GATEWAY_STORE",
         "URL",
     )

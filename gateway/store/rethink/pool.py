@@ -51,10 +51,20 @@ async def close_quietly(conn: Any) -> None:
 
 
 class Pool:
-    """``size`` connections to ``db``, used in turn."""
+    """``size`` connections to ``db``, used in turn.
 
-    def __init__(self, host: str, port: int, db: str, user: str, password: str, size: int = POOL_SIZE) -> None:
-        self.host, self.port, self.db = host, port, db
+    ``hosts`` are the cluster's nodes this process may connect to, the preferred one first: a
+    connection goes to the first that answers, so when a node dies its connections move to
+    another (a RethinkDB node serves every table, whichever nodes hold its replicas).  Tables
+    are created with ``replicas`` replicas (at most as many as the cluster has nodes).
+    """
+
+    def __init__(self, hosts: list[tuple[str, int]], db: str, user: str, password: str, size: int = POOL_SIZE,
+                 replicas: int = 1) -> None:
+        self.hosts = list(hosts)
+        self.host, self.port = self.hosts[0]
+        self.db = db
+        self.replicas = replicas
         self.user, self.password = user, password
         self._slots: list[Any] = [None] * size
         self._locks: list[asyncio.Lock] = []
@@ -62,14 +72,17 @@ class Pool:
         self.is_open = False
 
     async def connect(self) -> Any:
-        """A new connection of its own (a change feed's, say)."""
-        try:
-            return await r.connect(host=self.host, port=self.port, db=self.db, user=self.user,
-                                   password=self.password, timeout=CONNECT_TIMEOUT)
-        except ReqlAuthError as exc:
-            raise StoreError(f"rethinkdb {self.host}:{self.port}: {exc}") from exc
-        except (ReqlDriverError, OSError) as exc:
-            raise StoreUnavailable(f"rethinkdb {self.host}:{self.port}: {exc}") from exc
+        """A new connection of its own (a change feed's, say), to the first of the hosts that answers."""
+        failures = []
+        for host, port in self.hosts:
+            try:
+                return await r.connect(host=host, port=port, db=self.db, user=self.user,
+                                       password=self.password, timeout=CONNECT_TIMEOUT)
+            except ReqlAuthError as exc:
+                raise StoreError(f"rethinkdb {host}:{port}: {exc}") from exc
+            except (ReqlDriverError, OSError) as exc:
+                failures.append(f"{host}:{port}: {exc}")
+        raise StoreUnavailable(f"rethinkdb {'; '.join(failures)}")
 
     async def open(self) -> Any:
         """Connect every slot; the first connection (for setting up the schema)."""

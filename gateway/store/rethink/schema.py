@@ -78,7 +78,10 @@ class Schema:
             await self._create(r.db_create(self.db), conn)  # atomic on one server, not across a cluster
         existing = set(await self._run(r.db(self.db).table_list(), conn))
         missing = [t for t in (*TABLES, EVENTS, COUNTERS) if t not in existing]
-        await asyncio.gather(*(self._create(r.db(self.db).table_create(t)) for t in missing))
+        # as many replicas as asked for, and as the cluster has nodes to hold them
+        servers = len(await self._run(r.db("rethinkdb").table("server_status").pluck("id").coerce_to("array"), conn))
+        replicas = max(1, min(self.pool.replicas, servers))
+        await asyncio.gather(*(self._create(r.db(self.db).table_create(t, replicas=replicas)) for t in missing))
         if missing:
             await self._run(r.db(self.db).wait(wait_for="ready_for_writes"), conn)
         return bool(missing)

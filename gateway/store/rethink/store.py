@@ -1,4 +1,5 @@
-"""The shared store: a RethinkDB database (``rethinkdb://HOST:PORT/DB``), for several gateway processes.
+"""The shared store: a RethinkDB database (``rethinkdb://HOST:PORT[,HOST:PORT...]/DB[?replicas=N]``), for
+several gateway processes.
 
 Each table of :data:`~gateway.store.schema.TABLES` holds the documents as they
 are, keyed by ``id``.  The parts, each in its own module:
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Callable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from events.model import event_kind
 from gateway.store.base import Change, ChangeFeed, History, Store, seq_cursor_key
@@ -42,6 +43,18 @@ DELETE_BATCH = 1000
 NOT_MATCHED = "gateway: only_if did not match"
 
 
+def _host_port(item: str, url: str) -> tuple[str, int]:
+    """``HOST[:PORT]`` (``[v6]:PORT`` too) of a store URL; ValueError when malformed."""
+    parts = urlsplit(f"//{item}")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise ValueError(f"bad store URL {url!r}: bad port in {item!r}") from None
+    if not parts.hostname:
+        raise ValueError(f"bad store URL {url!r}: a host is missing")
+    return parts.hostname, port
+
+
 class RethinkStore(Store):
     """A store in one RethinkDB database; create it with :meth:`from_url` or directly."""
 
@@ -49,25 +62,34 @@ class RethinkStore(Store):
 
     def __init__(self, host: str = "localhost", port: int = DEFAULT_PORT, db: str = DEFAULT_DB,
                  user: str = "admin", password: str = "", history_limit: int = 100_000,
-                 pool_size: int = POOL_SIZE) -> None:
+                 pool_size: int = POOL_SIZE, more_hosts: list[tuple[str, int]] | None = None,
+                 replicas: int = 1) -> None:
         if not DB_NAME.match(db):
             raise ValueError(f"bad RethinkDB database name {db!r}: use A-Z, a-z, 0-9, _ and - only")
         self.host, self.port, self.db = host, port, db
         self.history_limit = history_limit
-        self._pool = Pool(host, port, db, user, password, pool_size)
+        self._pool = Pool([(host, port), *(more_hosts or [])], db, user, password, pool_size, replicas)
         self._recorder = Recorder(self._pool, history_limit)
         self._feeds: set[Feed] = set()
 
     @classmethod
     def from_url(cls, url: str, history_limit: int = 100_000) -> RethinkStore:
-        """``rethinkdb://[USER[:PASSWORD]@]HOST[:PORT][/DB]``; ValueError when malformed."""
+        """``rethinkdb://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]...][/DB][?replicas=N]``: the
+        nodes this process may use, the preferred first, and how many replicas each table gets
+        when this process creates it; ValueError when malformed."""
         parts = urlsplit(url)
-        if parts.scheme != "rethinkdb" or parts.query or parts.fragment:
-            raise ValueError(f"bad store URL {url!r}: expected rethinkdb://HOST:PORT/DB")
-        port = parts.port or DEFAULT_PORT  # .port raises ValueError for a bad port
+        query = parse_qs(parts.query, keep_blank_values=True)
+        if parts.scheme != "rethinkdb" or parts.fragment or set(query) - {"replicas"}:
+            raise ValueError(f"bad store URL {url!r}: expected rethinkdb://HOST:PORT[,HOST:PORT...]/DB[?replicas=N]")
+        userinfo, _, hostlist = parts.netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        hosts = [_host_port(item, url) for item in hostlist.split(",")] if hostlist else [("localhost", DEFAULT_PORT)]
+        replicas = query.get("replicas", ["1"])[-1]
+        if not replicas.isdigit() or not 1 <= int(replicas) <= 9:
+            raise ValueError(f"bad store URL {url!r}: replicas must be a number from 1 to 9")
         db = parts.path.strip("/") or DEFAULT_DB
-        return cls(parts.hostname or "localhost", port, db, unquote(parts.username or "admin"),
-                   unquote(parts.password or ""), history_limit)
+        return cls(hosts[0][0], hosts[0][1], db, unquote(user or "admin"), unquote(password), history_limit,
+                   more_hosts=hosts[1:], replicas=int(replicas))
 
     async def _run(self, query: Any, conn: Any = None) -> Any:
         return await self._pool.run(query, conn)

@@ -29,7 +29,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
+from tornado.httpclient import HTTPClientError
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, WebSocketError, websocket_connect
 
 log = logging.getLogger("gateway.client")
 
@@ -251,7 +252,7 @@ class Client:
         while self.state != "closed":
             try:
                 self._ws = await websocket_connect(self.url)
-            except OSError:
+            except (OSError, HTTPClientError, WebSocketError):  # down, or a balancer answering 502 for it
                 await asyncio.sleep(random.random() * min(self.backoff[1], self.backoff[0] * 2 ** min(attempt, 30)))
                 attempt += 1
                 continue

@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -65,13 +66,15 @@ def _log_tail(directory: str) -> str:
 
 
 def _spawn(binary: str, directory: str, port: int, cluster_port: int, name: str,
-           cache_mb: int) -> subprocess.Popen[bytes]:
-    """A rethinkdb process on loopback ports, its data and log in ``directory``."""
+           cache_mb: int, join: int | None = None) -> subprocess.Popen[bytes]:
+    """A rethinkdb process on loopback ports, its data and log in ``directory``; with ``join``, a
+    node of the cluster whose node listens on that cluster port."""
     with open(os.path.join(directory, "server.log"), "ab") as log:
         return subprocess.Popen(
             [binary, "--directory", os.path.join(directory, "data"), "--bind", "127.0.0.1",
              "--driver-port", str(port), "--cluster-port", str(cluster_port), "--no-http-admin",
-             "--no-update-check", "--server-name", name, "--cache-size", str(cache_mb)],
+             "--no-update-check", "--server-name", name, "--cache-size", str(cache_mb),
+             *(["--join", f"127.0.0.1:{join}"] if join is not None else [])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
 
@@ -183,11 +186,13 @@ class OwnServer:
     ``start()`` blocks until the server takes driver connections: run it in a thread from async tests.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "gateway_own", join: int | None = None) -> None:
         binary = shutil.which("rethinkdb")
         if binary is None:
             pytest.skip("needs a rethinkdb on PATH to kill and restart")
         self.binary = binary
+        self.name = name
+        self.join = join  # the cluster port of a node to join
         self.directory = tempfile.mkdtemp(prefix="gateway-rethinkdb-own-")
         self.port, self.cluster_port = free_port(), free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -197,7 +202,7 @@ class OwnServer:
         return f"rethinkdb://127.0.0.1:{self.port}/gateway"
 
     def start(self) -> None:
-        self.process = _spawn(self.binary, self.directory, self.port, self.cluster_port, "gateway_own", 128)
+        self.process = _spawn(self.binary, self.directory, self.port, self.cluster_port, self.name, 128, self.join)
         if not _came_up(self.process, self.port):
             raise RuntimeError(f"rethinkdb did not start:\n{_log_tail(self.directory)}")
 
@@ -210,3 +215,79 @@ class OwnServer:
     def remove(self) -> None:
         self.kill()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class OwnCluster:
+    """``size`` RethinkDB nodes of one test's own, joined in one cluster; each can be killed and
+    restarted (same data, same ports).  Blocking: call from a thread in async tests."""
+
+    def __init__(self, size: int = 3) -> None:
+        first = OwnServer("node1")
+        self.nodes = [first] + [OwnServer(f"node{i + 1}", join=first.cluster_port) for i in range(1, size)]
+
+    def url(self, db: str, first: int = 0, replicas: int | None = None) -> str:
+        """A store URL naming every node, ``first`` preferred, then the rest in order."""
+        order = self.nodes[first:] + self.nodes[:first]
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in order)
+        return f"rethinkdb://{hosts}/{db}?replicas={replicas or len(self.nodes)}"
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        self.wait(lambda r, c: r.db("rethinkdb").table("server_status").count().run(c) == len(self.nodes),
+                  "every node to join")
+
+    def admin(self, action: Any) -> Any:
+        """Run ``action(r, conn)`` on a connection to the first node that answers."""
+        from rethinkdb import RethinkDB
+        from rethinkdb.errors import ReqlDriverError
+
+        r = RethinkDB()
+        for node in self.nodes:
+            if node.process is None or node.process.poll() is not None:
+                continue
+            try:
+                conn = r.connect(host="127.0.0.1", port=node.port, timeout=5)
+            except (ReqlDriverError, OSError):
+                continue
+            try:
+                return action(r, conn)
+            finally:
+                conn.close(noreply_wait=False)
+        raise RuntimeError("no node of the cluster answers")
+
+    def wait(self, condition: Any, what: str, timeout: float = START_TIMEOUT) -> None:
+        """Poll ``condition(r, conn)`` (on a live node) until it holds; errors count as not yet."""
+        from rethinkdb.errors import ReqlError
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.admin(condition):
+                    return
+            except (ReqlError, RuntimeError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the cluster did not come to {what} within {timeout:.0f} s")
+            time.sleep(0.1)  # polling the cluster's own state: it notifies nobody
+
+    def make_primary(self, db: str, node: "OwnServer") -> None:
+        """Every table of ``db`` gets its primary replica on ``node`` (replicas on every node)."""
+        names = [n.name for n in self.nodes]
+        self.admin(lambda r, c: r.db("rethinkdb").table("table_config").filter({"db": db}).update(
+            {"shards": [{"primary_replica": node.name, "replicas": names, "nonvoting_replicas": []}]}).run(c))
+        self.wait_ready(db)
+
+    def primaries(self, db: str) -> set[str]:
+        """The nodes holding a primary replica of some table of ``db`` now."""
+        statuses = self.admin(lambda r, c: list(r.db("rethinkdb").table("table_status").filter({"db": db}).run(c)))
+        return {shard["primary_replicas"][0] for s in statuses for shard in s["shards"] if shard["primary_replicas"]}
+
+    def wait_ready(self, db: str, wait_for: str = "all_replicas_ready", timeout: float = START_TIMEOUT) -> None:
+        """Until every table of ``db`` is ready (by default: every replica up to date)."""
+        self.wait(lambda r, c: all(s["status"][wait_for] for s in r.db("rethinkdb").table("table_status").filter(
+            {"db": db}).run(c)), f"tables {wait_for}", timeout)
+
+    def remove(self) -> None:
+        for node in self.nodes:
+            node.remove()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import accounts, contacts, emails, health, labels, root, threads, tokens
+from handlers import accounts, contacts, email_content, emails, health, labels, root, threads, tokens
 
-RESOURCE_MODULES = (root, health, accounts, tokens, emails, threads, labels, contacts)
+RESOURCE_MODULES = (root, health, accounts, tokens, emails, email_content, threads, labels, contacts)
 
 
 def api_routes() -> list[tuple[str, Any]]:

@@ -23,6 +23,7 @@ import logging
 import time
 
 from gateway.ids import iso_from_epoch, now_iso
+from gateway.mail.addresses import address_of
 from gateway.mail.documents import delivered_fields, inbound_copy
 from gateway.mail.mailbox import add_email, copy_id, local_account
 from gateway.mail.relay import Relay, send_through
@@ -169,8 +170,8 @@ class DeliveryWorker:
 
     async def _deliver(self, email: Doc) -> None:
         done = list(email.get("delivered_to", []))
-        pending = [a for a in dict.fromkeys(email.get("to", []) + email.get("cc", []) + email.get("bcc", []))
-                   if a not in done]
+        recipients = email.get("to", []) + email.get("cc", []) + email.get("bcc", [])
+        pending = [a for a in dict.fromkeys(address_of(r) for r in recipients) if a not in done]
         temporary: dict[str, str] = {}
         permanent: dict[str, str] = {}
         external = [a for a in pending if a.rpartition("@")[2].lower() != self.domain]

@@ -42,7 +42,8 @@ def copy_id(source: str, account_id: str) -> str:
 
 
 async def find_thread(store: Documents, owner: str, references: list[str]) -> str | None:
-    """The thread of the newest of the owner's emails whose Message-ID is among ``references``."""
+    """The thread of the newest of the owner's emails whose Message-ID is among ``references``
+    (each email refers to itself too, so the copies of one message share a thread)."""
     if not references:
         return None
     found = await store.find(
@@ -52,10 +53,15 @@ async def find_thread(store: Documents, owner: str, references: list[str]) -> st
 
 
 async def add_email(store: Documents, email: Doc) -> Doc:
-    """Thread, store and summarise a new email (``owner``, ``message_id`` and references already set)."""
+    """Thread, store and summarise a new email (``owner``, ``message_id`` and references already set).
+
+    It joins the thread of an email of the owner it refers to, or of one with its own Message-ID:
+    a message sent to oneself is filed twice (Sent and Inbox) in one thread.
+    """
     refs = list(email.get("references") or [])
-    if email.get("in_reply_to") and email["in_reply_to"] not in refs:
-        refs.append(email["in_reply_to"])
+    for same in (email.get("in_reply_to"), email.get("message_id")):
+        if same and same not in refs:
+            refs.append(same)
     email.setdefault("id", new_id())
     email.setdefault("created", now_iso())
     existing = await find_thread(store, email["owner"], refs)

@@ -45,7 +45,9 @@ def split(entry: str) -> tuple[str, str]:
     entry = entry.strip()
     match = NAMED.match(entry)
     name, address = (match["name"].strip(), match["address"].strip()) if match else ("", entry)
-    if len(name) >= 2 and name[0] == name[-1] == '"':
+    if name.startswith('"'):
+        if len(name) < 2 or not name.endswith('"') or name.endswith('\\"') and not name.endswith('\\\\"'):
+            raise ValueError("has an unterminated quoted display name")
         name = email.utils.unquote(name)
     # "=?" would read as an encoded word in a header: never part of an address
     if not ADDRESS.fullmatch(address) or "=?" in address:

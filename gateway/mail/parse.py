@@ -88,11 +88,13 @@ def _date(message: Message) -> str | None:
 
 
 def _text(part: Message) -> str:
+    """A text part decoded from its charset, lines ending in ``\n`` (the raw message keeps the bytes)."""
     try:
-        return part.get_content()  # type: ignore[attr-defined]
+        text = part.get_content()  # type: ignore[attr-defined]
     except Exception:  # unknown charset or broken transfer encoding: decode what is there
         payload = part.get_payload(decode=True) or b""
-        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+    return str(text).replace("\r\n", "\n")
 
 
 def _body(message: EmailMessage, subtype: str) -> Message | None:

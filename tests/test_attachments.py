@@ -256,3 +256,22 @@ async def test_raw_and_parts_through_the_tunnel(api: Api, gateway: Gateway) -> N
             k: http.headers.get_list(k) for k in http.headers if k not in ("Date", "X-Request-Id", "Connection")}
     finally:
         await client.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_display_names_reach_the_relay_exactly_and_inject_nothing(start_gateway: Any, relay: Relay) -> None:
+    gateway = await start_gateway(relay=relay.url)
+    api = api_for(gateway)
+    _, token = await api.register("alice")
+    names = ["=?utf-8?q?x=0D=0ABcc:_spy@evil.example?=", 'He said "hi", then: <left>', "Ωμέγα", "a" * 120]
+    to = [f'"{n.replace(chr(34), chr(92) + chr(34))}" <r{i}@example.org>' for i, n in enumerate(names)]
+    sent = await api.post("/emails", {"to": to, "subject": "names", "text": "x"}, token=token)
+    assert sent.status == 201, sent.body
+    await settled(gateway)
+    _, recipients, wire = relay.received[0]
+    assert recipients == [f"r{i}@example.org" for i in range(len(names))]
+    message = email.message_from_bytes(wire, policy=email.policy.default)
+    assert [(a.display_name, a.addr_spec) for a in message["To"].addresses] == [
+        (n, f"r{i}@example.org") for i, n in enumerate(names)]
+    assert message.get_all("Bcc") is None and b"\r\nBcc:" not in wire
+    assert all(len(line) <= 998 for line in wire.split(b"\r\n"))

@@ -21,8 +21,8 @@ from gateway.mail.headers import encoded_words
 
 #: An address as the API takes it: no spaces, quotes, brackets or separators; a plain domain.
 ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
-#: ``Display Name <address>``: the name is everything before the last ``<``.
-NAMED = re.compile(r"^(?P<name>[^<>]*?)\s*<(?P<address>[^<>]*)>$")
+#: ``Display Name <address>``: the name is everything before the last ``<`` (brackets only when quoted).
+NAMED = re.compile(r"^(?P<name>.*?)\s*<(?P<address>[^<>]*)>$", re.S)
 #: Characters that make a display name a quoted string in a header (RFC 5322 specials).
 SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 MAX_NAME = 200
@@ -49,6 +49,8 @@ def split(entry: str) -> tuple[str, str]:
         if len(name) < 2 or not name.endswith('"') or name.endswith('\\"') and not name.endswith('\\\\"'):
             raise ValueError("has an unterminated quoted display name")
         name = email.utils.unquote(name)
+    elif "<" in name or ">" in name:
+        raise ValueError("has angle brackets in a display name that is not quoted")
     # "=?" would read as an encoded word in a header: never part of an address
     if not ADDRESS.fullmatch(address) or "=?" in address:
         raise ValueError("is not an address")
@@ -81,7 +83,7 @@ def address_of(entry: str) -> str:
 
 def _phrase(name: str) -> str:
     """A display name as a header phrase: as it is, quoted, or encoded words when not plain ASCII."""
-    if name.isascii() and name.isprintable() and "=?" not in name and len(name) <= 60:
+    if name.isascii() and name.isprintable() and "=?" not in name:  # at most MAX_NAME: fits a line
         return f'"{email.utils.quote(name)}"' if SPECIALS.search(name) else name
     return encoded_words(name)
 

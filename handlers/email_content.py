@@ -9,6 +9,7 @@ import unicodedata
 from email.message import Message
 from urllib.parse import quote
 
+from gateway.mail.mailbox import load_message
 from gateway.mail.parse import TooComplex, attachment, filename_of, raw_bytes
 from gateway.store import Doc
 from handlers.base import APIError, APIHandler, not_found
@@ -57,7 +58,7 @@ class ContentHandler(APIHandler):
         self.finish(data)
 
     async def raw_of(self, email_id: str) -> tuple[Doc, bytes]:
-        email = await self.owned("emails", email_id, "Email")
+        email = await load_message(self.store, await self.owned("emails", email_id, "Email"))
         raw = raw_bytes(email)
         if raw is None:  # an email composed before the gateway kept messages
             raise APIError(404, "not_found", "This email has no raw message")

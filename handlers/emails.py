@@ -10,7 +10,7 @@ from typing import Any
 from gateway.mail import outbox
 from gateway.mail.addresses import ADDRESS, control_problem, normalized
 from gateway.mail.documents import Draft, public_email
-from gateway.mail.mailbox import delete_email, update_email
+from gateway.mail.mailbox import delete_email, load_message, update_email
 from gateway.mail.mime import Attachment, attachment
 from gateway.store import Contains, Substring
 from handlers.base import APIError, APIHandler, Field, checked_fields
@@ -138,7 +138,7 @@ class EmailsHandler(APIHandler):
                                              max_size=self.state.config.smtp_max_size)
         if replayed:
             self.set_header("Idempotent-Replayed", "true")
-        self.reply(201, email=public_email(stored, detail=True))
+        self.reply(201, email=public_email(await load_message(self.store, stored), detail=True))
 
     async def get(self) -> None:
         where: dict[str, Any] = {"owner": self.account["id"]}
@@ -160,12 +160,14 @@ class EmailHandler(APIHandler):
     """``/emails/{id}``: read, relabel or mark read, delete."""
 
     async def get(self, email_id: str) -> None:
-        self.reply(email=public_email(await self.owned("emails", email_id, "Email"), detail=True))
+        email = await load_message(self.store, await self.owned("emails", email_id, "Email"))
+        self.reply(email=public_email(email, detail=True))
 
     async def put(self, email_id: str) -> None:
         email = await self.owned("emails", email_id, "Email")
         changes = await email_changes(self)
-        self.reply(email=public_email(await update_email(self.store, email, changes), detail=True))
+        updated = await load_message(self.store, await update_email(self.store, email, changes))
+        self.reply(email=public_email(updated, detail=True))
 
     async def delete(self, email_id: str) -> None:
         await delete_email(self.store, await self.owned("emails", email_id, "Email"))

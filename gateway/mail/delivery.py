@@ -25,7 +25,7 @@ import time
 from gateway.ids import iso_from_epoch, now_iso
 from gateway.mail.addresses import address_of
 from gateway.mail.documents import delivered_fields, inbound_copy
-from gateway.mail.mailbox import add_email, copy_id, local_account
+from gateway.mail.mailbox import add_email, copy_id, load_message, local_account
 from gateway.mail.relay import Relay, send_through
 from gateway.metrics import Metrics
 from gateway.store import Change, Conflict, Doc, Documents, Query, StoreError
@@ -169,6 +169,7 @@ class DeliveryWorker:
                 log.warning("email %s: claim not released (%s); the lease frees it", email_id, exc)
 
     async def _deliver(self, email: Doc) -> None:
+        email = await load_message(self.store, email)  # the message as composed, for relay and local copies
         done = list(email.get("delivered_to", []))
         recipients = email.get("to", []) + email.get("cc", []) + email.get("bcc", [])
         pending = [a for a in dict.fromkeys(address_of(r) for r in recipients) if a not in done]

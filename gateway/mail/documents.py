@@ -23,6 +23,8 @@ EMAIL_INTERNAL = ("claimed_at", "search")
 EMAIL_DETAIL = ("raw", "raw_encoding", "headers", "structure")
 #: What a message's bytes tell, kept with every email (:func:`gateway.mail.parse.parse_message` gives them).
 MESSAGE_CONTENT = ("raw", "raw_encoding", "size", "headers", "structure", "attachments")
+#: The fields kept in the ``messages`` table beside the email rather than in it (see :func:`split_message`).
+RAW_FIELDS = ("raw", "raw_encoding")
 
 #: The fields of a message as it travels: what a recipient's copy keeps of the sent email.
 MESSAGE_FIELDS = ("message_id", "from", "to", "cc", "subject", "text", "html", "in_reply_to", "references")
@@ -94,6 +96,25 @@ def delivered_fields(email: Doc) -> Doc:
     fields["references"] = email.get("references", [])
     fields.update({name: email[name] for name in MESSAGE_CONTENT if name in email})
     return fields
+
+
+def split_message(email: Doc) -> tuple[Doc, Doc | None]:
+    """An email as stored (without its raw message) and its ``messages`` record (None when it has no raw).
+
+    The raw message can be megabytes; kept in the email document, it would be parsed by every
+    query that filters or sorts emails.  Clients see it merged back (:func:`with_message`).
+    """
+    if "raw" not in email:
+        return email, None
+    record = {"id": email["id"], "owner": email["owner"], **{name: email[name] for name in RAW_FIELDS if name in email}}
+    return {k: v for k, v in email.items() if k not in RAW_FIELDS}, record
+
+
+def with_message(email: Doc, record: Doc | None) -> Doc:
+    """The email with its raw message (its ``messages`` record) merged back in."""
+    if record is None:
+        return email
+    return {**email, **{name: record[name] for name in RAW_FIELDS if name in record}}
 
 
 def thread_summary(owner: str, emails: list[Doc]) -> Doc:

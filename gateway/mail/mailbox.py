@@ -13,7 +13,7 @@ import hashlib
 from typing import Any, Iterable
 
 from gateway.ids import new_id, now_iso
-from gateway.mail.documents import BUILTIN_LABELS, thread_summary
+from gateway.mail.documents import BUILTIN_LABELS, split_message, thread_summary, with_message
 from gateway.store import Conflict, Contains, Doc, Documents, In, Query
 
 
@@ -66,7 +66,13 @@ async def add_email(store: Documents, email: Doc) -> Doc:
     email.setdefault("created", now_iso())
     existing = await find_thread(store, email["owner"], refs)
     email["thread"] = existing or new_id()
-    stored = await store.insert("emails", email)
+    email, message = split_message(email)
+    if message is not None:  # first: an email is never without the message it names
+        try:
+            await store.insert("messages", message)
+        except Conflict:  # a retried delivery of this copy stored it before
+            pass
+    stored = with_message(await store.insert("emails", email), message)
     if existing is None:
         # a new thread holds just this email: its summary needs no query
         try:
@@ -76,6 +82,13 @@ async def add_email(store: Documents, email: Doc) -> Doc:
             pass
     await refresh_thread(store, email["owner"], email["thread"])
     return stored
+
+
+async def load_message(store: Documents, email: Doc) -> Doc:
+    """The email with its raw message, as clients and the delivery worker see it."""
+    if "raw" in email:  # stored whole (by an earlier version)
+        return email
+    return with_message(email, await store.get("messages", email["id"]))
 
 
 async def update_email(store: Documents, email: Doc, changes: dict[str, Any]) -> Doc:
@@ -94,9 +107,10 @@ async def delete_email(store: Documents, email: Doc) -> None:
 
 
 async def delete_emails(store: Documents, emails: list[Doc]) -> None:
-    """Remove the emails, then refresh (or remove) every thread they were in, once."""
+    """Remove the emails (and their raw messages), then refresh (or remove) every thread they were in, once."""
     for email in emails:
         await store.delete("emails", email["id"])
+        await store.delete("messages", email["id"])
     await refresh_threads(store, emails)
 
 

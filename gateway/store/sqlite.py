@@ -82,7 +82,7 @@ def _where_sql(table: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
             clauses.append(f"EXISTS (SELECT 1 FROM json_each({table}.doc, '$.{name}') WHERE value = ?)")
             params.append(_bindable(cond.value))
         elif isinstance(cond, Substring):  # a scan of the rows the other conditions leave
-            clauses.append(f"instr({json_field(name)}, ?) > 0")
+            clauses.append(f"json_type({table}.doc, '$.{name}') = 'text' AND instr({json_field(name)}, ?) > 0")
             params.append(cond.value)
         elif cond is None:
             clauses.append(f"{json_field(name)} IS NULL")

@@ -612,7 +612,9 @@ export interface components {
             status: "queued" | "sending" | "delivered" | "failed" | "received";
             /** @description The RFC 5322 Message-ID, e.g. `<id@domain>`. */
             message_id: string;
+            /** @description The address, or `Name <address>` with the display name (plain Unicode, quoted where a header needs it). */
             from: string;
+            /** @description Addresses as `from` shows them. */
             to: string[];
             cc: string[];
             bcc: string[];

@@ -52,7 +52,8 @@ class GatewayError(Exception):
 
 @dataclass
 class Reply:
-    """A response: the status, headers (name -> values) and the body, parsed when it is JSON."""
+    """A response: the status, headers (name -> values) and the body: parsed when it is JSON, bytes
+    when it is binary (sent as base64), else text."""
 
     status: int
     headers: dict[str, list[str]]
@@ -406,6 +407,9 @@ def _reply(message: dict[str, Any]) -> Reply:
     body: Any = message.get("body", "")
     if message.get("body_encoding") == "json":
         return Reply(message.get("status", 0), headers, body)
-    if (headers.get("Content-Type") or [""])[0].startswith("application/json") and body:
+    encoding = message.get("body_encoding")
+    if encoding == "base64":  # a binary body (an attachment, a raw message): bytes
+        body = base64.b64decode(body)
+    elif encoding != "json" and (headers.get("Content-Type") or [""])[0].startswith("application/json") and body:
         body = json.loads(body)
     return Reply(message.get("status", 0), headers, body)

@@ -31,3 +31,7 @@ class NotFound(Refused):
 
 class Taken(Refused):
     """The name or address is in use already."""
+
+
+class TooLarge(Refused):
+    """The input is over a size limit (a message larger than the SMTP limit)."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import accounts, contacts, emails, health, labels, root, threads, tokens, webhooks
+from handlers import accounts, contacts, email_content, emails, health, labels, root, threads, tokens, webhooks
 
-RESOURCE_MODULES = (root, health, accounts, tokens, emails, threads, labels, contacts, webhooks)
+RESOURCE_MODULES = (root, health, accounts, tokens, emails, email_content, threads, labels, contacts, webhooks)
 
 
 def api_routes() -> list[tuple[str, Any]]:

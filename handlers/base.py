@@ -17,13 +17,13 @@ from typing import Any, Iterable
 import tornado.web
 
 from gateway.auth import Identity, InvalidToken
-from gateway.errors import Forbidden, Invalid, NotFound, Refused, Taken
+from gateway.errors import Forbidden, Invalid, NotFound, Refused, Taken, TooLarge
 from gateway.ids import is_id
 from gateway.state import State
 from gateway.store import Doc, Query, Store, StoreUnavailable
 from gateway.validation import Field, parse_json
 
-__all__ = ["APIError", "APIHandler", "Field", "NotFoundHandler", "not_found"]
+__all__ = ["APIError", "APIHandler", "Field", "NotFoundHandler", "checked_fields", "not_found"]
 
 log = logging.getLogger("gateway.api")
 
@@ -39,7 +39,7 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 #: A request id a client may choose (X-Request-Id); anything else is replaced by one of ours.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 #: The HTTP status of each kind of refusal the services raise.
-REFUSED_STATUS: dict[type[Refused], int] = {Invalid: 400, Forbidden: 403, NotFound: 404, Taken: 409}
+REFUSED_STATUS: dict[type[Refused], int] = {Invalid: 400, Forbidden: 403, NotFound: 404, Taken: 409, TooLarge: 413}
 
 
 class APIError(tornado.web.HTTPError):
@@ -65,6 +65,8 @@ class APIHandler(tornado.web.RequestHandler):
     """
 
     public_methods: frozenset[str] = frozenset()
+    #: The methods that also take ``multipart/form-data`` bodies (authenticated ones only).
+    multipart_methods: frozenset[str] = frozenset()
     identity: Identity | None = None
     #: This request's id: the client's ``X-Request-Id`` when it is a sane token, else a new one.
     request_id: str = ""
@@ -137,18 +139,27 @@ class APIHandler(tornado.web.RequestHandler):
     async def prepare(self) -> None:
         self.state.inflight += 1  # a draining gateway waits for these
         self._counted = True
-        if len(self.request.body) > self.state.config.max_body:
-            raise APIError(413, "too_large", f"Request body exceeds {self.state.config.max_body} bytes")
+        limit = self.body_limit()
+        if len(self.request.body) > limit:
+            raise APIError(413, "too_large", f"Request body exceeds {limit} bytes")
         if self.request.method in BODY_METHODS and self.request.body:
-            # a page can POST text/plain or a form to any origin without a preflight: only JSON is taken
+            # a page can POST text/plain or a form to any origin without a preflight: only JSON is taken,
+            # and multipart/form-data where a handler says so (every such route needs a bearer token,
+            # which no cross-site form can send)
             media = self.request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
-            if media != "application/json":
-                raise APIError(415, "unsupported_media_type", "Request bodies must be application/json")
+            if media != "application/json" and not (media == "multipart/form-data"
+                                                    and self.request.method in self.multipart_methods):
+                raise APIError(415, "unsupported_media_type", "Request bodies must be application/json"
+                               + (" or multipart/form-data" if self.multipart_methods else ""))
         if self.request.method == "OPTIONS":
             return  # a preflight needs no token
         if self.request.method not in self.public_methods and self.request.method in self.SUPPORTED_METHODS:
             if self._has_method(self.request.method):
                 self.identity = await self.authenticate()
+
+    def body_limit(self) -> int:
+        """The largest request body this handler takes (``--max-body``)."""
+        return self.state.config.max_body
 
     def on_finish(self) -> None:
         if self._counted:
@@ -170,33 +181,23 @@ class APIHandler(tornado.web.RequestHandler):
         except InvalidToken as exc:
             raise APIError(401, "invalid_token", str(exc), {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
 
-    def body_fields(self, fields: dict[str, Field], *, partial: bool = False) -> dict[str, Any]:
-        """The request's JSON object, checked against ``fields``; only the fields given are returned.
+    def body_fields(self, fields: dict[str, Field], *, partial: bool = False, text: bytes | None = None
+                    ) -> dict[str, Any]:
+        """The request's JSON object (or ``text``, JSON from elsewhere in the request), checked
+        against ``fields``; only the fields given are returned.
 
         With ``partial`` (updates), no field is required but at least one must be given.
         """
-        if not self.request.body.strip():
+        text = self.request.body if text is None else text
+        if not text.strip():
             raise APIError(400, "invalid_json", "Request body must be a JSON object")
         try:
-            body = parse_json(self.request.body)
+            body = parse_json(text)
         except (ValueError, UnicodeDecodeError) as exc:  # TooDeep is a ValueError
             raise APIError(400, "invalid_json", f"Malformed JSON: {exc}") from None
         if not isinstance(body, dict):
             raise APIError(400, "invalid_json", "Request body must be a JSON object")
-        unknown = sorted(set(body) - set(fields))
-        if unknown:
-            raise APIError(400, "unknown_field", f"Unknown field: {', '.join(unknown)}")
-        for name, spec in fields.items():
-            if name not in body:
-                if spec.required and not partial:
-                    raise APIError(400, "missing_field", f"Missing field: {name}")
-                continue
-            problem = spec.problem(body[name])
-            if problem:
-                raise APIError(400, "invalid_field", f"Field '{name}' {problem}")
-        if partial and not body:
-            raise APIError(400, "missing_field", f"Give at least one of: {', '.join(fields)}")
-        return body
+        return checked_fields(body, fields, partial=partial)
 
     def path_id(self, value: str, what: str) -> str:
         """A path segment that must be a document id; malformed ones are a 404 like any unknown id."""
@@ -282,6 +283,26 @@ class APIHandler(tornado.web.RequestHandler):
             log.warning("%d %s %s: %s", value.status_code, self.request.method, target, value.log_message or "")
         else:  # Tornado's own would log the whole request, Authorization header and all
             log.error("uncaught exception in %s %s", self.request.method, target, exc_info=(typ, value, tb))
+
+
+def checked_fields(body: dict[str, Any], fields: dict[str, Field], *, partial: bool = False, where: str = ""
+                   ) -> dict[str, Any]:
+    """``body`` checked against ``fields`` (an :class:`APIError` for the first problem; ``where``
+    prefixes the field names in messages, e.g. ``attachments[2].``)."""
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise APIError(400, "unknown_field", f"Unknown field: {', '.join(where + name for name in unknown)}")
+    for name, spec in fields.items():
+        if name not in body:
+            if spec.required and not partial:
+                raise APIError(400, "missing_field", f"Missing field: {where}{name}")
+            continue
+        problem = spec.problem(body[name])
+        if problem:
+            raise APIError(400, "invalid_field", f"Field '{where}{name}' {problem}")
+    if partial and not body:
+        raise APIError(400, "missing_field", f"Give at least one of: {', '.join(fields)}")
+    return body
 
 
 class NotFoundHandler(APIHandler):

@@ -6,19 +6,23 @@ from typing import Any
 
 from gateway.mail.documents import public_email
 from gateway.mail.mailbox import delete_emails, update_emails
-from gateway.store import Contains, Query, public
+from gateway.store import Contains, In, Query, public
 from handlers.base import APIHandler
-from handlers.emails import email_changes
+from handlers.emails import email_changes, search_filter
 
 
 class ThreadsHandler(APIHandler):
-    """``GET /threads``: the caller's threads, newest activity first."""
+    """``GET /threads``: the caller's threads, newest activity first; ``q`` keeps those with a matching email."""
 
     async def get(self) -> None:
         where: dict[str, Any] = {"owner": self.account["id"]}
         label = self.get_query_argument("label", None)
         if label:
             where["labels"] = Contains(label)
+        search = search_filter(self)
+        if search is not None:
+            found = await self.store.find("emails", Query({"owner": self.account["id"], "search": search}))
+            where["id"] = In(dict.fromkeys(email["thread"] for email in found))
         query = self.page(where, {"updated", "created", "subject"}, "-updated")
         threads = await self.list_page("threads", query)
         self.reply(threads=[public(t) for t in threads])

@@ -17,3 +17,8 @@ def make_store(backend: str, tmp_path: Any, history_limit: int = 100_000) -> Sto
         # a database of its own on the session's server; skips the test when there is no server
         return store_from_url(rethinkdb_server.store_url(), history_limit)
     raise ValueError(backend)
+
+
+def store_option(backend: str) -> dict[str, Any]:
+    """The ``start_gateway`` override that runs a gateway on ``backend`` (skips without a RethinkDB)."""
+    return {} if backend == "sqlite" else {"store": rethinkdb_server.store_url()}

@@ -12,7 +12,8 @@ import pytest
 
 from gateway.app.server import Gateway
 from gateway.ids import new_id
-from gateway.mail.documents import Draft, outbound_email
+from gateway.mail.documents import Draft
+from gateway.mail.outbox import compose
 from tests.conftest import PASSWORD, Api, api_for, serve_relay, settled, wait_until
 from tests.peers import Relay, in_thread, smtp_send
 
@@ -69,8 +70,7 @@ async def test_restart_resumes_a_send_a_dead_process_had_claimed(start_gateway: 
     alice, _ = await api_for(gateway).register("alice")
     await gateway.stop()
     # what a process that died mid-send leaves: the email claimed just now, nothing delivered yet
-    email = {**outbound_email(new_id(), alice, "localhost", Draft(to=["dan@example.org"], subject="unfinished",
-                                                                   text="t"), None, []),
+    email = {**compose(new_id(), alice, "localhost", Draft(to=["dan@example.org"], subject="unfinished", text="t")),
              "thread": new_id(), "status": "sending", "claimed_at": time.time()}
     await gateway.store.open()
     await gateway.store.insert("emails", email)

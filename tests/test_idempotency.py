@@ -8,20 +8,16 @@ from typing import Any
 
 import pytest
 
-from tests import rethinkdb_server
 from tests.conftest import api_for, settled
+from tests.stores import store_option
 from tests.peers import Relay
 from tests.sockjs_clients import connect
-
-
-def store_of(backend: str) -> dict[str, Any]:
-    return {} if backend == "sqlite" else {"store": rethinkdb_server.store_url()}  # skips without a RethinkDB
 
 
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.parametrize("backend", ["sqlite", "rethinkdb"])
 async def test_a_repeated_send_is_stored_and_sent_once(start_gateway: Any, relay: Relay, backend: str) -> None:
-    gateway = await start_gateway(relay=relay.url, **store_of(backend))
+    gateway = await start_gateway(relay=relay.url, **store_option(backend))
     api = api_for(gateway)
     _, token = await api.register("alice")
     draft = {"to": ["dan@example.org", "alice@localhost"], "subject": "once", "text": "t"}

@@ -74,9 +74,10 @@ async def test_smtp_in_files_mail_and_the_recipient_gets_a_receipt(api: Api, gat
         event = await anext(aiter(events))
         assert (event["type"], event["name"], event["labels"]) == ("receipt", "Quarterly report", ["inbox"])
         email = (await api.get(f"/emails/{event['id']}", token=token)).json["email"]
-        assert email["from"] == "ann@example.org" and email["to"] == ["bob@localhost", "carol@localhost"]
+        assert email["from"] == "Ann <ann@example.org>" and email["to"] == ["bob@localhost", "carol@localhost"]
         assert email["text"].strip() == "Numbers inside." and email["html"].strip() == "<p>Numbers inside.</p>"
-        assert email["attachments"] == [{"name": "q3.pdf", "content_type": "application/pdf", "size": 1000}]
+        assert email["attachments"] == [{"index": 0, "filename": "q3.pdf", "content_type": "application/pdf",
+                                         "size": 1000, "content_id": None, "inline": False}]
         assert email["message_id"] == "<q1@example.org>" and email["date"] == "2026-11-21T10:00:00.000000Z"
         assert email["raw"].encode() == wire and ["Subject", "Quarterly report"] in email["headers"]
         assert email["read"] is False and email["thread"] == event["thread"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.store import Change, Conflict, Contains, In, Query, Store
+from gateway.store import Change, Conflict, Contains, In, Query, Store, Substring
 from tests.stores import BACKENDS, make_store
 
 
@@ -78,6 +78,20 @@ async def test_ties_are_broken_by_id(store: Store) -> None:
     for id in ["b", "c", "a"]:
         await store.insert("contacts", doc(id, name="same"))
     assert [d["id"] for d in await store.find("contacts", Query({}, [("name", False)]))] == ["a", "b", "c"]
+
+
+@pytest.mark.gen_test
+async def test_substring_matches_literally(store: Store) -> None:
+    texts = {"a": "grüße. (x) [y]", "b": "a.*b \\ ^$ 100%", "c": "", "d": None, "e": 5}
+    for id, text in texts.items():
+        await store.insert("contacts", doc(id, notes=text))
+    async def found(value: str) -> list[str]:
+        return [d["id"] for d in await store.find("contacts", Query({"notes": Substring(value)}, [("id", False)]))]
+    assert await found("üße. (") == ["a"]
+    assert await found(".*") == ["b"] and await found("\\ ^$ 100%") == ["b"] and await found("[y]") == ["a"]
+    assert await found("GRÜSSE") == [] and await found("zz") == []  # exactly as given: callers fold case
+    assert await found("") == ["a", "b", "c"]  # every string, no other value
+    assert await store.count("contacts", {"notes": Substring("1")}) == 1
 
 
 @pytest.mark.gen_test

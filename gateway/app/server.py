@@ -133,8 +133,10 @@ class Gateway:
             self.metrics_http = tornado.httpserver.HTTPServer(
                 tornado.web.Application([metrics_route(services.metrics)]))
             self.metrics_port = await self._listen(self.metrics_http, "metrics", *metrics_at)
-        # Bodies up to max_body get the API's own 413; far larger ones are cut off unread.
-        self.http = ProtectedHTTPServer(services.app, xheaders=False, max_body_size=4 * self.config.max_body + 65536,
+        # Bodies up to max_body (POST /emails: plus smtp_max_size) get the API's own 413; far larger ones
+        # are cut off unread.
+        largest = max(4 * self.config.max_body, self.config.max_body + 2 * self.config.smtp_max_size) + 65536
+        self.http = ProtectedHTTPServer(services.app, xheaders=False, max_body_size=largest,
                                         idle_connection_timeout=self.config.header_timeout,
                                         body_timeout=self.config.body_timeout,
                                         max_connections=self.config.max_connections)

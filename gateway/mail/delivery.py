@@ -22,8 +22,9 @@ import logging
 import time
 
 from gateway.ids import iso_from_epoch, now_iso
+from gateway.mail.addresses import address_of
 from gateway.mail.documents import delivered_fields, inbound_copy
-from gateway.mail.mailbox import add_email, copy_id, local_account
+from gateway.mail.mailbox import add_email, copy_id, load_message, local_account
 from gateway.mail.relay import Failure, Relay, send_through
 from gateway.metrics import Metrics
 from gateway.store import Conflict, Doc, Documents, StoreError
@@ -37,9 +38,10 @@ QUEUED = {"direction": "out", "status": "queued"}
 
 
 def undelivered(email: Doc) -> list[str]:
-    """The recipients an outbound email has yet to reach (To, Cc and Bcc, once each)."""
+    """The addresses an outbound email has yet to reach (To, Cc and Bcc, once each, without display names)."""
     done = set(email.get("delivered_to", []))
-    return [a for a in dict.fromkeys(email.get("to", []) + email.get("cc", []) + email.get("bcc", [])) if a not in done]
+    recipients = email.get("to", []) + email.get("cc", []) + email.get("bcc", [])
+    return [a for a in dict.fromkeys(address_of(r) for r in recipients) if a not in done]
 
 
 class PermanentFailure(Exception):
@@ -95,6 +97,7 @@ class DeliveryWorker:
                                               for address in undelivered(email)})
 
     async def _deliver(self, email: Doc) -> None:
+        email = await load_message(self.store, email)  # the message as composed, for relay and local copies
         done = list(email.get("delivered_to", []))
         pending = undelivered(email)
         failures: dict[str, Failure] = {}

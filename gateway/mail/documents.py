@@ -11,14 +11,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.ids import now_iso
+from gateway.mail.mime import Attachment
+from gateway.mail.parse import search_text
 from gateway.store import Doc, public
 
 BUILTIN_LABELS: dict[str, str] = {"inbox": "Inbox", "sent": "Sent", "trash": "Trash", "spam": "Spam"}
 
-#: Delivery bookkeeping that is nobody's business but the worker's.
-EMAIL_INTERNAL = ("claimed_at",)
+#: Delivery bookkeeping that is nobody's business but the worker's, and what ``?q=`` searches.
+EMAIL_INTERNAL = ("claimed_at", "search")
 #: Large fields left out of lists; ``GET /emails/{id}`` has them.
-EMAIL_DETAIL = ("raw", "headers")
+EMAIL_DETAIL = ("raw", "raw_encoding", "headers", "structure")
+#: What a message's bytes tell, kept with every email (:func:`gateway.mail.parse.parse_message` gives them).
+MESSAGE_CONTENT = ("raw", "raw_encoding", "size", "headers", "structure", "attachments")
+#: The fields kept in the ``messages`` table beside the email rather than in it (see :func:`split_message`).
+RAW_FIELDS = ("raw", "raw_encoding")
 
 #: The fields of a message as it travels: what a recipient's copy keeps of the sent email.
 MESSAGE_FIELDS = ("message_id", "from", "to", "cc", "subject", "text", "html", "in_reply_to", "references")
@@ -35,21 +41,16 @@ class Draft:
     text: str | None = None
     html: str | None = None
     in_reply_to: str | None = None
+    attachments: list[Attachment] = field(default_factory=list)
 
 
-def outbound_email(email_id: str, owner: Doc, domain: str, draft: Draft, in_reply_to: str | None,
+def message_fields(email_id: str, sender: str, domain: str, draft: Draft, in_reply_to: str | None,
                    references: list[str]) -> Doc:
-    """A composed email, queued for delivery and filed in the sender's Sent.
-
-    ``in_reply_to`` and ``references`` are Message-IDs (of the parent and its ancestors).
-    """
+    """The header and body fields of a composed email (``sender``: the From mailbox;
+    ``in_reply_to`` and ``references``: Message-IDs of the parent and its ancestors)."""
     return {
-        "id": email_id,
-        "owner": owner["id"],
-        "direction": "out",
-        "status": "queued",
         "message_id": f"<{email_id}@{domain}>",
-        "from": owner["address"],
+        "from": sender,
         "to": draft.to,
         "cc": draft.cc,
         "bcc": draft.bcc,
@@ -58,26 +59,62 @@ def outbound_email(email_id: str, owner: Doc, domain: str, draft: Draft, in_repl
         "html": draft.html,
         "in_reply_to": in_reply_to,
         "references": references,
+    }
+
+
+def outbound_email(email_id: str, owner: Doc, fields: Doc, content: Doc) -> Doc:
+    """A composed email, queued for delivery and filed in the sender's Sent: its ``fields``
+    (:func:`message_fields`) and the ``content`` of the message built from them (:data:`MESSAGE_CONTENT`)."""
+    email = {
+        "id": email_id,
+        "owner": owner["id"],
+        "direction": "out",
+        "status": "queued",
+        **fields,
+        **{name: content[name] for name in MESSAGE_CONTENT},
         "labels": ["sent"],
         "read": True,
         "created": now_iso(),
     }
+    email["search"] = search_text(email)
+    return email
 
 
 def inbound_copy(fields: Doc, owner: str, id: str) -> Doc:
     """A message as filed in ``owner``'s inbox (``fields``: its headers and bodies, as
-    :func:`gateway.mail.mime.parse_message` or :func:`delivered_fields` give them)."""
+    :func:`gateway.mail.parse.parse_message` or :func:`delivered_fields` give them)."""
     return {**fields, "id": id, "owner": owner, "direction": "in", "status": "received", "bcc": [],
-            "labels": ["inbox"], "read": False, "created": now_iso()}
+            "labels": ["inbox"], "read": False, "created": now_iso(), "search": search_text(fields)}
 
 
 def delivered_fields(email: Doc) -> Doc:
-    """The fields a local recipient's copy of a sent email keeps (Bcc is nobody's to see)."""
+    """The fields a local recipient's copy of a sent email keeps (Bcc is nobody's to see): what the
+    sender wrote, and the message as sent (raw, structure, attachments)."""
     fields = {name: email.get(name) for name in MESSAGE_FIELDS}
     fields["cc"] = email.get("cc", [])
     fields["subject"] = email.get("subject", "")
     fields["references"] = email.get("references", [])
+    fields.update({name: email[name] for name in MESSAGE_CONTENT if name in email})
     return fields
+
+
+def split_message(email: Doc) -> tuple[Doc, Doc | None]:
+    """An email as stored (without its raw message) and its ``messages`` record (None when it has no raw).
+
+    The raw message can be megabytes; kept in the email document, it would be parsed by every
+    query that filters or sorts emails.  Clients see it merged back (:func:`with_message`).
+    """
+    if "raw" not in email:
+        return email, None
+    record = {"id": email["id"], "owner": email["owner"], **{name: email[name] for name in RAW_FIELDS if name in email}}
+    return {k: v for k, v in email.items() if k not in RAW_FIELDS}, record
+
+
+def with_message(email: Doc, record: Doc | None) -> Doc:
+    """The email with its raw message (its ``messages`` record) merged back in."""
+    if record is None:
+        return email
+    return {**email, **{name: record[name] for name in RAW_FIELDS if name in record}}
 
 
 def thread_summary(owner: str, emails: list[Doc]) -> Doc:

@@ -13,7 +13,7 @@ import hashlib
 from typing import Any, Iterable
 
 from gateway.ids import new_id, now_iso
-from gateway.mail.documents import BUILTIN_LABELS, thread_summary
+from gateway.mail.documents import BUILTIN_LABELS, split_message, thread_summary, with_message
 from gateway.store import Conflict, Contains, Doc, Documents, In, Query
 
 
@@ -42,7 +42,8 @@ def copy_id(source: str, account_id: str) -> str:
 
 
 async def find_thread(store: Documents, owner: str, references: list[str]) -> str | None:
-    """The thread of the newest of the owner's emails whose Message-ID is among ``references``."""
+    """The thread of the newest of the owner's emails whose Message-ID is among ``references``
+    (each email refers to itself too, so the copies of one message share a thread)."""
     if not references:
         return None
     found = await store.find(
@@ -52,15 +53,26 @@ async def find_thread(store: Documents, owner: str, references: list[str]) -> st
 
 
 async def add_email(store: Documents, email: Doc) -> Doc:
-    """Thread, store and summarise a new email (``owner``, ``message_id`` and references already set)."""
+    """Thread, store and summarise a new email (``owner``, ``message_id`` and references already set).
+
+    It joins the thread of an email of the owner it refers to, or of one with its own Message-ID:
+    a message sent to oneself is filed twice (Sent and Inbox) in one thread.
+    """
     refs = list(email.get("references") or [])
-    if email.get("in_reply_to") and email["in_reply_to"] not in refs:
-        refs.append(email["in_reply_to"])
+    for same in (email.get("in_reply_to"), email.get("message_id")):
+        if same and same not in refs:
+            refs.append(same)
     email.setdefault("id", new_id())
     email.setdefault("created", now_iso())
     existing = await find_thread(store, email["owner"], refs)
     email["thread"] = existing or new_id()
-    stored = await store.insert("emails", email)
+    email, message = split_message(email)
+    if message is not None:  # first: an email is never without the message it names
+        try:
+            await store.insert("messages", message)
+        except Conflict:  # a retried delivery of this copy stored it before
+            pass
+    stored = with_message(await store.insert("emails", email), message)
     if existing is None:
         # a new thread holds just this email: its summary needs no query
         try:
@@ -70,6 +82,13 @@ async def add_email(store: Documents, email: Doc) -> Doc:
             pass
     await refresh_thread(store, email["owner"], email["thread"])
     return stored
+
+
+async def load_message(store: Documents, email: Doc) -> Doc:
+    """The email with its raw message, as clients and the delivery worker see it."""
+    if "raw" in email:  # stored whole (by an earlier version)
+        return email
+    return with_message(email, await store.get("messages", email["id"]))
 
 
 async def update_email(store: Documents, email: Doc, changes: dict[str, Any]) -> Doc:
@@ -88,9 +107,10 @@ async def delete_email(store: Documents, email: Doc) -> None:
 
 
 async def delete_emails(store: Documents, emails: list[Doc]) -> None:
-    """Remove the emails, then refresh (or remove) every thread they were in, once."""
+    """Remove the emails (and their raw messages), then refresh (or remove) every thread they were in, once."""
     for email in emails:
         await store.delete("emails", email["id"])
+        await store.delete("messages", email["id"])
     await refresh_threads(store, emails)
 
 

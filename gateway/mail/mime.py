@@ -1,142 +1,133 @@
-"""Internet messages: parsing what arrives over SMTP, building what goes to the relay."""
+"""Building the message an outbound email is: a MIME message made by the ``email`` package.
+
+The body is text, html, or both as ``multipart/alternative``; inline parts join the html in
+``multipart/related``; attachments make it ``multipart/mixed``.  Non-ASCII filenames are written as
+RFC 2231 parameters.  Each part's transfer encoding is chosen for it: 7bit for short-lined ASCII,
+quoted-printable for mostly-ASCII text, base64 for the rest, so the message is 7-bit clean and every
+part decodes to exactly the bytes given.  The headers that carry what a user typed are written by
+:mod:`gateway.mail.headers` and :mod:`gateway.mail.addresses`, because the email package would parse
+an encoded word in them into raw line breaks (header injection).
+"""
 
 from __future__ import annotations
 
-import base64
 import email.policy
-import re
 import email.utils
-from email.message import EmailMessage, Message
-from email.parser import BytesParser
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
-from gateway.ids import iso_from_epoch
+from gateway.errors import Invalid
+from gateway.mail.addresses import address_header, control_problem
+from gateway.mail.headers import MESSAGE_ID, encoded_header
 
-MAX_HEADERS = 200
-
-
-def _addresses(message: Message, name: str) -> list[str]:
-    values = [str(v) for v in message.get_all(name, [])]
-    return [address for _, address in email.utils.getaddresses(values) if address]
-
-
-def _header(message: Message, name: str) -> str:
-    try:
-        value = message.get(name)
-    except Exception:  # a header the policy cannot parse: keep what the raw text says
-        value = message.get_all(name, [""])[0] if hasattr(message, "get_all") else ""
-    return " ".join(str(value or "").split())
+#: Parts are written 7-bit clean (quoted-printable or base64 where needed), lines end in CRLF.
+POLICY = email.policy.SMTP.clone(cte_type="7bit")
+#: The longest line a part is sent as 7bit with.
+MAX_7BIT_LINE = 76
+#: A media type an attachment may have: ``type/subtype`` in RFC 6838's characters, no parameters.
+MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+#: A Content-ID without its angle brackets.
+CONTENT_ID = re.compile(r"^[!-;=?-~]{1,250}$")
+MAX_FILENAME = 255
 
 
-def _date(message: Message) -> str | None:
-    try:
-        parsed = email.utils.parsedate_to_datetime(_header(message, "Date"))
-        return iso_from_epoch(parsed.timestamp())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+@dataclass(frozen=True)
+class Attachment:
+    """A file to send: attached, or ``inline`` (shown in the html, which names it ``cid:<content_id>``)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None = None
+    inline: bool = False
 
 
-def _text(part: Message) -> str:
-    try:
-        return part.get_content()  # type: ignore[attr-defined]
-    except Exception:  # unknown charset or broken transfer encoding: decode what is there
-        payload = part.get_payload(decode=True) or b""
-        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+def attachment(filename: str, content_type: str, data: bytes, content_id: str | None = None,
+               inline: bool = False, where: str = "attachment") -> Attachment:
+    """An attachment as a user gave it, checked (:class:`Invalid` saying which field of ``where`` is
+    wrong).  A filename keeps only its last path segment; control characters are refused, as
+    in any header; multipart and message types are refused (a part of those types is built by
+    the server, not given as bytes)."""
+    problem = control_problem(filename)
+    if problem:
+        raise Invalid("invalid_field", f"Field '{where}.filename' {problem}")
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if not name or name in (".", "..") or len(name) > MAX_FILENAME:
+        raise Invalid("invalid_field", f"Field '{where}.filename' must be a file name of 1-{MAX_FILENAME} characters")
+    media = content_type.strip().lower()
+    if not MEDIA_TYPE.match(media) or media.split("/")[0] in ("multipart", "message"):
+        raise Invalid("invalid_field", f"Field '{where}.content_type' must be a media type such as "
+                      "application/pdf (not multipart/* or message/*)")
+    cid = content_id.strip() if content_id else None
+    if cid and cid.startswith("<") and cid.endswith(">"):
+        cid = cid[1:-1]
+    if cid is not None and not CONTENT_ID.match(cid):
+        raise Invalid("invalid_field", f"Field '{where}.content_id' must be 1-250 printable ASCII characters "
+                      "without spaces or angle brackets")
+    return Attachment(name, media, data, cid, inline)
 
 
-def parse_message(raw: bytes) -> dict[str, Any]:
-    """The fields of an email document from a raw message; never raises on malformed input."""
-    message = BytesParser(policy=email.policy.default).parsebytes(raw)
-    text: str | None = None
-    html: str | None = None
-    attachments: list[dict[str, Any]] = []
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        filename = part.get_filename()
-        disposition = (part.get_content_disposition() or "").lower()
-        if filename or disposition == "attachment":
-            payload = part.get_payload(decode=True) or b""
-            attachments.append({"name": filename or "", "content_type": part.get_content_type(), "size": len(payload)})
-        elif part.get_content_type() == "text/plain" and text is None:
-            text = _text(part)
-        elif part.get_content_type() == "text/html" and html is None:
-            html = _text(part)
-    try:
-        raw_text, raw_encoding = raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        raw_text, raw_encoding = base64.b64encode(raw).decode(), "base64"
-    references = _header(message, "References").split()
-    return {
-        "message_id": _header(message, "Message-ID") or None,
-        "from": (_addresses(message, "From") or [""])[0],
-        "to": _addresses(message, "To"),
-        "cc": _addresses(message, "Cc"),
-        "subject": _header(message, "Subject"),
-        "date": _date(message),
-        "in_reply_to": _header(message, "In-Reply-To") or None,
-        "references": references,
-        "text": text,
-        "html": html,
-        "attachments": attachments,
-        "headers": [[k, " ".join(str(v).split())] for k, v in list(message.raw_items())[:MAX_HEADERS]],
-        "raw": raw_text,
-        "raw_encoding": raw_encoding,
-        "size": len(raw),
-        "defects": len(message.defects),
-    }
+def transfer_encoding(data: bytes, maintype: str) -> str:
+    """The Content-Transfer-Encoding a part of ``data`` is sent with: ``7bit`` for ASCII with CRLF line
+    ends and short lines, ``quoted-printable`` for text that is nearly all of that, else ``base64``."""
+    lines = data.split(b"\r\n")
+    crlf_only = b"\r" not in data.replace(b"\r\n", b"") and b"\n" not in data.replace(b"\r\n", b"")
+    if crlf_only and data.isascii() and b"\0" not in data and all(len(line) <= MAX_7BIT_LINE for line in lines) \
+            and not data.startswith(b"From "):
+        return "7bit"
+    if maintype == "text" and crlf_only and data:
+        plain = sum(1 for byte in data if 32 <= byte < 127 or byte in (9, 10, 13))
+        if plain / len(data) > 0.9:
+            return "quoted-printable"
+    return "base64"
 
 
-#: A Message-ID as this server writes it into a header: printable ASCII in angle brackets.
-MESSAGE_ID = re.compile(r"^<[!-~]+>$")
+def _body(text: str | None, html: str | None, inline: list[Attachment]) -> EmailMessage:
+    message = EmailMessage(policy=POLICY)
+    if text is not None or html is None:
+        message.set_content(text or "")
+        if html is not None:
+            message.add_alternative(html, subtype="html")
+    else:
+        message.set_content(html, subtype="html")
+    html_part = message.get_body(("html",)) if html is not None else None
+    for part in inline:
+        maintype, subtype = part.content_type.split("/")
+        options: dict[str, Any] = {"filename": part.filename, "disposition": "inline",
+                                   "cte": transfer_encoding(part.data, maintype)}
+        if part.content_id:
+            options["cid"] = f"<{part.content_id}>"
+        if html_part is not None:
+            html_part.add_related(part.data, maintype, subtype, **options)
+        else:
+            message.add_attachment(part.data, maintype, subtype, **options)
+    return message
 
 
-def encoded_header(value: str) -> str:
-    """A header value every reader decodes to exactly ``value``.
-
-    Plain printable ASCII with nothing a reader could take for an encoded word
-    is written as it is.  Anything else (non-ASCII, or text such as
-    ``=?utf-8?q?hi=0D=0AFrom:...?=`` that a reader would decode into new header
-    lines) is written as RFC 2047 encoded words of its UTF-8, folded, so it
-    comes out as the literal text the user gave and is never reinterpreted.
-    The API refuses control characters in such values before they get here.
-    """
-    if value.isascii() and value.isprintable() and "=?" not in value and len(value) <= 76:
-        return value
-    words, chunk = [], ""
-    for char in value:
-        if chunk and len((chunk + char).encode("utf-8")) > 45:  # 60 base64 characters a word
-            words.append(chunk)
-            chunk = ""
-        chunk += char
-    words.append(chunk)
-    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word.encode('utf-8')).decode()}?=" for word in words)
-
-
-def build_message(email_doc: dict[str, Any]) -> bytes:
-    """The message to hand to the relay for an outbound email, as bytes (Bcc is not a header).
-
-    The body parts are made by the email package; the headers that carry what a
-    user typed are written by :func:`encoded_header`, because the email package
-    would parse an encoded word in them into raw line breaks (header injection).
-    """
-    message = EmailMessage()
-    message.set_content(email_doc.get("text") or "")
-    if email_doc.get("html"):
-        message.add_alternative(email_doc["html"], subtype="html")
-    headers = [("From", email_doc["from"])]
-    if email_doc.get("to"):
-        headers.append(("To", ", ".join(email_doc["to"])))
-    if email_doc.get("cc"):
-        headers.append(("Cc", ", ".join(email_doc["cc"])))
-    headers.append(("Subject", encoded_header(email_doc.get("subject", ""))))
+def build_message(fields: dict[str, Any], attachments: list[Attachment]) -> bytes:
+    """The message for an outbound email's fields (from, to, cc, subject, text, html, message_id,
+    in_reply_to, references), as the bytes to send (Bcc is not a header)."""
+    message = _body(fields.get("text"), fields.get("html"), [a for a in attachments if a.inline])
+    for part in attachments:
+        if not part.inline:
+            maintype, subtype = part.content_type.split("/")
+            message.add_attachment(part.data, maintype, subtype, filename=part.filename,
+                                   cte=transfer_encoding(part.data, maintype))
+    headers = [("From", address_header([fields["from"]]))]
+    if fields.get("to"):
+        headers.append(("To", address_header(fields["to"])))
+    if fields.get("cc"):
+        headers.append(("Cc", address_header(fields["cc"])))
+    headers.append(("Subject", encoded_header(fields.get("subject") or "")))
     headers.append(("Date", email.utils.formatdate(localtime=False)))
-    headers.append(("Message-ID", email_doc["message_id"]))
+    headers.append(("Message-ID", fields["message_id"]))
     # ids taken from received mail: only well-formed ones are repeated
-    if email_doc.get("in_reply_to") and MESSAGE_ID.match(email_doc["in_reply_to"]):
-        headers.append(("In-Reply-To", email_doc["in_reply_to"]))
-    references = [ref for ref in email_doc.get("references") or [] if MESSAGE_ID.match(ref)]
+    if fields.get("in_reply_to") and MESSAGE_ID.match(fields["in_reply_to"]):
+        headers.append(("In-Reply-To", fields["in_reply_to"]))
+    references = [ref for ref in fields.get("references") or [] if MESSAGE_ID.match(ref)]
     if references:
         headers.append(("References", "\r\n ".join(references)))
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("utf-8")
-    return head + message.as_bytes(policy=email.policy.SMTP)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
+    return head + message.as_bytes(policy=POLICY)

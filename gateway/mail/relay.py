@@ -8,7 +8,9 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from gateway.mail.addresses import address_of
 from gateway.mail.mime import build_message
+from gateway.mail.parse import raw_bytes
 from gateway.store import Doc
 
 
@@ -55,8 +57,10 @@ async def send_through(relay: Relay | None, email: Doc, recipients: list[str]) -
     if relay is None:
         return [], {a: Failure(True, None, "no SMTP relay configured for external mail") for a in recipients}
     try:
+        # the message as stored when it was composed (an email queued by an older version has none)
+        message = raw_bytes(email) or build_message(email, [])
         errors, _ = await aiosmtplib.send(
-            build_message(email), sender=email["from"], recipients=recipients, hostname=relay.host,
+            message, sender=address_of(email["from"]), recipients=recipients, hostname=relay.host,
             port=relay.port, start_tls=relay.starttls, use_tls=relay.tls, username=relay.username,
             password=relay.password, timeout=30)
     except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -12,7 +12,7 @@ from aiosmtpd.smtp import Session as SMTPSession
 
 from gateway.mail.documents import inbound_copy
 from gateway.mail.mailbox import add_email, copy_id, local_account
-from gateway.mail.mime import parse_message
+from gateway.mail.parse import TooComplex, parse_message
 from gateway.store import Conflict, Documents, StoreError
 
 log = logging.getLogger("gateway.smtp")
@@ -53,8 +53,11 @@ class InboundHandler:
         raw = raw if isinstance(raw, bytes) else raw.encode()
         try:
             fields = parse_message(raw)
-        except Exception:
-            log.exception("could not parse a message from %s", session.peer)
+        except TooComplex as exc:
+            log.info("refused a %d-byte message from %s: %s", len(raw), envelope.mail_from, exc)
+            return f"552 5.3.4 Message too complex: {exc}"
+        except Exception as exc:  # what the parser cannot take at all (it copes with most damage)
+            log.warning("could not parse a message from %s: %r", envelope.mail_from, exc)
             return "554 5.6.0 Message could not be parsed"
         if not fields["from"]:
             fields["from"] = envelope.mail_from or ""

@@ -7,13 +7,14 @@ know SQL or ReQL.  Everything else speaks the roles in :mod:`gateway.store.base`
 from __future__ import annotations
 
 from gateway.store.base import Change, ChangeFeed, Documents, EventLog, History, Store
-from gateway.store.documents import Conflict, Contains, Doc, In, Query, StoreError, StoreUnavailable, matches, public
+from gateway.store.documents import (Conflict, Contains, Doc, In, Query, StoreError, StoreUnavailable, Substring, matches,
+                                    public)
 from gateway.store.schema import INDEXES, OWNED_TABLES, TABLES
 
 __all__ = [
     "INDEXES", "OWNED_TABLES", "TABLES", "Change", "ChangeFeed", "Conflict", "Contains", "Doc", "Documents",
-    "EventLog", "History", "In", "Query", "Store", "StoreError", "StoreUnavailable", "matches", "public", "sqlite_path",
-    "store_from_url",
+    "EventLog", "History", "In", "Query", "Store", "StoreError", "StoreUnavailable", "Substring", "matches", "public",
+    "sqlite_path", "store_from_url",
 ]
 
 

@@ -1,8 +1,8 @@
 """Documents and queries: the vocabulary every backend and every caller of the store share.
 
 Documents are JSON-shaped dicts with a string ``id``.  Queries are built from
-:class:`Query` with plain equality plus the :class:`In` and :class:`Contains`
-operators, so no SQL or ReQL leaks out of the backends.
+:class:`Query` with plain equality plus the :class:`In`, :class:`Contains` and
+:class:`Substring` operators, so no SQL or ReQL leaks out of the backends.
 """
 
 from __future__ import annotations
@@ -46,12 +46,20 @@ class Contains:
     value: Any
 
 
+@dataclass(frozen=True)
+class Substring:
+    """Matches documents whose string field contains ``value``, character for character (a caller
+    wanting case-insensitive search stores the field case-folded and folds ``value`` the same way)."""
+
+    value: str
+
+
 @dataclass
 class Query:
     """Which documents of a table, in what order, which page.
 
-    ``where`` maps field names to a value (equality), :class:`In` or
-    :class:`Contains`.  ``order_by`` is a list of ``(field, descending)``;
+    ``where`` maps field names to a value (equality), :class:`In`,
+    :class:`Contains` or :class:`Substring`.  ``order_by`` is a list of ``(field, descending)``;
     ties are broken by ``id`` so paging is stable.
     """
 
@@ -82,6 +90,9 @@ def matches(doc: Doc | None, where: dict[str, Any]) -> bool:
                 return False
         elif isinstance(cond, Contains):
             if not isinstance(value, list) or cond.value not in value:
+                return False
+        elif isinstance(cond, Substring):
+            if not isinstance(value, str) or cond.value not in value:
                 return False
         elif value != cond:
             return False

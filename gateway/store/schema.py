@@ -10,11 +10,13 @@ from __future__ import annotations
 TABLES: tuple[str, ...] = (
     "accounts", "usernames", "tokens", "emails", "threads", "labels", "contacts",
     "idempotency",  # the Idempotency-Key of a send -> its email (gateway/mail/outbox.py)
+    "messages",  # an email's raw message, by the email's id (gateway/mail/mailbox.py): kept out of the
+                 # email document, whose every query would otherwise parse it
     "webhooks", "webhook_jobs", "webhook_attempts",  # gateway/webhooks/
 )
 
 #: The tables whose documents belong to an account (an ``owner`` field, indexed).
-OWNED_TABLES: tuple[str, ...] = ("tokens", "emails", "threads", "labels", "contacts", "idempotency",
+OWNED_TABLES: tuple[str, ...] = ("tokens", "emails", "threads", "labels", "contacts", "idempotency", "messages",
                                  "webhooks", "webhook_jobs", "webhook_attempts")
 
 #: Secondary indexes: table -> index name -> the fields it is built on, most specific first

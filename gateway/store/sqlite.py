@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from events.model import event_kind
 from gateway.store.base import Change, ChangeFeed, History, Store, seq_cursor_key
-from gateway.store.documents import Conflict, Contains, Doc, In, Query, StoreError, StoreUnavailable, matches
+from gateway.store.documents import Conflict, Contains, Doc, In, Query, StoreError, StoreUnavailable, Substring, matches
 from gateway.store.schema import TABLES
 from gateway.store.sqlite_schema import connect, json_field
 
@@ -81,6 +81,9 @@ def _where_sql(table: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
         elif isinstance(cond, Contains):
             clauses.append(f"EXISTS (SELECT 1 FROM json_each({table}.doc, '$.{name}') WHERE value = ?)")
             params.append(_bindable(cond.value))
+        elif isinstance(cond, Substring):  # a scan of the rows the other conditions leave
+            clauses.append(f"json_type({table}.doc, '$.{name}') = 'text' AND instr({json_field(name)}, ?) > 0")
+            params.append(cond.value)
         elif cond is None:
             clauses.append(f"{json_field(name)} IS NULL")
         else:

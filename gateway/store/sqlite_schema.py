@@ -66,6 +66,9 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE TABLE IF NOT EXISTS idempotency (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
     ],
+    [
+        "CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+    ],
 ]
 
 

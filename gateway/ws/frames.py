@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from json.encoder import encode_basestring_ascii as json_string
 from typing import Any
@@ -55,9 +56,15 @@ def response_message(message_id: str, response: TunneledResponse) -> str:
     Byte for byte ``json.dumps({"type": "response", "id": ..., "status": ...,
     "headers": ..., "body": ...}, separators=(",", ":"))``, but assembled from its
     parts: the body, most of the bytes, is escaped by one C call instead of
-    going through the generic encoder's per-item machinery.
+    going through the generic encoder's per-item machinery.  A body that is not
+    UTF-8 goes as base64 with ``"body_encoding": "base64"``.
     """
-    return f'{_response_head(message_id, response)}{json_string(response.body.decode("utf-8", "replace"))}}}'
+    try:
+        text = response.body.decode("utf-8")
+    except UnicodeDecodeError:  # binary (an attachment, a raw message): base64, marked as such
+        encoded = base64.b64encode(response.body).decode("ascii")
+        return f'{_response_head(message_id, response)}"{encoded}","body_encoding":"base64"}}'
+    return f'{_response_head(message_id, response)}{json_string(text)}}}'
 
 
 def json_body_message(message_id: str, response: TunneledResponse) -> str:

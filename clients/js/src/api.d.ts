@@ -237,7 +237,8 @@ export interface paths {
         };
         /**
          * List the caller's emails
-         * @description One page of the caller's emails, newest first by default, optionally only those with a label or in a thread.
+         * @description One page of the caller's emails, newest first by default, optionally only those with a
+         *     label, in a thread, or matching a search (`q`), in any combination.
          */
         get: operations["listEmails"];
         put?: never;
@@ -248,7 +249,17 @@ export interface paths {
          *     needed. With `in_reply_to` (the id of one of the caller's emails) the
          *     new email gets that email's Message-ID as `in_reply_to`, extends its
          *     `references` and joins its thread (400 `invalid_field` when it is not one of the caller's emails).
-         *     The stored copy is labelled `sent`, read, with status `queued`.
+         *     The stored copy is labelled `sent`, read, with status `queued`; it keeps
+         *     the message as it is sent (`raw`, `structure`, `attachments`).
+         *
+         *     Attachments come as base64 in the JSON (`attachments`), or as file parts of a
+         *     `multipart/form-data` body (a JSON `request` field plus files named `attachment`
+         *     or `inline`). The message is `multipart/mixed` with attachments, `multipart/related`
+         *     with inline files, `multipart/alternative` with text and html; each part is 7bit,
+         *     quoted-printable or base64, whichever fits it. A body may be `--max-body` plus
+         *     `--smtp-max-size` bytes (413 `too_large` beyond); the message built may be at most
+         *     `--smtp-max-size` bytes (413 `too_large`), with at most 100 attachments (400
+         *     `too_many_parts`).
          *
          *     With an `Idempotency-Key` header, a send retried after an outcome the
          *     client never heard (a dropped connection, a timeout) is stored and
@@ -298,6 +309,62 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/emails/{id}/raw": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Download an email's raw message
+         * @description The exact RFC 5322 bytes: as received for inbound mail, as sent for outbound mail, as
+         *     `message/rfc822` with `Content-Disposition: attachment`. An email composed before the
+         *     gateway kept messages has none (404). Through the tunnel, a body that is not UTF-8
+         *     comes base64 with `"body_encoding": "base64"` (docs/protocol.md).
+         */
+        get: operations["getEmailRaw"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/emails/{id}/attachments/{n}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+                /** @description The attachment's `index` in the email's `attachments`. */
+                n: number;
+            };
+            cookie?: never;
+        };
+        /**
+         * Download one attachment
+         * @description The part's decoded bytes, with its content type, and `Content-Disposition: attachment`
+         *     with a sanitised file name (an ASCII `filename` and the full name as `filename*`). Types
+         *     a browser could render or run (html, svg, xml, scripts, ...) are served as
+         *     `application/octet-stream`; every download carries `Content-Security-Policy: sandbox`.
+         *     An attached message comes as the email package writes it again (headers as received,
+         *     CRLF line ends).
+         */
+        get: operations["getEmailAttachment"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/threads": {
         parameters: {
             query?: never;
@@ -307,7 +374,8 @@ export interface paths {
         };
         /**
          * List the caller's threads
-         * @description One page of the caller's threads, latest activity first by default, optionally only those where some email has a label.
+         * @description One page of the caller's threads, latest activity first by default, optionally only those
+         *     where some email has a label, and (`q`) where some email matches a search.
          */
         get: operations["listThreads"];
         put?: never;
@@ -577,7 +645,14 @@ export interface components {
         Timestamp: string;
         /** @description A built-in label id (`inbox`, `sent`, `trash`, `spam`) or a generated one. */
         LabelId: string;
-        /** @description Email addresses (`local@domain`), at most 100. */
+        /**
+         * @description At most 100 recipients, each an address (`bob@example.org`) or a display name and an
+         *     address (`Bob Example <bob@example.org>`, `"Smith, John" <john@example.org>`, `Grüße
+         *     Team <team@example.org>`). The address is `local@domain` without spaces, quotes,
+         *     brackets, `,` or `;`; the name has no control characters and at most 200 characters
+         *     (400 `invalid_field` otherwise). The email keeps each as `Name <address>` (quoted where
+         *     a header needs it) or the bare address; non-ASCII names are sent as encoded words.
+         */
         AddressList: string[];
         /** @description The error envelope of every failed request. */
         Error: {
@@ -645,7 +720,9 @@ export interface components {
             status: "queued" | "sending" | "delivered" | "failed" | "received";
             /** @description The RFC 5322 Message-ID, e.g. `<id@domain>`. */
             message_id: string;
+            /** @description The address, or `Name <address>` with the display name (plain Unicode, quoted where a header needs it). */
             from: string;
+            /** @description Addresses as `from` shows them. */
             to: string[];
             cc: string[];
             bcc: string[];
@@ -674,25 +751,64 @@ export interface components {
             failed_at?: components["schemas"]["Timestamp"];
             /** @description The Date header of a received email, as a UTC timestamp (null when missing or unparsable). */
             date?: string | null;
-            /** @description Attachments of a received email (names and sizes; the content is in `raw`). */
-            attachments?: {
-                name: string;
-                content_type: string;
-                size: number;
-            }[];
-            /** @description Header fields of a received email as [name, value] pairs (only on `GET /emails/{id}`). */
+            /**
+             * @description The parts that are not the text or html body: attached files, inline images, attached
+             *     messages (one entry each). `GET /emails/{id}/attachments/{index}` serves each one.
+             */
+            attachments?: components["schemas"]["AttachmentInfo"][];
+            structure?: components["schemas"]["MimePart"];
+            /** @description Header fields of the message as [name, value] pairs (only on `GET /emails/{id}`). */
             headers?: string[][];
-            /** @description The received message as it arrived (only on `GET /emails/{id}`). */
+            /**
+             * @description The message as it arrived (inbound) or as it was sent (outbound); only on
+             *     `GET /emails/{id}`. `GET /emails/{id}/raw` serves its exact bytes.
+             */
             raw?: string;
             /**
-             * @description `base64` when the raw message was not valid UTF-8.
+             * @description `base64` when the raw message was not valid UTF-8 (only on `GET /emails/{id}`).
              * @enum {string}
              */
             raw_encoding?: "utf-8" | "base64";
-            /** @description Size of the received message in bytes. */
+            /** @description Size of the raw message in bytes. */
             size?: number;
             /** @description How many defects the parser found in a received message (0 for a well-formed one). */
             defects?: number;
+        };
+        AttachmentInfo: {
+            /** @description The `n` of `GET /emails/{id}/attachments/{n}`. */
+            index: number;
+            /** @description Decoded (RFC 2231 or encoded words); null when the part names none. */
+            filename: string | null;
+            content_type: string;
+            /** @description Decoded bytes. */
+            size: number;
+            /** @description The Content-ID without angle brackets (what `cid:` URLs name). */
+            content_id: string | null;
+            /** @description Whether the message shows it inline (disposition `inline`, or a Content-ID and no disposition). */
+            inline: boolean;
+        };
+        /** @description One part of the message's MIME tree (the root is the message itself). */
+        MimePart: {
+            content_type: string;
+            /** @description The Content-Type parameters (charset, boundary, name, ...), decoded. */
+            params: {
+                [key: string]: string;
+            };
+            filename: string | null;
+            content_id: string | null;
+            /** @description `inline`, `attachment` or null. */
+            disposition: string | null;
+            /** @description Decoded bytes of a leaf or attached message; a multipart's is the sum of its parts'. */
+            size: number;
+            /**
+             * @description Present on the part shown as the text or the html body.
+             * @enum {string}
+             */
+            body?: "text" | "html";
+            /** @description Present on a part listed in `attachments`, with its index there. */
+            attachment?: number;
+            /** @description The parts of a multipart, or the message inside an attached `message/rfc822`. */
+            parts?: components["schemas"]["MimePart"][];
         };
         /** @description A summary of a conversation's emails. */
         Thread: {
@@ -769,6 +885,45 @@ export interface components {
             html?: string;
             /** @description Id of the caller's email this one answers. */
             in_reply_to?: string;
+            attachments?: components["schemas"]["AttachmentCreate"][];
+        };
+        /**
+         * @description A file to send. Inline files (`inline: true`) join the html in `multipart/related`
+         *     (the html shows them as `<img src="cid:CONTENT_ID">`); the others are attached.
+         */
+        AttachmentCreate: {
+            /**
+             * @description Only the last path segment is kept (at most 255 characters); control characters are
+             *     refused (400 `invalid_field`). Non-ASCII names are sent as RFC 2231 parameters.
+             */
+            filename: string;
+            /**
+             * @description A media type without parameters (`image/png`); not `multipart/*` or `message/*`.
+             * @default application/octet-stream
+             */
+            content_type: string;
+            /**
+             * Format: byte
+             * @description The file's bytes, base64 (400 `invalid_field` when it is not base64).
+             */
+            content_base64: string;
+            /** @description The id the html refers to (`logo` for `cid:logo`); angle brackets optional. */
+            content_id?: string | null;
+            /** @default false */
+            inline: boolean;
+        };
+        /**
+         * @description `multipart/form-data`: the JSON of an `EmailCreate` in the `request` field, and any
+         *     number of file parts named `attachment` (attached) or `inline` (shown in the html,
+         *     with the file name as Content-ID: `cid:logo.png`). Each file keeps its file name and
+         *     `Content-Type` (default `application/octet-stream`). Only with a bearer token, like
+         *     every send, so no page of another site can make a browser send one.
+         */
+        EmailMultipart: {
+            /** @description The JSON of an `EmailCreate` (which may list `attachments` too). */
+            request: string;
+            attachment?: string[];
+            inline?: string[];
         };
         /** @description For an email or every email of a thread; at least one field. */
         MailboxUpdate: {
@@ -1157,6 +1312,13 @@ export interface components {
         Limit: number;
         /** @description How many matching documents to skip. */
         Offset: number;
+        /**
+         * @description Only those whose subject, from, to, cc, attachment file names or text body contain this
+         *     text, ignoring case (Unicode case folding); at most 200 characters (400
+         *     `invalid_parameter`); empty means no filter. The text body is searched in its first
+         *     100,000 characters.
+         */
+        Search: string;
         /** @description Only those carrying this label id (e.g. `inbox`); empty means no filter. */
         LabelFilter: string;
     };
@@ -1542,6 +1704,13 @@ export interface operations {
     listEmails: {
         parameters: {
             query?: {
+                /**
+                 * @description Only those whose subject, from, to, cc, attachment file names or text body contain this
+                 *     text, ignoring case (Unicode case folding); at most 200 characters (400
+                 *     `invalid_parameter`); empty means no filter. The text body is searched in its first
+                 *     100,000 characters.
+                 */
+                q?: components["parameters"]["Search"];
                 /** @description Page size. */
                 limit?: components["parameters"]["Limit"];
                 /** @description How many matching documents to skip. */
@@ -1588,6 +1757,7 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["EmailCreate"];
+                "multipart/form-data": components["schemas"]["EmailMultipart"];
             };
         };
         responses: {
@@ -1699,9 +1869,74 @@ export interface operations {
             default: components["responses"]["Error"];
         };
     };
+    getEmailRaw: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The message */
+            200: {
+                headers: {
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "message/rfc822": string;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["StoreUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    getEmailAttachment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The document's id (24 lowercase hex digits; for labels also `inbox`, `sent`, `trash` or `spam`). Anything else is answered 404. */
+                id: components["parameters"]["Id"];
+                /** @description The attachment's `index` in the email's `attachments`. */
+                n: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The attachment's bytes */
+            200: {
+                headers: {
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": string;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["StoreUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
     listThreads: {
         parameters: {
             query?: {
+                /**
+                 * @description Only those whose subject, from, to, cc, attachment file names or text body contain this
+                 *     text, ignoring case (Unicode case folding); at most 200 characters (400
+                 *     `invalid_parameter`); empty means no filter. The text body is searched in its first
+                 *     100,000 characters.
+                 */
+                q?: components["parameters"]["Search"];
                 /** @description Page size. */
                 limit?: components["parameters"]["Limit"];
                 /** @description How many matching documents to skip. */

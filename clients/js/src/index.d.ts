@@ -40,7 +40,7 @@ export interface Reply<Body = unknown> {
   status: number;
   /** Header name -> values, as the server sent them. */
   headers: Record<string, string[]>;
-  /** The body, parsed when it is JSON. */
+  /** The body: parsed when it is JSON, a Uint8Array when binary (base64 on the wire), else text. */
   body: Body;
 }
 

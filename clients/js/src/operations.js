@@ -14,6 +14,8 @@ export const operations = {
   deleteWebhook: {"method": "DELETE", "path": "/webhooks/{id}", "auth": true, "body": false, "headers": []},
   getContact: {"method": "GET", "path": "/contacts/{id}", "auth": true, "body": false, "headers": []},
   getEmail: {"method": "GET", "path": "/emails/{id}", "auth": true, "body": false, "headers": []},
+  getEmailAttachment: {"method": "GET", "path": "/emails/{id}/attachments/{n}", "auth": true, "body": false, "headers": []},
+  getEmailRaw: {"method": "GET", "path": "/emails/{id}/raw", "auth": true, "body": false, "headers": []},
   getHealth: {"method": "GET", "path": "/health", "auth": false, "body": false, "headers": []},
   getLabel: {"method": "GET", "path": "/labels/{id}", "auth": true, "body": false, "headers": []},
   getLiveness: {"method": "GET", "path": "/health/live", "auth": false, "body": false, "headers": []},

@@ -50,10 +50,17 @@ test('every typed method of the spec works against the server', { timeout: 90000
     client.setToken((await api.createToken({ body: { username: 'alice', password: PASSWORD } })).body.token.value);
     assert.equal((await api.getMe()).body.account.id, id);
     assert.equal((await api.updateMe({ body: { display_name: 'Alice' } })).body.account.display_name, 'Alice');
-    const sent = await api.sendEmail({ body: { to: ['alice@localhost'], subject: 'hi', text: 'x' } });
+    const bytes = Uint8Array.from([0, 255, 1, 254, 13, 10, 128]);
+    const attachment = { filename: 'b.bin', content_type: 'application/octet-stream',
+      content_base64: Buffer.from(bytes).toString('base64') };
+    const sent = await api.sendEmail({ body: { to: ['alice@localhost'], subject: 'hi', text: 'x',
+      attachments: [attachment] } });
     assert.equal(sent.status, 201);
     const email = sent.body.email;
     assert.equal((await api.getEmail({ path: { id: email.id } })).body.email.subject, 'hi');
+    assert.match((await api.getEmailRaw({ path: { id: email.id } })).body, /^From: Alice <alice@localhost>\r\n/);
+    const part = await api.getEmailAttachment({ path: { id: email.id, n: 0 } });  // binary: base64 on the wire
+    assert.deepEqual([part.body instanceof Uint8Array, [...part.body]], [true, [...bytes]]);
     assert.equal((await api.listEmails({ query: { label: 'sent', limit: 5 } })).headers['X-Total-Count'][0], '1');
     assert.equal((await api.updateEmail({ path: { id: email.id }, body: { read: false } })).body.email.read, false);
     const threads = await api.listThreads();

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable
 
-from gateway.store.documents import Contains, Doc, In
+from gateway.store.documents import Contains, Doc, In, Substring
 from gateway.store.rethink.pool import r
 from gateway.store.schema import INDEXES, TABLES
 
@@ -40,6 +40,11 @@ def _index_keys(cond: Any) -> list[Any] | None:
     return [cond] if _indexable(cond) else None
 
 
+def literal_pattern(text: str) -> str:
+    """An RE2 pattern matching ``text`` literally (``\\x{...}`` escapes for all but ASCII letters and digits)."""
+    return "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):x}}}" for c in text)
+
+
 def _condition(doc: Any, name: str, cond: Any) -> Any:
     """One ``where`` entry as a ReQL predicate, with the SQLite backend's semantics:
     a missing field equals only None, and never matches a value, In or Contains."""
@@ -49,6 +54,10 @@ def _condition(doc: Any, name: str, cond: Any) -> Any:
     if isinstance(cond, Contains):
         field = doc[name]
         return r.branch(field.type_of().eq("ARRAY"), field.contains(r.expr(cond.value)), False).default(False)
+    if isinstance(cond, Substring):  # RE2 with every character but letters and digits escaped
+        field = doc[name]
+        return r.branch(field.type_of().eq("STRING"), field.match(literal_pattern(cond.value)).ne(None),
+                        False).default(False)
     if cond is None:
         return doc[name].default(None).eq(None)
     return doc[name].eq(r.expr(cond)).default(False)

@@ -1,0 +1,118 @@
+"""Mail addresses with display names (``Alice <alice@example.org>``): what the API accepts, what a
+document keeps, and how a header carries them.
+
+A document keeps each address as one string: the bare address (``bob@example.org``) or the
+display name and the address (``Alice Example <alice@example.org>``, ``"Smith, John"
+<john@example.org>``), names in plain Unicode.  :func:`address_of` gives the address part, which is
+what routing and the SMTP envelope use.  Headers are written by :func:`address_header`, which makes
+non-ASCII names (and names that could read as encoded words) RFC 2047 encoded words of their literal
+text, so a name can never turn into new header lines.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import unicodedata
+from email.message import Message
+from typing import Any
+
+from gateway.mail.headers import encoded_words
+
+#: An address as the API takes it: no spaces, quotes, brackets or separators; a plain domain.
+ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+#: ``Display Name <address>``: the name is everything before the last ``<`` (brackets only when quoted).
+NAMED = re.compile(r"^(?P<name>.*?)\s*<(?P<address>[^<>]*)>$", re.S)
+#: Characters that make a display name a quoted string in a header (RFC 5322 specials).
+SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+MAX_NAME = 200
+
+
+def control_problem(value: str) -> str | None:
+    """Why text cannot go into a header: control characters (CR, LF, VT, FF, NEL, ...), line or
+    paragraph separators, or lone surrogates (a tab is allowed)."""
+    for char in value:
+        if char != "\t" and unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs"):
+            return f"must not contain control or line-separator characters (found U+{ord(char):04X})"
+    return None
+
+
+def split(entry: str) -> tuple[str, str]:
+    """``(display name, address)`` of an entry as the API takes it; ValueError saying why not."""
+    problem = control_problem(entry)
+    if problem:
+        raise ValueError(problem)
+    entry = entry.strip()
+    match = NAMED.match(entry)
+    name, address = (match["name"].strip(), match["address"].strip()) if match else ("", entry)
+    if name.startswith('"'):
+        if len(name) < 2 or not name.endswith('"') or name.endswith('\\"') and not name.endswith('\\\\"'):
+            raise ValueError("has an unterminated quoted display name")
+        name = email.utils.unquote(name)
+    elif "<" in name or ">" in name:
+        raise ValueError("has angle brackets in a display name that is not quoted")
+    # "=?" would read as an encoded word in a header: never part of an address
+    if not ADDRESS.fullmatch(address) or "=?" in address:
+        raise ValueError("is not an address")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"has a display name over {MAX_NAME} characters")
+    return name, address
+
+
+def mailbox(name: str, address: str) -> str:
+    """The string a document keeps: ``address``, or ``name <address>`` (quoted where a header would need it)."""
+    name = " ".join(name.split())
+    if not name:
+        return address
+    if SPECIALS.search(name):
+        name = f'"{email.utils.quote(name)}"'
+    return f"{name} <{address}>"
+
+
+def normalized(entry: str) -> str:
+    """An API entry as a document keeps it (ValueError when it is no address)."""
+    return mailbox(*split(entry))
+
+
+def address_of(entry: str) -> str:
+    """The address part of an entry a document keeps (the bare address, or what is in its ``<>``)."""
+    if entry.endswith(">") and "<" in entry:
+        return entry[entry.rindex("<") + 1:-1]
+    return entry
+
+
+def _phrase(name: str) -> str:
+    """A display name as a header phrase: as it is, quoted, or encoded words when not plain ASCII."""
+    if name.isascii() and name.isprintable() and "=?" not in name:  # at most MAX_NAME: fits a line
+        return f'"{email.utils.quote(name)}"' if SPECIALS.search(name) else name
+    return encoded_words(name)
+
+
+def address_header(entries: list[str]) -> str:
+    """The value of a From, To or Cc header for ``entries`` (as documents keep them), folded per address."""
+    values = []
+    for entry in entries:
+        address = address_of(entry)
+        name = entry[:-len(address) - 2].strip() if address != entry else ""
+        if len(name) >= 2 and name[0] == name[-1] == '"':
+            name = email.utils.unquote(name)
+        values.append(f"{_phrase(name)} <{address}>" if name else address)
+    return ",\r\n ".join(values)
+
+
+def _clean(name: str) -> str:
+    """A display name from the wire, with control characters as spaces and spaces collapsed."""
+    return " ".join("".join(" " if control_problem(c) else c for c in name).split())
+
+
+def header_mailboxes(message: Message, header: str) -> list[str]:
+    """The addresses of a received message's header, display names kept (decoded from encoded words)."""
+    found: list[tuple[str, str]] = []
+    try:
+        for value in message.get_all(header, []):
+            found.extend((a.display_name, a.addr_spec) for a in getattr(value, "addresses", ()))
+    except Exception:  # a header the policy cannot parse: read what the raw text says
+        raw: list[Any] = [str(v) for v in message.get_all(header, [])]
+        found = email.utils.getaddresses(raw)
+    return [mailbox(_clean(name), _clean(address).replace(" ", "")) for name, address in found
+            if address and address != "<>"]

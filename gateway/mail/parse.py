@@ -1,0 +1,255 @@
+"""Reading messages with the ``email`` package: the fields of an email document (bodies, addresses,
+the MIME structure, the attachment list), one attachment's bytes, and the limits a message must keep.
+
+The attachment numbering is the order of :func:`attachment_parts`, so the ``index`` an email's
+``attachments`` list shows is the ``n`` of ``GET /emails/{id}/attachments/{n}``, computed again
+from the stored raw message.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.policy
+import email.utils
+import re
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from typing import Any
+
+from gateway.ids import iso_from_epoch
+from gateway.mail.addresses import header_mailboxes
+
+MAX_HEADERS = 200
+#: The most MIME parts (every part, containers included) a message may have.
+MAX_PARTS = 500
+#: The deepest nesting of multiparts and attached messages (a plain message is depth 0).
+MAX_DEPTH = 20
+#: Checked on the bytes before parsing: the parser's work grows with lines x open containers.
+MAX_CONTAINER_HEADERS = 100
+CONTAINER_HEADER = re.compile(rb"^content-type:[ \t]*(?:multipart|message)/", re.I | re.M)
+#: Regenerating attached messages: headers as they came, CRLF line ends.
+REGENERATE = email.policy.SMTP.clone(refold_source="none", max_line_length=0)
+#: Text bodies and filenames keep at most this many characters in the search text.
+SEARCH_CHARS = 100_000
+
+
+class TooComplex(ValueError):
+    """A message beyond :data:`MAX_PARTS` or :data:`MAX_DEPTH`; ``code`` says which."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def parse(raw: bytes) -> EmailMessage:
+    """The message, parsed; :class:`TooComplex` when it breaks the limits."""
+    if len(CONTAINER_HEADER.findall(raw)) > MAX_CONTAINER_HEADERS:
+        raise TooComplex("too_many_parts", f"More than {MAX_CONTAINER_HEADERS} multipart or message parts")
+    message = BytesParser(policy=email.policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    check_limits(message)
+    return message
+
+
+def children(part: Message) -> list[Message]:
+    """The parts a multipart (or an attached message) holds; none for a leaf."""
+    payload = part.get_payload() if part.is_multipart() else None
+    return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+
+
+def check_limits(message: Message) -> None:
+    """:class:`TooComplex` when ``message`` has more than :data:`MAX_PARTS` parts or nests deeper
+    than :data:`MAX_DEPTH` (walked without recursion, so any depth is safe to check)."""
+    count, stack = 0, [(message, 0)]
+    while stack:
+        part, depth = stack.pop()
+        count += 1
+        if count > MAX_PARTS:
+            raise TooComplex("too_many_parts", f"More than {MAX_PARTS} MIME parts")
+        if depth > MAX_DEPTH:
+            raise TooComplex("too_deep", f"MIME parts nested deeper than {MAX_DEPTH}")
+        stack.extend((child, depth + 1) for child in children(part))
+
+
+def _header(message: Message, name: str) -> str:
+    try:
+        value = message.get(name)
+    except Exception:  # a header the policy cannot parse: keep what the raw text says
+        value = message.get_all(name, [""])[0] if hasattr(message, "get_all") else ""
+    return " ".join(str(value or "").split())
+
+
+def _date(message: Message) -> str | None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(_header(message, "Date"))
+        return iso_from_epoch(parsed.timestamp())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _text(part: Message) -> str:
+    """A text part decoded from its charset, lines ending in ``\n`` (the raw message keeps the bytes)."""
+    try:
+        text = part.get_content()  # type: ignore[attr-defined]
+    except Exception:  # unknown charset or broken transfer encoding: decode what is there
+        payload = part.get_payload(decode=True) or b""
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+    return str(text).replace("\r\n", "\n")
+
+
+def _body(message: EmailMessage, subtype: str) -> Message | None:
+    try:
+        return message.get_body((subtype,))
+    except Exception:  # a structure the lookup trips on: no body of that kind
+        return None
+
+
+def bodies(message: EmailMessage) -> tuple[Message | None, Message | None]:
+    """The parts a reader shows as the text and the html body (the email package's choice)."""
+    text, html = _body(message, "plain"), _body(message, "html")
+    return text, (html if html is not text else None)
+
+
+def attachment_parts(message: EmailMessage) -> list[Message]:
+    """Every part that is not a body and holds content: the leaves, and attached messages as one
+    part each (what they hold is shown in the structure, not listed again), in the message's order."""
+    skip = {id(p) for p in bodies(message) if p is not None}
+    found: list[Message] = []
+    stack: list[Message] = [message]
+    while stack:
+        part = stack.pop()
+        if part.get_content_maintype() == "multipart" and part.is_multipart():
+            stack.extend(reversed(children(part)))
+        elif id(part) not in skip:  # a leaf, an attached message, or a root that is no body (a bare PDF)
+            found.append(part)
+    return found
+
+
+def content(part: Message) -> bytes:
+    """A part's decoded bytes: the transfer encoding undone; an attached message as the email package
+    writes it again (headers as they came, CRLF line ends)."""
+    if part.get_content_maintype() == "message" and part.is_multipart():
+        inner = children(part)
+        return inner[0].as_bytes(policy=REGENERATE) if inner else b""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def filename_of(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:
+        return None
+    if not name:
+        return None
+    return " ".join("".join(c if c.isprintable() else " " for c in str(name)).split()) or None
+
+
+def _content_id(part: Message) -> str | None:
+    value = _header(part, "Content-ID").strip()
+    return value[1:-1] if value.startswith("<") and value.endswith(">") else (value or None)
+
+
+def _params(part: Message) -> dict[str, str]:
+    try:
+        header = part["Content-Type"]
+        params = dict(getattr(header, "params", {}) or {})
+    except Exception:
+        return {}
+    return {str(k): str(v) for k, v in params.items()}
+
+
+def _inline(part: Message) -> bool:
+    disposition = part.get_content_disposition()
+    return disposition == "inline" or (disposition is None and _content_id(part) is not None)
+
+
+def describe(message: EmailMessage) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The MIME structure (a tree) and the attachment list of a parsed message."""
+    attachments = attachment_parts(message)
+    index = {id(p): n for n, p in enumerate(attachments)}
+    text, html = bodies(message)
+    role = {id(text): "text", id(html): "html"}
+
+    def node(part: Message) -> dict[str, Any]:
+        inner = children(part)
+        described: dict[str, Any] = {
+            "content_type": part.get_content_type(),
+            "params": _params(part),
+            "filename": filename_of(part),
+            "content_id": _content_id(part),
+            "disposition": part.get_content_disposition(),
+        }
+        if inner:
+            described["parts"] = [node(p) for p in inner]
+        described["size"] = len(content(part)) if not inner or id(part) in index else \
+            sum(p["size"] for p in described["parts"])
+        if id(part) in index:
+            described["attachment"] = index[id(part)]
+        if id(part) in role:
+            described["body"] = role[id(part)]
+        return described
+
+    listed = [{"index": n, "filename": filename_of(p), "content_type": p.get_content_type(),
+               "size": len(content(p)), "content_id": _content_id(p), "inline": _inline(p)}
+              for n, p in enumerate(attachments)]
+    return node(message), listed
+
+
+def stored_raw(raw: bytes) -> dict[str, Any]:
+    """How a document keeps the raw message: ``raw`` as text when it is UTF-8, else base64 with
+    ``raw_encoding: base64``; ``size`` in bytes."""
+    try:
+        return {"raw": raw.decode("utf-8"), "raw_encoding": "utf-8", "size": len(raw)}
+    except UnicodeDecodeError:
+        return {"raw": base64.b64encode(raw).decode(), "raw_encoding": "base64", "size": len(raw)}
+
+
+def raw_bytes(email_doc: dict[str, Any]) -> bytes | None:
+    """The exact bytes of an email's raw message, or None when it has none kept."""
+    raw = email_doc.get("raw")
+    if not isinstance(raw, str):
+        return None
+    return base64.b64decode(raw) if email_doc.get("raw_encoding") == "base64" else raw.encode("utf-8")
+
+
+def parse_message(raw: bytes) -> dict[str, Any]:
+    """The fields of an email document from a raw message; :class:`TooComplex` beyond the limits,
+    else never raises on malformed input (``defects`` counts what the parser found)."""
+    message = parse(raw)
+    text_part, html_part = bodies(message)
+    structure, attachments = describe(message)
+    return {
+        "message_id": _header(message, "Message-ID") or None,
+        "from": (header_mailboxes(message, "From") or [""])[0],
+        "to": header_mailboxes(message, "To"),
+        "cc": header_mailboxes(message, "Cc"),
+        "subject": _header(message, "Subject"),
+        "date": _date(message),
+        "in_reply_to": _header(message, "In-Reply-To") or None,
+        "references": _header(message, "References").split(),
+        "text": _text(text_part) if text_part is not None else None,
+        "html": _text(html_part) if html_part is not None else None,
+        "attachments": attachments,
+        "structure": structure,
+        "headers": [[k, " ".join(str(v).split())] for k, v in list(message.raw_items())[:MAX_HEADERS]],
+        **stored_raw(raw),
+        "defects": len(message.defects),
+    }
+
+
+def attachment(raw: bytes, n: int) -> tuple[Message, bytes] | None:
+    """Attachment ``n`` of a raw message (numbered as :func:`describe` lists them): the part and
+    its decoded bytes, or None when there is no such attachment."""
+    parts = attachment_parts(parse(raw))
+    if not 0 <= n < len(parts):
+        return None
+    return parts[n], content(parts[n])
+
+
+def search_text(fields: dict[str, Any]) -> str:
+    """What ``?q=`` searches in an email, case-folded: subject, from, to, cc, attachment names, text body."""
+    names = [a.get("filename") or "" for a in fields.get("attachments") or []]
+    words = [fields.get("subject") or "", fields.get("from") or "", *(fields.get("to") or []),
+             *(fields.get("cc") or []), *names, (fields.get("text") or "")[:SEARCH_CHARS]]
+    return "\n".join(w for w in words if w).casefold()

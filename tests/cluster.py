@@ -111,6 +111,10 @@ class Fleet:
         await process.stop()
         await self.start(i)
 
+    def logs(self, *words: str) -> list[str]:
+        """The kept log lines of the gateways running now that contain any of ``words``."""
+        return [line for p in self.processes if p is not None for line in p.log if any(w in line for w in words)]
+
     def alive(self) -> list[int]:
         return [i for i, p in enumerate(self.processes) if p is not None]
 

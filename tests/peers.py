@@ -69,6 +69,7 @@ class GatewayProcess:
         self.env = serve_env(**env)
         self.base = ""
         self.smtp_port = 0
+        self.log: list[str] = []  # the last lines of its log (for a failing test to show)
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(*SERVE, env=self.env, stderr=asyncio.subprocess.PIPE)
@@ -82,9 +83,11 @@ class GatewayProcess:
         self.drain = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
+        """Read the log as it comes (a full pipe would stall the gateway), keeping its last lines."""
         assert self.process.stderr is not None
-        while await self.process.stderr.readline():
-            pass
+        while line := await self.process.stderr.readline():
+            self.log.append(line.decode(errors="replace"))
+            del self.log[:-500]
 
     async def stop(self) -> None:
         self.process.terminate()

@@ -90,7 +90,7 @@ async def run(rounds: int, per_phase: int) -> None:
             print(f"{type(subscriber).__name__:17} heard {len(names):5d}, duplicates {len(names) - len(set(names))}, "
                   f"missing {len(set(expected[start:]) - set(names))}, "
                   f"in order {names == expected[start:start + len(names)]}, errors {len(subscriber.errors)}")
-        for line in fleet.logs("WARNING", "ERROR"):
+        for line in fleet.logs("seq", "ERROR", "Traceback", "caught up"):
             print("gateway log:", line.rstrip()[:300])
     finally:
         await flow.stop()

@@ -93,6 +93,7 @@ class Fleet:
         self.env = [{**env, "GATEWAY_STORE": stores[i % len(stores)], "GATEWAY_PORT": str(self.ports[i]),
                      "GATEWAY_SMTP": f"127.0.0.1:{self.smtp_ports[i]}"} for i in range(count)]
         self.processes: list[GatewayProcess | None] = [None] * count
+        self.gone: list[GatewayProcess] = []  # killed or restarted: their logs stay readable
 
     async def start(self, i: int) -> None:
         process = GatewayProcess(self.env[i])
@@ -103,17 +104,20 @@ class Fleet:
         process, self.processes[i] = self.processes[i], None
         assert process is not None
         await process.kill()
+        self.gone.append(process)
 
     async def restart(self, i: int) -> None:
         """SIGTERM (the gateway drains), then start it again on the same ports."""
         process, self.processes[i] = self.processes[i], None
         assert process is not None
         await process.stop()
+        self.gone.append(process)
         await self.start(i)
 
     def logs(self, *words: str) -> list[str]:
-        """The kept log lines of the gateways running now that contain any of ``words``."""
-        return [line for p in self.processes if p is not None for line in p.log if any(w in line for w in words)]
+        """The kept log lines of every gateway run that contain any of ``words``."""
+        runs = [*self.gone, *(p for p in self.processes if p is not None)]
+        return [line for p in runs for line in p.log if any(w in line for w in words)]
 
     def alive(self) -> list[int]:
         return [i for i, p in enumerate(self.processes) if p is not None]

@@ -109,7 +109,11 @@ class FrameProtocol(asyncio.Protocol):
         handler.set_header("Connection", "Upgrade")
         handler.set_header("Sec-WebSocket-Accept", WebSocketProtocol13.compute_accept_value(headers["Sec-Websocket-Key"]))
         handler.finish()
-        stream = handler._detach_stream()
+        # RequestHandler.detach, not WebSocketHandler._detach_stream: that one also sets seven guard
+        # methods on the handler (1.5 KiB of instance dict per open websocket)
+        stream = handler.detach()
+        request = handler.request
+        request.connection = request.server_connection = None  # nor keep Tornado's connection and its stream
         try:
             await stream.write(b"")  # the 101 is out (at once, nearly always): from here the socket is ours alone
             # what the client sent right after its handshake, read along with it (tornado keeps no public way to it)

@@ -7,6 +7,7 @@ Router and settings as ``/ws``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -25,6 +26,8 @@ from tornado.websocket import websocket_connect
 from gateway.config import Config
 from gateway.app.web import sockjs_settings
 from gateway.sockjs.conformance import conformance_app
+from gateway.sockjs.rfc6455 import FrameProtocol
+from tests.conftest import wait_until
 
 NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
 
@@ -218,3 +221,135 @@ async def test_websocket_broken_json_drops_the_connection_quietly(server: Server
     assert await ws.read_message() == "o"
     await ws.write_message('["a')
     assert await ws.read_message() is None
+
+
+# -- RFC 6455 framing (gateway/sockjs/rfc6455.py: frames on an asyncio transport after Tornado's upgrade) --
+
+UPGRADE = (b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+
+
+def client_frame(opcode: int, payload: bytes, fin: bool = True, masked: bool = True, first: int = 0) -> bytes:
+    """A client's frame: masked (as RFC 6455 requires of clients) unless told otherwise."""
+    head = bytes([(0x80 if fin else 0) | first | opcode])
+    length = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        head += bytes([mask_bit | length])
+    elif length < 0x10000:
+        head += bytes([mask_bit | 126]) + length.to_bytes(2, "big")
+    else:
+        head += bytes([mask_bit | 127]) + length.to_bytes(8, "big")
+    if not masked:
+        return head + payload
+    mask = b"\x5a\x17\xc3\x09"
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def read_frame(stream: IOStream) -> tuple[int, bytes]:
+    """The server's next frame: (its first byte, its payload)."""
+    first, length = await stream.read_bytes(2)
+    assert not length & 0x80, "server frames are not masked"
+    length &= 0x7F
+    if length == 126:
+        length = int.from_bytes(await stream.read_bytes(2), "big")
+    elif length == 127:
+        length = int.from_bytes(await stream.read_bytes(8), "big")
+    return first, await stream.read_bytes(length) if length else b""
+
+
+async def upgraded(server: Server, early: bytes = b"", headers: bytes = b"") -> tuple[IOStream, bytes]:
+    """A websocket to a new /echo session, ``early`` sent in the same write as the handshake; (stream, 101 head)."""
+    stream = await server.raw(UPGRADE % (server.session() + "/websocket").encode() + headers + b"\r\n" + early)
+    head = await stream.read_until(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert await read_frame(stream) == (0x81, b"o")
+    return stream, head
+
+
+async def closed_by_server(stream: IOStream) -> bytes:
+    """What the server sends until it closes the connection."""
+    return await asyncio.wait_for(stream.read_until_close(), 10)
+
+
+@pytest.mark.gen_test
+async def test_frames_sent_with_the_handshake_split_or_batched_are_all_read(server: Server) -> None:
+    stream, head = await upgraded(server, early=client_frame(1, b'["early"]'),
+                                  headers=b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n")
+    assert b"sec-websocket-extensions" not in head.lower()  # no compression is negotiated
+    assert await read_frame(stream) == (0x81, b'a["early"]')
+    for byte in client_frame(1, b'["split"]'):  # one byte per write
+        await stream.write(bytes([byte]))
+    assert await read_frame(stream) == (0x81, b'a["split"]')
+    await stream.write(client_frame(1, b'["one"]') + client_frame(1, b'["two"]'))
+    echoed: list[str] = []
+    while len(echoed) < 2:  # in one frame when both are read at once (the session flushes once a loop turn)
+        first, payload = await read_frame(stream)
+        echoed += json.loads(payload[1:])
+    assert echoed == ["one", "two"]
+    big = json.dumps(["x" * 70000]).encode()  # a 64-bit length
+    await stream.write(client_frame(1, big))
+    assert await read_frame(stream) == (0x81, b"a" + big)
+    stream.close()
+
+
+@pytest.mark.gen_test
+async def test_fragments_with_a_ping_between_make_one_message_and_the_ping_gets_its_pong(server: Server) -> None:
+    stream, _ = await upgraded(server)
+    await stream.write(client_frame(1, b'["fr', fin=False) + client_frame(9, b"are you there")
+                       + client_frame(0, b"agm", fin=False) + client_frame(0, b'ent"]'))
+    assert await read_frame(stream) == (0x8A, b"are you there")
+    assert await read_frame(stream) == (0x81, b'a["fragment"]')
+    stream.close()
+
+
+@pytest.mark.gen_test
+async def test_a_client_close_is_answered_with_its_code(server: Server) -> None:
+    stream, _ = await upgraded(server)
+    await stream.write(client_frame(8, (1000).to_bytes(2, "big") + b"bye"))
+    assert await closed_by_server(stream) == b"\x88\x02\x03\xe8"
+
+
+@pytest.mark.gen_test
+async def test_an_unmasked_client_frame_is_closed_with_1002(server: Server) -> None:
+    stream, _ = await upgraded(server)
+    await stream.write(client_frame(1, b'["x"]', masked=False))
+    assert (await closed_by_server(stream))[:4] == b"\x88\x1e\x03\xea"  # 1002 and a reason
+
+
+@pytest.mark.gen_test
+async def test_a_message_over_the_limit_is_closed_with_1009_before_its_payload_comes(server: Server) -> None:
+    stream, _ = await upgraded(server)
+    await stream.write(client_frame(1, b"", fin=True)[:1] + bytes([0x80 | 127]) + (2**40).to_bytes(8, "big") + b"mask")
+    assert (await closed_by_server(stream)).startswith(b"\x88\x11\x03\xf1message too big")
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("bad", [client_frame(1, b'["\xff"]'),            # not UTF-8
+                                 client_frame(1, b'["x"]', first=0x40),   # a reserved bit: no extension agreed
+                                 client_frame(3, b"x"),                   # an unknown opcode
+                                 client_frame(9, b"x", fin=False),        # a fragmented control frame
+                                 client_frame(0, b'["x"]')])              # a continuation of nothing
+async def test_protocol_errors_drop_the_connection_quietly(server: Server, bad: bytes) -> None:
+    stream, _ = await upgraded(server)
+    await stream.write(bad)
+    assert await closed_by_server(stream) == b""
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_client_that_does_not_read_its_answers_is_not_read_either(server: Server) -> None:
+    stream, _ = await upgraded(server)
+    count, text = 200, "x" * 60000
+    sending = stream.write(client_frame(1, json.dumps([text]).encode()) * count)  # 12 MB to echo, none read yet
+
+    def paused() -> list[FrameProtocol]:  # the server's side of this connection, once it stopped reading
+        return [p for p in gc.get_objects() if isinstance(p, FrameProtocol) and p._paused]
+
+    await wait_until(paused)
+    assert paused()[0].unsent() < 1 << 20  # what it holds: the high-water mark and one read's echoes, not 12 MB
+    echoed = 0
+    while echoed < count:  # reading resumes once the client reads
+        _, payload = await read_frame(stream)
+        echoed += len(json.loads(payload[1:]))
+    await sending
+    stream.close()

@@ -89,10 +89,14 @@ def backlog(session: Any) -> int:
     """
     handler = session.handler
     connection = getattr(handler, "ws_connection", None)
-    stream = getattr(connection, "stream", None) or getattr(getattr(handler, "request", None), "connection", None)
-    stream = getattr(stream, "stream", stream)
-    # tornado's IOStream keeps its unsent byte count in a private field; this is the one reader of it
-    unsent: int = getattr(stream, "_write_buffer_size", 0)
+    unsent_of = getattr(connection, "unsent", None)  # a FrameProtocol's transport
+    if unsent_of is not None:
+        unsent: int = unsent_of()
+    else:
+        stream = getattr(connection, "stream", None) or getattr(getattr(handler, "request", None), "connection", None)
+        stream = getattr(stream, "stream", stream)
+        # tornado's IOStream keeps its unsent byte count in a private field; this is the one reader of it
+        unsent = getattr(stream, "_write_buffer_size", 0)
     if handler is None or not handler.active:
         unsent += getattr(session, "queued_chars", 0)
     return unsent

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from json.encoder import encode_basestring_ascii as json_string
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from functools import partial
@@ -57,6 +58,18 @@ class Endpoint:
     prefix: str = "/ws"
     app: tornado.web.Application | None = None
     live: set[GatewayConnection] = field(default_factory=set)
+    #: The last event message encoded: (the message, its JSON text, that text as a SockJS frame's JSON string).
+    _encoded: tuple[dict[str, Any], str, str] | None = field(default=None, repr=False)
+
+    def encoded(self, event: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
+        """An event message's JSON text and frame string, encoded once for every session it goes to: the
+        dispatcher hands each session of an account the same message, one after the other (holding the
+        message here keeps its identity from being reused by another)."""
+        encoded = self._encoded
+        if encoded is None or encoded[0] is not event:
+            text = frames.compact_json(event)
+            encoded = self._encoded = (event, text, json_string(text))
+        return encoded
 
     def connection(self, session: Any) -> GatewayConnection:
         """The connection of a new SockJS session (the router calls this)."""
@@ -121,7 +134,12 @@ class GatewayConnection(SockJSConnection):
             self.endpoint.registry.unbind(self)  # no further event, even before the close completes
             self.session.close(4000, "Outgoing queue overflow: reconnect and subscribe with since=<last cursor>")
             return
-        self.send_json(event)
+        _, text, frame_string = self.endpoint.encoded(event)
+        session = self.session
+        if session.send_expects_json:  # what send() does, without encoding the message again
+            session.send_jsonified(frame_string)
+        else:
+            session.send_message(text)
 
     def respond(self, message_id: str, json_body: bool, response: TunneledResponse) -> None:
         """Send a tunneled request's response (called by the tunnel when the handler finishes);

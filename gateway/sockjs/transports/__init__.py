@@ -22,7 +22,8 @@ says how to run it); ``tests/test_sockjs_conformance.py`` keeps each fix.
 * websocket: bodiless 405 with ``Allow: GET`` for non-GET; broken JSON drops
   the connection without a traceback; a send to a closing websocket ends the
   session instead of raising ``WebSocketClosedError``; raw ``/websocket`` closes with the
-  session's code and reason; hixie-76 (:mod:`gateway.sockjs.hixie76`).
+  session's code and reason; hixie-76 (:mod:`gateway.sockjs.hixie76`); version 13 frames read
+  and written on an asyncio transport (:mod:`gateway.sockjs.rfc6455`).
 """
 
 from __future__ import annotations

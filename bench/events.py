@@ -82,6 +82,12 @@ READY_TIMEOUT = 300.0
 TARGET_SESSIONS, TARGET_P99_MS = 1000, 50.0
 
 
+def cursor_key(cursor: str) -> tuple[int, int | str]:
+    """A cursor as something ordered, as the client libraries order them: numbers when all digits
+    (SQLite's), else as text (RethinkDB's: one account's sort as text)."""
+    return (0, int(cursor)) if cursor.isdigit() else (1, cursor)
+
+
 # -- the server process ---------------------------------------------------------
 
 
@@ -216,7 +222,7 @@ class SockJSClient(asyncio.Protocol):
         self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.seqs: list[int] = []
         self.seen: set[int] = set()
-        self.last_cursor = -1
+        self.last_cursor: tuple[int, int | str] = (-1, -1)
         self.closed_by_server: str | None = None
         self.errors: list[str] = []
 
@@ -320,7 +326,7 @@ class SockJSClient(asyncio.Protocol):
             tally.foreign += 1
             return
         seq, stamp = int(parts[1]), float(parts[2])
-        cursor = int(event["cursor"])
+        cursor = cursor_key(str(event["cursor"]))
         if seq in self.seen:
             tally.duplicates += 1
             return

@@ -60,16 +60,16 @@ async def add_email(store: Documents, email: Doc) -> Doc:
     email.setdefault("created", now_iso())
     existing = await find_thread(store, email["owner"], refs)
     email["thread"] = existing or new_id()
-    stored = await store.insert("emails", email)
     if existing is None:
-        # a new thread holds just this email: its summary needs no query
-        try:
-            await store.insert("threads", {"id": email["thread"], **thread_summary(email["owner"], [stored])})
-            return stored
-        except Conflict:  # a reply to it, filed meanwhile, summarised the thread first
-            pass
+        # a new thread holds just this email: its summary needs no query, and goes in with the email
+        summary = {"id": email["thread"], **thread_summary(email["owner"], [email])}
+        if not await store.insert_with("emails", email, ("threads", summary)):
+            return email
+        # else a reply to it, filed meanwhile, summarised the thread first
+    else:
+        await store.insert("emails", email)
     await refresh_thread(store, email["owner"], email["thread"])
-    return stored
+    return email
 
 
 async def update_email(store: Documents, email: Doc, changes: dict[str, Any]) -> Doc:

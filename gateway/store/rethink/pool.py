@@ -16,6 +16,7 @@ from rethinkdb import RethinkDB
 from rethinkdb.errors import ReqlAuthError, ReqlAvailabilityError, ReqlDriverError, ReqlError, ReqlRuntimeError
 
 from gateway.store.documents import StoreError, StoreUnavailable
+from gateway.store.rethink.template import Decoder, Encoder
 
 r = RethinkDB()
 # Tornado runs on asyncio, so the driver's asyncio connections share its loop.
@@ -65,7 +66,8 @@ class Pool:
         """A new connection of its own (a change feed's, say)."""
         try:
             return await r.connect(host=self.host, port=self.port, db=self.db, user=self.user,
-                                   password=self.password, timeout=CONNECT_TIMEOUT)
+                                   password=self.password, timeout=CONNECT_TIMEOUT,
+                                   json_encoder=Encoder, json_decoder=Decoder)
         except ReqlAuthError as exc:
             raise StoreError(f"rethinkdb {self.host}:{self.port}: {exc}") from exc
         except (ReqlDriverError, OSError) as exc:

@@ -70,11 +70,6 @@ def sort_key(name: str) -> Callable[[Any], Any]:
     return key
 
 
-def patch(changes: Doc) -> Doc:
-    """``changes`` as a merge argument that replaces nested objects instead of deep-merging them."""
-    return {k: r.literal(v) if isinstance(v, dict) else v for k, v in changes.items() if k != "id"}
-
-
 def select(table: str, where: dict[str, Any]) -> Any:
     """The documents of ``table`` matching ``where``, through a secondary index when one fits:
     every field of the index has an equality or an :class:`In` in ``where``."""

@@ -109,37 +109,40 @@ def newest_seq(owner: Any) -> Any:
         .coerce_to("array").nth(0)["id"].nth(1).default(0)
 
 
-def log_events(events: Any, stamp: bool) -> Any:
-    """Append ``events`` (``[{owner, kind, doc, ref, hint}]``) to their owners' logs, one after
-    another, and with ``stamp`` stamp each email: ``{logged: [[ref, seq]], failed: [[ref, error]]}``
-    (a failure is mostly a collision with another writer).
+def log_event(event: Any, stamp: bool) -> Any:
+    """Append ``event`` (``{owner, kind, doc, ref, hint}``) to its owner's log, and with ``stamp``
+    stamp its email: ``{logged: [[ref, seq]]}``, or ``{failed: [[ref, error]]}`` (mostly a collision
+    with another writer, to be tried again).
 
-    Each takes the seq after the owner's newest.  ``hint`` (0: none) is what this process last knew
-    as the owner's newest: when that entry exists, the seq after it is tried first, which saves
-    reading the owner's log; a collision (another writer was first) falls back to reading it.
+    It takes the seq after the owner's newest.  ``hint`` (0: none) is what this process last knew
+    as the owner's newest: the seq after it is tried first, which saves reading the owner's log;
+    a collision (another writer was first) falls back to reading it.  (A hint above the newest,
+    left by entries a database failure lost, leaves a gap rather than numbering anything twice.)
     """
-    def attempt(event: Any, seq: Any) -> Any:
+    owner, hint = event["owner"], event["hint"]
+
+    def attempt(seq: Any) -> Any:
         return r.table(LOG).insert(
-            {"id": [event["owner"], seq], "kind": event["kind"], "doc": event["doc"], "at": r.now().to_epoch_time()},
+            {"id": [owner, seq], "kind": event["kind"], "doc": event["doc"], "at": r.now().to_epoch_time()},
             conflict="error")
 
-    def logged(event: Any, seq: Any) -> Any:
+    def logged(seq: Any) -> Any:
         done = {"logged": [[event["ref"], seq]]}
         if not stamp:
             return done
         return r.table("emails").get(event["doc"]["id"]).update(
             {STAMP: r.literal({"seq": seq, "kind": event["kind"]})}).do(lambda _: done)
 
-    def append(event: Any) -> Any:
-        owner, hint = event["owner"], event["hint"]
-        guess = r.branch(hint.gt(0) & r.table(LOG).get([owner, hint]).ne(None), hint.add(1), 0)
-        return guess.do(lambda first: r.branch(first.gt(0), attempt(event, first), {"inserted": 0}).do(
-            lambda tried: r.branch(
-                tried["inserted"].eq(1), logged(event, first),
-                newest_seq(owner).add(1).do(lambda seq: attempt(event, seq).do(lambda inserted: r.branch(
-                    inserted["inserted"].eq(1), logged(event, seq),
-                    {"failed": [[event["ref"], inserted["first_error"].default("not inserted")]]}))))))
-    return r.expr(events).for_each(append)
+    return r.branch(hint.gt(0), attempt(hint.add(1)), {"inserted": 0}).do(lambda tried: r.branch(
+        tried["inserted"].eq(1), logged(hint.add(1)),
+        newest_seq(owner).add(1).do(lambda seq: attempt(seq).do(lambda inserted: r.branch(
+            inserted["inserted"].eq(1), logged(seq),
+            {"failed": [[event["ref"], inserted["first_error"].default("not inserted")]]})))))
+
+
+def log_events(events: Any, stamp: bool) -> Any:
+    """:func:`log_event` for each of ``events``, one after another (their outcomes' lists joined)."""
+    return r.expr(events).for_each(lambda event: log_event(event, stamp))
 
 
 def _events_of(entries: Any, kinds: Any) -> Any:
@@ -182,7 +185,7 @@ def _inserted(doc: Any, event: Any, others: Any) -> Any:
     emails, owner = r.table("emails"), event["owner"]
     return emails.get(doc["id"]).eq(None).do(lambda free: r.branch(
         free,
-        log_events([event], stamp=False).do(lambda outcome: r.branch(
+        log_event(event, stamp=False).do(lambda outcome: r.branch(
             outcome["logged"].default([]).is_empty(),
             {"state": "collided", "failed": outcome["failed"].default([])},
             outcome["logged"].nth(0).nth(1).do(lambda seq: emails.insert(

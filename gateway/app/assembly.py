@@ -24,6 +24,7 @@ from gateway.sockjs import Router
 from gateway.state import State
 from gateway.store import Store, sqlite_path
 from gateway.store.follow import Follower
+from gateway.store.timing import time_operations
 from gateway.ws.connection import Endpoint
 
 
@@ -56,6 +57,7 @@ def build(config: Config, store: Store, secret: bytes) -> Services:
     tokens = Tokens(store, secret, config.token_ttl)
     accounts = Accounts(store, Passwords(config.argon2_memory), tokens, config.mail_domain)
     metrics = Metrics()
+    time_operations(store, lambda operation: metrics.store_seconds.labels(store.backend, operation).observe)
     registry = SubscriptionRegistry(store)
     dispatcher = EventDispatcher(store, registry, metrics)
     delivery = DeliveryWorker(store, config.mail_domain, Relay.from_url(config.relay), config.delivery_attempts,

@@ -169,6 +169,9 @@ class EventLog(abc.ABC):
 class Store(Documents, EventLog):
     """A whole backend: documents and the event log, opened and closed as one."""
 
+    #: The backend's name (``sqlite``, ``rethinkdb``), as the metrics label it.
+    backend: str = ""
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect, and create or migrate the schema."""

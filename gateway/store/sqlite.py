@@ -92,6 +92,8 @@ def _where_sql(table: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
 class SQLiteStore(Store):
     """The default store, in one SQLite file (``:memory:`` works for tests)."""
 
+    backend = "sqlite"
+
     def __init__(self, path: str, history_limit: int = 100_000) -> None:
         self.path = path
         self.history_limit = history_limit

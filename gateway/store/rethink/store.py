@@ -64,6 +64,7 @@ class RethinkStore(Store):
     """A store in one RethinkDB database; create it with :meth:`from_url` or directly."""
 
     shared = True
+    backend = "rethinkdb"
 
     def __init__(self, host: str = "localhost", port: int = DEFAULT_PORT, db: str = DEFAULT_DB,
                  user: str = "admin", password: str = "", history_limit: int = 100_000,

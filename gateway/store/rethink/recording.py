@@ -92,9 +92,11 @@ def event_kind_reql(old: Any, new: Any) -> Any:
 
 
 def is_event(change: Any) -> Any:
-    """Whether a change of the emails feed carries a new event stamp (a new ``_stamp.seq``)."""
-    seq = change["new_val"][STAMP]["seq"].default(None)
-    return r.and_(seq.ne(None), seq.ne(change["old_val"][STAMP]["seq"].default(None)))
+    """Whether a change of the emails feed carries a new event stamp (a new ``_stamp.seq``).  Written
+    without ``default``: the server runs it on every write to emails, and a caught error costs it."""
+    new, old = change["new_val"], change["old_val"]
+    return r.and_(new.ne(None), new.has_fields(STAMP), r.or_(
+        old.eq(None), old.has_fields(STAMP).not_(), old[STAMP]["seq"].ne(new[STAMP]["seq"])))
 
 
 def is_stamp_only(change: Any) -> Any:

@@ -166,8 +166,7 @@ class RethinkStore(Store):
     async def find(self, table: str, query: Query) -> list[Doc]:
         query.check()
         selection = q.select(table, query.where)
-        order = [r.desc(q.sort_key(n)) if desc else r.asc(q.sort_key(n)) for n, desc in query.order_by]
-        ordered = selection.order_by(*order, r.asc("id"))
+        ordered = selection.order_by(*(q.order(n, desc) for n, desc in query.order_by), r.asc("id"))
         if query.offset:
             ordered = ordered.skip(query.offset)
         if query.limit is not None:

@@ -173,16 +173,18 @@ class EventDispatcher:
         except StoreError as exc:  # what was held is sent anyway (the gap stays: the store is away)
             log.warning("reading the events an event skipped failed: %s", exc)
 
-    async def attach(self, binding: Binding, since: str | None, announce: Announce) -> None:
+    async def attach(self, binding: Binding, since: str | None, announce: Announce, newest: str | None = None) -> None:
         """Start a new binding: after ``since`` (its history replayed first), or after the
         account's newest event.  ``announce(cursor, recovered)`` is called before any event is
-        sent, with the account's newest cursor and, with ``since``, whether the history reached
-        back to it.  Raises ValueError for a malformed ``since`` (before anything is held back).
+        sent, with the account's newest cursor (with ``since``, ``newest`` if given: the one read
+        when ``since`` was checked) and, with ``since``, whether the history reached back to it.
+        Raises ValueError for a malformed ``since`` (before anything is held back).
         """
         start_key = None if since is None else self.store.cursor_key(since, binding.account_id)
         binding.held = []
         try:
-            newest = await self.store.latest_event_cursor(binding.account_id)
+            if newest is None or since is None:  # without since: read after binding, so nothing falls between
+                newest = await self.store.latest_event_cursor(binding.account_id)
         except BaseException:
             binding.held = None
             raise

@@ -236,10 +236,13 @@ class GatewayConnection(SockJSConnection):
             self.send_json(frames.error("invalid_token", "Invalid token", message.id))
             return
         account_id = identity.account["id"]
-        if message.since is not None and not await self.issued(account_id, message.since):
-            self.send_json(frames.error("invalid_cursor", "Field 'since' is not a cursor this server issued",
-                                        message.id))
-            return
+        newest = None
+        if message.since is not None:
+            newest = await self.endpoint.events.latest_event_cursor(account_id)
+            if not self.issued(account_id, message.since, newest):
+                self.send_json(frames.error("invalid_cursor", "Field 'since' is not a cursor this server issued",
+                                            message.id))
+                return
         if self.is_closed:
             return
         binding = self.endpoint.registry.bind(self, account_id, identity.token["id"],
@@ -252,18 +255,16 @@ class GatewayConnection(SockJSConnection):
             self.send_json({**reply, "cursor": cursor} if recovered is None
                            else {**reply, "cursor": cursor, "recovered": recovered})
 
-        await self.endpoint.dispatcher.attach(binding, message.since, announce)
+        await self.endpoint.dispatcher.attach(binding, message.since, announce, newest)
 
-    async def issued(self, account_id: str, cursor: str) -> bool:
+    def issued(self, account_id: str, cursor: str, newest: str) -> bool:
         """Whether ``cursor`` is one this server issued for the account: well formed, the account's,
-        and not past its newest event."""
+        and not past its ``newest`` event."""
         events = self.endpoint.events
         try:
-            key = events.cursor_key(cursor, account_id)
+            return bool(events.cursor_key(cursor, account_id) <= events.cursor_key(newest))
         except ValueError:
             return False
-        newest = await events.latest_event_cursor(account_id)
-        return bool(key <= events.cursor_key(newest))
 
     async def unsubscribe(self, message: Unsubscribe) -> None:
         if self.endpoint.registry.unbind(self) is None:

@@ -28,8 +28,8 @@ events/s delivered, latency p50/p99/max, events lost (expected - received),
 duplicates, events out of cursor order, sessions closed by the server; and,
 to read those figures with: the SMTP reply time (DATA sent -> 250), how late
 the sender got behind its schedule, and the CPU used meanwhile by the
-gateway, by the load generator (client processes and this one) and by
-everything else on the machine (``/proc/stat``; on a shared machine other
+gateway, by the load generator (client processes and this one), by the
+RethinkDB server (``store CPU``) and by everything else on the machine (``/proc/stat``; on a shared machine other
 jobs are the main source of latency spikes).  Exit status 1 when an event was
 lost, duplicated or out of order, a write failed, or a run could not be set up.
 
@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gateway_process import GatewayProcess, free_port, percentile
-from procstat import machine_busy_seconds, process_rss
+from procstat import children, machine_busy_seconds, process_cpu, process_rss
 
 HTTP_LINE = re.compile(r"HTTP API on http://([0-9.]+):(\d+)/")
 SMTP_LINE = re.compile(r"SMTP for @(\S+) on ([0-9.]+):(\d+)")
@@ -80,6 +80,12 @@ SETUP_CONCURRENCY = 8  # account registrations in flight
 SUBSCRIBE_TIMEOUT = 30.0
 READY_TIMEOUT = 300.0
 TARGET_SESSIONS, TARGET_P99_MS = 1000, 50.0
+
+
+def cursor_key(cursor: str) -> tuple[int, int | str]:
+    """A cursor as something ordered, as the client libraries order them: numbers when all digits
+    (SQLite's), else as text (RethinkDB's: one account's sort as text)."""
+    return (0, int(cursor)) if cursor.isdigit() else (1, cursor)
 
 
 # -- the server process ---------------------------------------------------------
@@ -108,6 +114,10 @@ class RethinkServer:
     def store_url(self) -> str:
         """A fresh database for one run."""
         return f"rethinkdb://127.0.0.1:{self.port}/bench_{secrets.token_hex(4)}"
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the server so far (its helper processes too)."""
+        return sum(sum(process_cpu(pid)) for pid in (self.process.pid, *children(self.process.pid)))
 
     def stop(self) -> None:
         self.process.terminate()
@@ -216,7 +226,7 @@ class SockJSClient(asyncio.Protocol):
         self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.seqs: list[int] = []
         self.seen: set[int] = set()
-        self.last_cursor = -1
+        self.last_cursor: tuple[int, int | str] = (-1, -1)
         self.closed_by_server: str | None = None
         self.errors: list[str] = []
 
@@ -320,7 +330,7 @@ class SockJSClient(asyncio.Protocol):
             tally.foreign += 1
             return
         seq, stamp = int(parts[1]), float(parts[2])
-        cursor = int(event["cursor"])
+        cursor = cursor_key(str(event["cursor"]))
         if seq in self.seen:
             tally.duplicates += 1
             return
@@ -574,6 +584,7 @@ class Result:
     drained_in: float = 0.0
     server_cpu_pct: float = 0.0
     client_cpu_pct: float = 0.0
+    store_cpu_pct: float = 0.0  # the RethinkDB server (0 for SQLite, which runs inside the gateway)
     other_cpu_pct: float = 0.0  # everything else on the machine meanwhile (other jobs: noise)
     log_problems: int = 0
     #: How much the server's RSS grew per subscribed session, idle (after setup, before the writes).
@@ -643,6 +654,7 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
               f"{result.connect_seconds:.1f} s; writing {args.rate:g}/s for {args.duration:g} s", flush=True)
 
         cpu_before, wall_before = sum(server.cpu_seconds()), time.monotonic()
+        store_before = rethinkdb.cpu_seconds() if rethinkdb else 0.0
         busy_before, own_before = machine_busy_seconds(), time.process_time()
         writes = (peer.write(server, [u for u, _ in users], args) if peer is not None else
                   asyncio.run(write_mail(server.host, server.smtp_port, server.domain, [u for u, _ in users],
@@ -658,6 +670,7 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
         result.drained_in = time.monotonic() - drain_start
         time.sleep(0.25)  # late duplicates would show up here
         server_cpu, wall = sum(server.cpu_seconds()) - cpu_before, time.monotonic() - wall_before
+        store_cpu = rethinkdb.cpu_seconds() - store_before if rethinkdb else 0.0
         busy, own = machine_busy_seconds() - busy_before, time.process_time() - own_before
 
         tallies: list[dict[str, Any]] = []
@@ -707,7 +720,8 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
         # the load generator: websocket client processes and this process (the SMTP sender)
         client_cpu = sum(t["cpu"] for t in tallies) + own
         result.client_cpu_pct = 100 * client_cpu / wall if wall else 0.0
-        result.other_cpu_pct = max(0.0, 100 * (busy - server_cpu - client_cpu) / wall) if wall else 0.0
+        result.store_cpu_pct = 100 * store_cpu / wall if wall else 0.0
+        result.other_cpu_pct = max(0.0, 100 * (busy - server_cpu - client_cpu - store_cpu) / wall) if wall else 0.0
         problems = server.log_problems()
         result.log_problems = len(problems)
         if writes.failures:
@@ -760,6 +774,7 @@ COLUMNS = (
     ("send lag max ms", "lag_max_ms", "{:.0f}"),
     ("server CPU %", "server_cpu_pct", "{:.0f}"),
     ("load gen CPU %", "client_cpu_pct", "{:.0f}"),
+    ("store CPU %", "store_cpu_pct", "{:.0f}"),
     ("others CPU %", "other_cpu_pct", "{:.0f}"),
 )
 

@@ -47,10 +47,14 @@ class Binding:
     #: How much of each event's email to send (:data:`events.model.DETAIL_LEVELS`).
     detail: str = "summary"
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
-    #: Sort key of the last event cursor sent (or replayed past): nothing at or before it is sent again.
+    #: The last event cursor sent (or passed over, or started from), and its sort key: nothing at
+    #: or before it is sent again.
+    cursor: str | None = None
     last_key: Any = None
     #: While a replay runs, live events wait here as (key, event).
     held: list[tuple[Any, Event]] | None = field(default=None, repr=False)
+    #: While an event waits for one it skipped (see events.dispatcher): when to read the history instead.
+    gap: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
 class SubscriptionRegistry:
@@ -88,8 +92,9 @@ class SubscriptionRegistry:
         binding = self._by_subscriber.pop(subscriber, None)
         if binding is None:
             return None
-        if binding.timer is not None:
-            binding.timer.cancel()
+        for timer in (binding.timer, binding.gap):
+            if timer is not None:
+                timer.cancel()
         sessions = self._by_account.get(binding.account_id)
         if sessions is not None:
             sessions.pop(subscriber, None)

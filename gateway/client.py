@@ -187,6 +187,8 @@ class Subscription:
 
 
 def _cursor_key(cursor: str) -> tuple[int, int | str]:
+    """One account's cursors in order: numbers when all digits (SQLite's), else as text (RethinkDB's
+    sort so, and after every all-digit one)."""
     return (0, int(cursor)) if cursor.isdigit() else (1, cursor)
 
 

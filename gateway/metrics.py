@@ -62,6 +62,12 @@ class Metrics:
                                          "(retry or failed)", ["outcome"], registry=self.registry)
         self.webhook_attempts = Counter("gateway_webhook_attempts", "Webhook POSTs, by result (succeeded or failed)",
                                         ["result"], registry=self.registry)
+        self.store_seconds = Histogram("gateway_store_seconds", "Store operations, by backend (sqlite or "
+                                       "rethinkdb) and operation (get, insert, find, event_history, ...)",
+                                       ["backend", "operation"],
+                                       buckets=(.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25,
+                                                .5, 1, 2.5, 5),
+                                       registry=self.registry)
         self.feed_reconnects = Counter("gateway_feed_reconnects", "Change feeds reopened after the store went "
                                        "away, by feed", ["feed"], registry=self.registry)
 

@@ -264,7 +264,7 @@ async def next_event(client: Client) -> dict[str, Any]:
 
 
 def without_cursor(reply: dict[str, Any]) -> dict[str, Any]:
-    """A ``subscribed`` reply without its ``cursor`` (checked to be one: a string of digits)."""
+    """A ``subscribed`` reply without its ``cursor`` (checked to be one: an opaque, non-empty string)."""
     cursor = reply.get("cursor")
-    assert isinstance(cursor, str) and cursor.isdigit(), reply
+    assert isinstance(cursor, str) and cursor, reply
     return {k: v for k, v in reply.items() if k != "cursor"}

@@ -18,9 +18,18 @@ import tornado.web
 from gateway.app.server import Gateway
 from gateway.ids import new_id
 from gateway.mail.documents import inbound_copy
+from tests import rethinkdb_server
 from tests.conftest import Api, api_for, wait_until
 from tests.peers import mail as smtp_mail
 from tests.sockjs_clients import TRANSPORTS, Client, connect, next_event, subscribed, without_cursor
+
+
+@pytest.fixture(params=["sqlite", "rethinkdb"])
+def each_gateway(request: Any, io_loop: Any, start_gateway: Any) -> Gateway:
+    """A running gateway on each store backend (RethinkDB: a database of its own; skips without one)."""
+    store = {"store": rethinkdb_server.store_url()} if request.param == "rethinkdb" else {}
+    gateway: Gateway = io_loop.run_sync(lambda: start_gateway(**store))
+    return gateway
 
 
 async def mail(gateway: Gateway, user: str, subject: str) -> None:
@@ -38,7 +47,7 @@ async def events_until(client: Client, last: str) -> list[dict[str, Any]]:
 
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.parametrize("m4_in_the_page", [False, True], ids=["m4-held-only", "m4-held-and-read"])
-async def test_a_live_event_during_a_replay_comes_once_and_in_order(api: Api, gateway: Gateway,
+async def test_a_live_event_during_a_replay_comes_once_and_in_order(each_gateway: Gateway,
                                                                      m4_in_the_page: bool) -> None:
     """Scenario 1: m1-m3 missed after cursor c; m4 reaches the dispatcher while the replay reads
     the history.  The client gets ``subscribed`` (recovered) first, then m1-m4 once each, then m5.
@@ -47,9 +56,10 @@ async def test_a_live_event_during_a_replay_comes_once_and_in_order(api: Api, ga
     is what keeps it after m3).  ``m4-held-and-read``: the read starts after m4 is written, so m4 is
     both read and held (the cursor check is what keeps it from coming twice).
     """
-    _, token = await api.register("alice")
+    gateway, api = each_gateway, api_for(each_gateway)
+    alice, token = await api.register("alice")
     await mail(gateway, "alice", "m0")
-    since = await gateway.store.latest_event_cursor()
+    since = await gateway.store.latest_event_cursor(alice["id"])
     for name in ("m1", "m2", "m3"):
         await mail(gateway, "alice", name)
 
@@ -72,22 +82,24 @@ async def test_a_live_event_during_a_replay_comes_once_and_in_order(api: Api, ga
         await client.send({"type": "subscribe", "token": token, "since": since})
         await reading.wait()
         await mail(gateway, "alice", "m4")
-        m4_cursor = await store.latest_event_cursor()
-        await wait_until(lambda: gateway.dispatcher.last_cursor == m4_cursor)  # m4 reached the dispatcher
+        m4_cursor = await store.latest_event_cursor(alice["id"])
+        await wait_until(lambda: [event.cursor for binding in gateway.registry.bindings(alice["id"])
+                                  for _, event in binding.held or []] == [m4_cursor])  # m4 reached the dispatcher
         release.set()
         assert without_cursor(await client.recv()) == {"type": "subscribed", "recovered": True}
         await mail(gateway, "alice", "m5")
         events = await events_until(client, "m5")
         assert [e["name"] for e in events] == ["m1", "m2", "m3", "m4", "m5"]
-        cursors = [int(e["cursor"]) for e in events]
-        assert cursors == sorted(cursors) and cursors[0] > int(since or 0)
+        cursors = [store.cursor_key(e["cursor"]) for e in events]
+        assert cursors == sorted(cursors) and cursors[0] > store.cursor_key(since)
     finally:
         await client.close()
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_session_that_asked_for_deliveries_never_sees_a_receipt(api: Api, gateway: Gateway) -> None:
+async def test_a_session_that_asked_for_deliveries_never_sees_a_receipt(each_gateway: Gateway) -> None:
     """Scenario 2: with ``events: ["delivery"]``, receipts never come, even back to back with deliveries."""
+    gateway, api = each_gateway, api_for(each_gateway)
     _, token = await api.register("alice")
     await api.register("bob")
     deliveries = await subscribed("websocket", api.base_url, token, events=["delivery"])
@@ -110,9 +122,10 @@ async def test_a_session_that_asked_for_deliveries_never_sees_a_receipt(api: Api
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_replay_longer_than_a_page_replays_everything_then_goes_live(api: Api, gateway: Gateway) -> None:
+async def test_a_replay_longer_than_a_page_replays_everything_then_goes_live(each_gateway: Gateway) -> None:
     """Scenario 3: 501 events in history (the replay reads 500 a page); ``since: "0"`` replays all
     501, in order, then the live one."""
+    gateway, api = each_gateway, api_for(each_gateway)
     alice, token = await api.register("alice")
     for i in range(501):
         email = inbound_copy({"from": "x@example.org", "to": ["alice@localhost"], "cc": [], "subject": f"h{i}",
@@ -198,9 +211,10 @@ async def test_closing_a_session_aborts_its_running_requests(start_gateway: Any,
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_fresh_subscriber_resumes_from_the_cursor_of_subscribed(api: Api, gateway: Gateway) -> None:
+async def test_a_fresh_subscriber_resumes_from_the_cursor_of_subscribed(each_gateway: Gateway) -> None:
     """``subscribed`` carries the cursor later events come after: mail that arrives while a fresh
     subscriber is away, before its first event, is replayed on its return."""
+    gateway, api = each_gateway, api_for(each_gateway)
     _, token = await api.register("alice")
     await mail(gateway, "alice", "old")
     client = await connect("websocket", api.base_url)
@@ -220,9 +234,9 @@ async def test_a_fresh_subscriber_resumes_from_the_cursor_of_subscribed(api: Api
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_cursor_ahead_of_the_newest_event_is_invalid(api: Api, gateway: Gateway) -> None:
-    _, token = await api.register("alice")
+    alice, token = await api.register("alice")
     await mail(gateway, "alice", "one")
-    newest = await gateway.store.latest_event_cursor()
+    newest = await gateway.store.latest_event_cursor(alice["id"])
     client = await connect("websocket", api.base_url)
     try:
         await client.send({"type": "subscribe", "id": "s", "token": token, "since": str(int(newest or 0) + 5)})

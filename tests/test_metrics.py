@@ -51,6 +51,12 @@ async def test_metrics_count_requests_sessions_events_and_deliveries(start_gatew
         assert value(text, "gateway_delivery_attempts_total") == 1 and value(text, "gateway_delivery_queue") == 0
         for feed in ("event feed", "delivery queue feed", "token feed", "account feed"):
             assert value(text, "gateway_feed_live", feed=feed) == 1, feed
+        # store operations, each counted once (the inserts a backend makes of insert_with are not counted again)
+        stored = {op: value(text, "gateway_store_seconds_count", backend="sqlite", operation=op)
+                  for op in ("get", "insert", "insert_with", "update", "find", "count", "latest_event_cursor")}
+        assert all(stored.values()), stored
+        assert value(text, "gateway_store_seconds_bucket", backend="sqlite", operation="get", le="+Inf") \
+            == stored["get"]
     finally:
         await websocket.close()
         await polling.close()
@@ -78,3 +84,24 @@ async def test_liveness_and_readiness(start_gateway: Any) -> None:
     down = await api.get("/health/ready")
     assert (down.status, down.json["code"], down.json["feeds"]["event feed"]) == (503, "not_ready", False)
     assert (await api.get("/health/live")).status == 200
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_store_operations_are_timed_once_each(tmp_path: Any) -> None:
+    """Every store operation reports its time once: one a backend makes of another (SQLite's
+    insert_with inserts one document after another) is not counted again."""
+    from gateway.store import store_from_url
+    from gateway.store.timing import time_operations
+
+    store = store_from_url(f"sqlite:{tmp_path}/timed.db")
+    await store.open()
+    seen: list[tuple[str, float]] = []
+    time_operations(store, lambda operation: lambda seconds: seen.append((operation, seconds)))
+    try:
+        await store.insert_with("emails", {"id": "e1", "owner": "a", "direction": "in"},
+                                ("threads", {"id": "t1", "owner": "a"}))
+        await store.get("emails", "e1")
+        assert [operation for operation, _ in seen] == ["insert_with", "get"]
+        assert all(seconds >= 0 for _, seconds in seen)
+    finally:
+        await store.close()

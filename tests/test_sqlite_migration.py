@@ -40,8 +40,8 @@ async def test_a_version_2_changelog_becomes_the_event_history(tmp_path: Any) ->
                                                                           ("5", "delivery", delivered)]
         assert not (await store.event_history("a", "1", 10)).complete  # seq 2 was pruned
         assert (await store.event_history("a", "2", 10)).complete
-        assert await store.latest_event_cursor() == "5"
+        assert await store.latest_event_cursor("a") == "5"
         await store.insert("emails", {"id": "r2", "owner": "a", "direction": "in"})
-        assert await store.latest_event_cursor() == "8"  # seqs go on from the old ones
+        assert await store.latest_event_cursor("a") == "8"  # seqs go on from the old ones
     finally:
         await store.close()

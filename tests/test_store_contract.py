@@ -183,7 +183,8 @@ def outbound(id: str, status: str = "queued") -> dict:
 
 @pytest.mark.gen_test
 async def test_events_feed_history_and_cursors(store: Store) -> None:
-    assert await store.latest_event_cursor() is None
+    before = await store.latest_event_cursor("a")
+    assert (await store.event_history("a", before, 10)).changes == []
     events = await store.event_feed()
     writes = await store.changes("emails")
     await store.insert("emails", inbound("r1"))  # receipt for a
@@ -202,8 +203,8 @@ async def test_events_feed_history_and_cursors(store: Store) -> None:
         ("delivery", "a", {**outbound("o1"), "status": "delivered"}),
         ("receipt", "b", inbound("r2", owner="b")),
     ]
-    keys = [store.cursor_key(c.cursor) for c in live]
-    assert keys == sorted(keys) and len(set(keys)) == 3
+    keys = [store.cursor_key(c.cursor) for c in live[:2]]
+    assert keys == sorted(keys) and len(set(keys)) == 2 and keys[0] > store.cursor_key(before)
     # every write, once, as the caller wrote it: the backend's own bookkeeping never shows
     plain = [await next_change(writes) for _ in range(8)]
     assert [c.new["id"] if c.new else c.old["id"] for c in plain] == ["r1", "o1", "o1", "o1", "r1", "r2", "o1", "r1"]
@@ -217,7 +218,10 @@ async def test_events_feed_history_and_cursors(store: Store) -> None:
     assert [c.cursor for c in (await store.event_history("a", live[0].cursor, 100)).changes] == [live[1].cursor]
     assert [c.cursor for c in (await store.event_history("b", None, 1)).changes] == [live[2].cursor]
     assert (await store.event_history("a", live[1].cursor, 100)).changes == []
-    assert await store.latest_event_cursor() == live[2].cursor
+    assert [c.cursor for c in (await store.event_history("a", before, 100)).changes] == [c.cursor for c in live[:2]]
+    # the newest cursor: of the owner's newest event, or one no earlier (one sequence may count everyone's)
+    assert store.cursor_key(await store.latest_event_cursor("a")) >= store.cursor_key(live[1].cursor)
+    assert await store.latest_event_cursor("b") == live[2].cursor
     with pytest.raises(ValueError):
         await store.event_history("a", "not a cursor", 10)
     await events.aclose()
@@ -226,13 +230,22 @@ async def test_events_feed_history_and_cursors(store: Store) -> None:
 
 @pytest.mark.gen_test
 async def test_concurrent_events_arrive_in_cursor_order(store: Store) -> None:
+    """Concurrent writers of one account's events (and another's, in between): each event comes
+    once, with the cursor its history has; in cursor order, or (a store whose cursors are
+    consecutive) with any event that skipped one already in the history when it comes."""
     events = await store.event_feed()
-    await asyncio.gather(*(store.insert("emails", inbound(f"r{i:02}")) for i in range(30)))
+    await asyncio.gather(*(store.insert("emails", inbound(f"r{i:02}", owner="ab"[i % 3 == 0])) for i in range(30)))
     live = [await next_change(events) for _ in range(30)]
-    keys = [store.cursor_key(c.cursor) for c in live]
-    assert keys == sorted(keys) and len(set(keys)) == 30
+    for owner in "ab":
+        mine = [c for c in live if c.owner == owner]
+        keys = [store.cursor_key(c.cursor) for c in mine]
+        history = (await store.event_history(owner, None, 100)).changes
+        assert sorted(keys) == [store.cursor_key(c.cursor) for c in history] and len(set(keys)) == len(mine)
+        if not store.consecutive:
+            assert keys == sorted(keys)
+        else:
+            assert sorted(keys) == list(range(1, len(mine) + 1))
     assert sorted(c.new["id"] for c in live) == [f"r{i:02}" for i in range(30)]
-    assert [c.cursor for c in (await store.event_history("a", None, 100)).changes] == [c.cursor for c in live]
     await events.aclose()
 
 
@@ -261,52 +274,58 @@ async def test_ping(store: Store) -> None:
 
 
 @pytest.mark.gen_test
-async def test_rethinkdb_cursors_of_the_earlier_changelog_read_as_pruned(tmp_path: Any) -> None:
+async def test_rethinkdb_cursors_of_the_earlier_layout_read_as_pruned(tmp_path: Any) -> None:
+    """A database of the earlier layout (one counter for every event, at 500 here): its cursors,
+    up to 500, read as pruned (a resume says recovered: false and replays what the log has), never
+    as a position in an account's events; a larger number was never issued, and is refused."""
     from rethinkdb import RethinkDB
 
     store = make_store("rethinkdb", tmp_path)
     r = RethinkDB()
     r.set_loop_type("asyncio")
     conn = await r.connect(host=store.host, port=store.port)  # type: ignore[attr-defined]
-    try:  # what the earlier version left: a counter of every email change, at 500
+    try:  # what the earlier version left: the counter of every event, and an email it stamped
         await r.db_create(store.db).run(conn)  # type: ignore[attr-defined]
-        await r.db(store.db).table_create("counters").run(conn)  # type: ignore[attr-defined]
+        for table in ("counters", "emails"):
+            await r.db(store.db).table_create(table).run(conn)  # type: ignore[attr-defined]
         await r.db(store.db).table("counters").insert(  # type: ignore[attr-defined]
-            {"id": "emails", "seq": 500, "pruned": 0}).run(conn)
+            {"id": "events", "seq": 500, "pruned": 0}).run(conn)
+        await r.db(store.db).table("emails").insert(  # type: ignore[attr-defined]
+            {**inbound("r0"), "_event": {"seq": 500, "kind": "receipt"}}).run(conn)
     finally:
         await conn.close()
     await store.open()
     try:
-        assert await store.latest_event_cursor() == "500"
-        assert not (await store.event_history("a", "420", 10)).complete
+        assert await store.get("emails", "r0") == inbound("r0")  # the earlier stamp never shows
+        assert store.cursor_key("420") == store.cursor_key("0") == store.cursor_key(await store.latest_event_cursor("a"))
+        for old in ("420", "500"):
+            assert not (await store.event_history("a", old, 10)).complete
+        with pytest.raises(ValueError):
+            store.cursor_key("501")
         await store.insert("emails", inbound("r1"))
-        assert [c.cursor for c in (await store.event_history("a", "420", 10)).changes] == ["501"]
+        replay = await store.event_history("a", "420", 10)
+        assert not replay.complete and [c.new["id"] for c in replay.changes] == ["r1"]
+        assert store.cursor_key(replay.changes[0].cursor) > store.cursor_key("420")
+        assert (await store.event_history("a", "0", 10)).complete  # "0": from the first event, which is kept
     finally:
         await store.close()
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_rethinkdb_event_feed_fills_a_gap_from_the_history(tmp_path: Any) -> None:
-    """A stamp that never comes (its email deleted before the stamp, a failure after the history
-    entry) is reported from the history; a seq in neither (a failure right after taking it) is skipped."""
-    from gateway.store.rethink import r
-    from gateway.store.rethink.recording import EVENTS
-    from gateway.store.rethink.recording import take_seqs as _take_seqs
-
+@pytest.mark.gen_test
+async def test_rethinkdb_cursors_are_per_account(tmp_path: Any) -> None:
+    """Each account's events count from 1, apart from everyone else's; another account's cursor is refused."""
     store = make_store("rethinkdb", tmp_path)
     await store.open()
     try:
-        feed = await store.event_feed()
-        lost = {**outbound("o1"), "status": "delivered"}
-        seq = await store._run(_take_seqs(2))  # type: ignore[attr-defined]
-        await store._run(r.table(EVENTS).insert(  # type: ignore[attr-defined]
-            {"id": seq - 1, "owner": "a", "kind": "delivery", "doc": lost}))
-        # seq itself was taken and never logged
-        await store.insert("emails", inbound("r1"))
-        first = await next_change(feed)
-        assert (first.cursor, first.kind, first.new) == (str(seq - 1), "delivery", lost)
-        second = await next_change(feed)  # after GAP_TIMEOUT: seq is skipped
-        assert (second.cursor, second.kind, second.new) == (str(seq + 1), "receipt", inbound("r1"))
-        await feed.aclose()
+        for i in range(3):
+            await store.insert("emails", inbound(f"a{i}"))
+        await store.insert("emails", inbound("b0", owner="b"))
+        a, b = await store.latest_event_cursor("a"), await store.latest_event_cursor("b")
+        assert (store.cursor_key(a), store.cursor_key(b)) == (3, 1)
+        with pytest.raises(ValueError):
+            await store.event_history("a", b, 10)
+        with pytest.raises(ValueError):
+            store.cursor_key(b, "a")
+        assert store.cursor_key(b, "b") == 1
     finally:
         await store.close()

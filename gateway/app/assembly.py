@@ -27,6 +27,7 @@ from gateway.store.follow import Follower
 from gateway.webhooks import WebhookQueue, Webhooks
 from gateway.webhooks.destinations import Destinations
 from gateway.webhooks.sender import Sender
+from gateway.store.timing import time_operations
 from gateway.ws.connection import Endpoint
 
 #: Webhook POSTs in flight at once for one webhook (``--webhook-concurrency`` bounds them all).
@@ -63,6 +64,7 @@ def build(config: Config, store: Store, secret: bytes) -> Services:
     tokens = Tokens(store, secret, config.token_ttl)
     accounts = Accounts(store, Passwords(config.argon2_memory), tokens, config.mail_domain)
     metrics = Metrics()
+    time_operations(store, lambda operation: metrics.store_seconds.labels(store.backend, operation).observe)
     registry = SubscriptionRegistry(store)
     tokens.watch(registry.followers)  # the tokens and accounts feeds: verified identities kept until they change
     dispatcher = EventDispatcher(store, registry, metrics)

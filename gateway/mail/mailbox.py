@@ -72,16 +72,16 @@ async def add_email(store: Documents, email: Doc) -> Doc:
             await store.insert("messages", message)
         except Conflict:  # a retried delivery of this copy stored it before
             pass
-    stored = with_message(await store.insert("emails", email), message)
     if existing is None:
-        # a new thread holds just this email: its summary needs no query
-        try:
-            await store.insert("threads", {"id": email["thread"], **thread_summary(email["owner"], [stored])})
-            return stored
-        except Conflict:  # a reply to it, filed meanwhile, summarised the thread first
-            pass
+        # a new thread holds just this email: its summary needs no query, and goes in with the email
+        summary = {"id": email["thread"], **thread_summary(email["owner"], [email])}
+        if not await store.insert_with("emails", email, ("threads", summary)):
+            return with_message(email, message)
+        # else a reply to it, filed meanwhile, summarised the thread first
+    else:
+        await store.insert("emails", email)
     await refresh_thread(store, email["owner"], email["thread"])
-    return stored
+    return with_message(email, message)
 
 
 async def load_message(store: Documents, email: Doc) -> Doc:

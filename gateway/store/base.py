@@ -12,15 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from events.model import Event
-from gateway.store.documents import Doc, Query
-
-
-def seq_cursor_key(cursor: str) -> int:
-    """The key of a cursor that is a decimal sequence number (both backends' cursors are);
-    ValueError for anything else."""
-    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
-        raise ValueError(f"malformed cursor {cursor[:40]!r}")
-    return int(cursor)
+from gateway.store.documents import Conflict, Doc, Query
 
 
 @dataclass(frozen=True)
@@ -28,8 +20,9 @@ class Change:
     """One write to a table: ``old`` is None for an insert, ``new`` for a delete.
 
     An event (see :func:`events.model.event_kind`) also has its ``kind`` and a
-    ``cursor``: its position among all events, an opaque string; cursors
-    compare in the order events are reported with :meth:`EventLog.cursor_key`.
+    ``cursor``: its position among its owner's events, an opaque string; an
+    owner's cursors compare in the order of their events with
+    :meth:`EventLog.cursor_key`.
     """
 
     table: str
@@ -87,6 +80,19 @@ class Documents(abc.ABC):
     async def insert(self, table: str, doc: Doc) -> Doc:
         """Store a new document (it must have an ``id``); :class:`Conflict` if the id is taken."""
 
+    async def insert_with(self, table: str, doc: Doc, *others: tuple[str, Doc]) -> list[str]:
+        """Insert ``doc``, then, if it went in, each of ``others`` (``(table, doc)``) on its own, in
+        one round trip where the backend can.  :class:`Conflict` if ``doc``'s id is taken (then
+        nothing is inserted); else the tables of the others whose id was taken."""
+        await self.insert(table, doc)
+        taken = []
+        for other_table, other in others:
+            try:
+                await self.insert(other_table, other)
+            except Conflict:
+                taken.append(other_table)
+        return taken
+
     @abc.abstractmethod
     async def update(self, table: str, id: str, changes: Doc, only_if: dict[str, Any] | None = None) -> Doc | None:
         """Merge ``changes`` into the document's top-level fields; the new document, or None.
@@ -122,25 +128,39 @@ class Documents(abc.ABC):
 
 
 class EventLog(abc.ABC):
-    """The events the store recorded as the writes that made them committed: history and live feed."""
+    """The events the store recorded as the writes that made them committed: history and live feed.
+
+    Order is per owner (an account): each owner's events have cursors in the order they
+    happened, and every reader sees them in that order.  Cursors of different owners need
+    not compare (a backend may count each owner's events apart).
+    """
+
+    #: Whether each owner's events are numbered without gaps (``cursor_key`` an int, the next
+    #: event's key one more), so a reader that gets key k + 2 right after k knows one is still
+    #: on its way.  Its feed may then report an owner's events out of order, but an event is in
+    #: :meth:`event_history` before any later event of its owner is reported.
+    consecutive: bool = False
 
     @abc.abstractmethod
     async def event_history(self, owner: str, after: str | None, limit: int) -> History:
         """Up to ``limit`` events of the owner's emails after cursor ``after`` (None: the oldest
-        kept), in cursor order.  Raises ValueError for a malformed cursor."""
+        kept), in cursor order.  Raises ValueError for a malformed cursor, or another owner's."""
 
     @abc.abstractmethod
-    async def latest_event_cursor(self) -> str | None:
-        """The cursor of the newest event so far (None before the first)."""
+    async def latest_event_cursor(self, owner: str) -> str:
+        """A cursor at the owner's newest event so far (before their first, when they have none):
+        every later event of theirs comes after it."""
 
     @abc.abstractmethod
-    def cursor_key(self, cursor: str) -> Any:
-        """A sort key for an event cursor of this store: keys compare in cursor order."""
+    def cursor_key(self, cursor: str, owner: str | None = None) -> Any:
+        """A sort key for an event cursor of this store: one owner's keys compare in cursor order.
+        Raises ValueError for a malformed cursor, and (given ``owner``) for another owner's."""
 
     @abc.abstractmethod
     async def event_feed(self) -> ChangeFeed:
-        """A feed of the events committed after this returns, in cursor order (each with its
-        ``kind`` and ``cursor``), filtered by the store itself: other writes never reach the caller.
+        """A feed of the events committed after this returns, each owner's in cursor order (each with
+        its ``kind`` and ``cursor``; see :attr:`consecutive`), filtered by the store itself: other
+        writes never reach the caller.
 
         Each call opens an independent feed; it ends when the store closes.
         """
@@ -148,6 +168,9 @@ class EventLog(abc.ABC):
 
 class Store(Documents, EventLog):
     """A whole backend: documents and the event log, opened and closed as one."""
+
+    #: The backend's name (``sqlite``, ``rethinkdb``), as the metrics label it.
+    backend: str = ""
 
     @abc.abstractmethod
     async def open(self) -> None:

@@ -30,7 +30,7 @@ import threading
 from typing import Any, Callable, Iterator, TypeVar
 
 from events.model import event_kind
-from gateway.store.base import Change, ChangeFeed, History, Store, seq_cursor_key
+from gateway.store.base import Change, ChangeFeed, History, Store
 from gateway.store.documents import Conflict, Contains, Doc, In, Query, StoreError, StoreUnavailable, Substring, matches
 from gateway.store.schema import TABLES
 from gateway.store.sqlite_schema import connect, json_field
@@ -94,6 +94,8 @@ def _where_sql(table: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
 
 class SQLiteStore(Store):
     """The default store, in one SQLite file (``:memory:`` works for tests)."""
+
+    backend = "sqlite"
 
     def __init__(self, path: str, history_limit: int = 100_000) -> None:
         self.path = path
@@ -257,12 +259,16 @@ class SQLiteStore(Store):
 
     # -- events and change feeds -------------------------------------------
 
-    async def latest_event_cursor(self) -> str | None:
+    async def latest_event_cursor(self, owner: str) -> str:
+        """The newest cursor of all: one sequence counts every owner's events."""
         seq = await self._run(lambda db: db.execute("SELECT max(seq) FROM changelog").fetchone()[0])
-        return None if seq is None else str(seq)
+        return str(seq or 0)
 
-    def cursor_key(self, cursor: str) -> int:
-        return seq_cursor_key(cursor)
+    def cursor_key(self, cursor: str, owner: str | None = None) -> int:
+        """The seq of a cursor (a decimal number); ValueError for anything else."""
+        if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
+            raise ValueError(f"malformed cursor {cursor[:40]!r}")
+        return int(cursor)
 
     async def event_history(self, owner: str, after: str | None, limit: int) -> History:
         start = 0 if after is None else self.cursor_key(after)

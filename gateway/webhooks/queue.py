@@ -132,8 +132,8 @@ class WebhookQueue:
         if not (webhook.get("events") is None or event.kind in webhook["events"]):
             return webhook
         cursor = webhook.get("cursor")
-        key = self.store.cursor_key(event.cursor)
-        if cursor is not None and key <= self.store.cursor_key(cursor):
+        key = self.store.cursor_key(event.cursor, webhook["owner"])
+        if cursor is not None and key <= self.store.cursor_key(cursor, webhook["owner"]):
             return webhook  # taken already, or older than the webhook
         job = new_job(webhook, event.kind, event.email["id"], event.cursor,
                       event.message(webhook.get("detail", "message")), event.written())
@@ -153,7 +153,7 @@ class WebhookQueue:
                                                              "status": PENDING}))
         for other in older:
             if other["id"] != job["id"] and other.get("type") in STATUS_KINDS \
-                    and self.store.cursor_key(other["cursor"]) < key:
+                    and self.store.cursor_key(other["cursor"], job["owner"]) < key:
                 if await self.store.update("webhook_jobs", other["id"],
                                            {"status": SUPERSEDED, "superseded_by": job["id"]},
                                            only_if={"status": PENDING}):

@@ -50,7 +50,7 @@ class Webhooks:
             raise Invalid("too_many_webhooks", f"An account may have at most {MAX_PER_ACCOUNT} webhooks")
         fields = await self._checked(fields)
         # it posts the events after the newest one now: not the account's past
-        cursor = await self.events.latest_event_cursor() or "0"
+        cursor = await self.events.latest_event_cursor(owner)
         webhook = new_webhook(new_id(), owner, fields, signing.new_secret(), cursor)
         await self.store.insert("webhooks", webhook)
         return {**public_webhook(webhook), "secret": webhook["secret"]}
@@ -76,7 +76,7 @@ class Webhooks:
         if changes.get("enabled") is True and not webhook.get("enabled"):
             # enabled again: from now on, not the events of while it was off
             changes.update(consecutive_failures=0, disabled_reason=None,
-                           cursor=await self.events.latest_event_cursor() or "0")
+                           cursor=await self.events.latest_event_cursor(owner))
         updated = await self.store.update("webhooks", webhook["id"], {**changes, "updated": now_iso()})
         return public_webhook(updated or webhook)
 

@@ -26,7 +26,7 @@ from gateway.auth import InvalidToken, Tokens
 from gateway.config import Config
 from gateway.metrics import Metrics
 from gateway.sockjs import backlog as session_backlog
-from gateway.store import EventLog
+from gateway.store import EventLog, StoreError
 from gateway.ws import frames
 from gateway.ws.messages import MessageError, Request, Subscribe, Unsubscribe, parse
 from gateway.ws.tunnel import Tunnel, TunneledResponse
@@ -240,44 +240,53 @@ class GatewayConnection(SockJSConnection):
     async def subscribe(self, message: Subscribe) -> None:
         """Bind this session to the token's account; with ``since``, replay what it missed first.
 
-        ``subscribed`` carries the cursor every later event comes after, so a client
-        that drops before its first event resumes from there.
+        ``subscribed`` carries the account's newest cursor, which every later event comes after,
+        so a client that drops before its first event resumes from there.  When the store is away
+        meanwhile, the session is closed with code 4002: the client reconnects (with backoff) and
+        resumes from the last cursor it got, as after any drop.
         """
-        if message.since is not None and not await self.issued(message.since):
-            self.send_json(frames.error("invalid_cursor", "Field 'since' is not a cursor this server issued",
-                                        message.id))
-            return
+        try:
+            await self._subscribe(message)
+        except StoreError as exc:
+            log.warning("subscribe failed, the session is closed: %s", exc)
+            self.session.close(4002, "Store unavailable: reconnect and subscribe with since=<last cursor>")
+
+    async def _subscribe(self, message: Subscribe) -> None:
         try:
             identity = await self.endpoint.tokens.verify(message.token)
         except InvalidToken:
             self.send_json(frames.error("invalid_token", "Invalid token", message.id))
             return
+        account_id = identity.account["id"]
+        newest = None
+        if message.since is not None:
+            newest = await self.endpoint.events.latest_event_cursor(account_id)
+            if not self.issued(account_id, message.since, newest):
+                self.send_json(frames.error("invalid_cursor", "Field 'since' is not a cursor this server issued",
+                                            message.id))
+                return
         if self.is_closed:
             return
-        binding = self.endpoint.registry.bind(self, identity.account["id"], identity.token["id"],
+        binding = self.endpoint.registry.bind(self, account_id, identity.token["id"],
                                               float(identity.token["exp"]), message.events, message.detail)
-        # every event dispatched from now on comes after this one (see EventDispatcher.last_cursor)
-        reply: dict[str, Any] = {"type": "subscribed", "cursor": self.endpoint.dispatcher.last_cursor or "0"}
+        reply: dict[str, Any] = {"type": "subscribed"}
         if message.id is not None:
             reply["id"] = message.id
-        if message.since is None:
-            self.send_json(reply)
-            return
 
-        def announce(recovered: bool) -> None:
-            self.send_json({**reply, "recovered": recovered})
+        def announce(cursor: str, recovered: bool | None) -> None:
+            self.send_json({**reply, "cursor": cursor} if recovered is None
+                           else {**reply, "cursor": cursor, "recovered": recovered})
 
-        await self.endpoint.dispatcher.resume(binding, message.since, announce)
+        await self.endpoint.dispatcher.attach(binding, message.since, announce, newest)
 
-    async def issued(self, cursor: str) -> bool:
-        """Whether ``cursor`` is one this server issued: well formed, and not past the newest event."""
+    def issued(self, account_id: str, cursor: str, newest: str) -> bool:
+        """Whether ``cursor`` is one this server issued for the account: well formed, the account's,
+        and not past its ``newest`` event."""
         events = self.endpoint.events
         try:
-            key = events.cursor_key(cursor)
+            return bool(events.cursor_key(cursor, account_id) <= events.cursor_key(newest))
         except ValueError:
             return False
-        newest = await events.latest_event_cursor()
-        return key <= events.cursor_key(newest or "0")
 
     async def unsubscribe(self, message: Unsubscribe) -> None:
         if self.endpoint.registry.unbind(self) is None:

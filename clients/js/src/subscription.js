@@ -2,7 +2,7 @@
 
 import { GatewayError } from './errors.js';
 
-/** Compare two cursors: numbers when both are digit strings (the gateway's are), else as text. */
+/** Compare two cursors of one account: numbers when both are digit strings (SQLite's), else as text (RethinkDB's sort so). */
 export function compareCursors(a, b) {
   if (/^\d+$/.test(a) && /^\d+$/.test(b)) {
     const x = BigInt(a);

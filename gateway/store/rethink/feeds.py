@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from rethinkdb.errors import ReqlCursorEmpty, ReqlError, ReqlTimeoutError
+from rethinkdb.errors import ReqlCursorEmpty, ReqlError
 
 from gateway.store.base import Change, ChangeFeed
 from gateway.store.documents import Doc, StoreUnavailable
-from gateway.store.ordering import SeqOrder
-from gateway.store.rethink.pool import Pool, close_quietly, r
-from gateway.store.rethink.recording import EVENTS, STAMP, public
+from gateway.store.rethink.cursors import cursor as event_cursor
+from gateway.store.rethink.pool import close_quietly
+from gateway.store.rethink.recording import STAMP, public
 
 
 class Feed(ChangeFeed):
@@ -26,16 +26,12 @@ class Feed(ChangeFeed):
         self._on_close = on_close
         self._closed = False
 
-    async def _next_entry(self, timeout: float | None = None) -> Doc | None:
-        """The cursor's next item; None after ``timeout`` seconds; StopAsyncIteration once closed."""
+    async def _next_entry(self) -> Doc:
+        """The cursor's next item; StopAsyncIteration once closed."""
         if self._closed:
             raise StopAsyncIteration
         try:
-            item: Doc = await self._cursor.next(wait=True if timeout is None else max(timeout, 0.0))
-        except ReqlTimeoutError:
-            if self._closed:
-                raise StopAsyncIteration from None
-            return None
+            item: Doc = await self._cursor.next(wait=True)
         except (ReqlCursorEmpty, ReqlError, OSError) as exc:
             if self._closed or isinstance(exc, ReqlCursorEmpty):
                 raise StopAsyncIteration from None
@@ -58,37 +54,21 @@ class TableFeed(Feed):
     """A table's own changefeed: RethinkDB reports each document's changes in commit order."""
 
     async def __anext__(self) -> Change:
-        while True:
-            item = await self._next_entry()
-            if item is not None:
-                return Change(self._table, public(item.get("old_val")), public(item.get("new_val")))
+        item = await self._next_entry()
+        return Change(self._table, public(item.get("old_val")), public(item.get("new_val")))
 
 
 class EventFeed(Feed):
-    """The event stamps of the emails feed, put back in seq order by :class:`~gateway.store.ordering.SeqOrder`,
-    which takes from the history an event whose stamp never comes."""
+    """The event stamps of the emails feed (see :mod:`~gateway.store.rethink.recording`); ``saw(owner, seq)``
+    hears of each."""
 
-    def __init__(self, conn: Any, cursor: Any, on_close: Callable[[Feed], None], pool: Pool, baseline: int) -> None:
+    def __init__(self, conn: Any, cursor: Any, on_close: Callable[[Feed], None],
+                 saw: Callable[[str, int], None]) -> None:
         super().__init__("emails", conn, cursor, on_close)
-        self._pool = pool
-        self._order = SeqOrder(self._receive, self._lookup, baseline)
+        self._saw = saw
 
     async def __anext__(self) -> Change:
-        return await self._order.next()
-
-    async def _receive(self, timeout: float | None) -> tuple[int, Change] | None:
-        item = await self._next_entry(timeout)
-        if item is None:
-            return None
-        email = item["new_val"]
-        stamp = email[STAMP]
-        seq = int(stamp["seq"])
-        return seq, Change(self._table, None, public(email), str(seq), stamp["kind"])
-
-    async def _lookup(self, seqs: list[int]) -> list[tuple[int, Change]]:
-        try:
-            entries = await self._pool.run(r.table(EVENTS).get_all(*seqs).coerce_to("array"))
-        except StoreUnavailable as exc:
-            await self.aclose()
-            raise StoreUnavailable(f"rethinkdb event feed: {exc}") from exc
-        return [(int(e["id"]), Change(self._table, None, e["doc"], str(e["id"]), e["kind"])) for e in entries]
+        email = (await self._next_entry())["new_val"]
+        stamp, owner = email[STAMP], email["owner"]
+        self._saw(owner, stamp["seq"])
+        return Change("emails", None, public(email), event_cursor(owner, stamp["seq"]), stamp["kind"])

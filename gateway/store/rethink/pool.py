@@ -16,6 +16,7 @@ from rethinkdb import RethinkDB
 from rethinkdb.errors import ReqlAuthError, ReqlAvailabilityError, ReqlDriverError, ReqlError, ReqlRuntimeError
 
 from gateway.store.documents import StoreError, StoreUnavailable
+from gateway.store.rethink.template import Decoder, Encoder
 
 r = RethinkDB()
 # Tornado runs on asyncio, so the driver's asyncio connections share its loop.
@@ -77,7 +78,8 @@ class Pool:
         for host, port in self.hosts:
             try:
                 return await r.connect(host=host, port=port, db=self.db, user=self.user,
-                                       password=self.password, timeout=CONNECT_TIMEOUT)
+                                       password=self.password, timeout=CONNECT_TIMEOUT,
+                                       json_encoder=Encoder, json_decoder=Decoder)
             except ReqlAuthError as exc:
                 raise StoreError(f"rethinkdb {host}:{port}: {exc}") from exc
             except (ReqlDriverError, OSError) as exc:

@@ -1,39 +1,61 @@
-"""Recording events in ReQL: which email writes are events, their seqs, the history, and the stamp the feed sees.
+"""Recording events in ReQL: which email writes are events, the per-account event log, and the stamp the feed sees.
 
-A write to ``emails`` is followed, in the same ReQL query, by :func:`event_kind_reql`
-(the mirror of :func:`events.model.event_kind`) over the write's changes.  Only
-when some are events does the query go on: it takes a seq per event from the
-``events`` counter (one document in ``counters``, bumped atomically), appends
-``{id: seq, owner, kind, doc}`` to the ``events`` table (the history), and
-stamps each email with ``_event: {seq, kind}``.  An inbound email, whose insert
-is always an event, is stamped as it is inserted (the seq taken and the event
-logged first), which saves that write.  One query means a client that dies
-mid-way leaves no hole; it is not one transaction (RethinkDB has none across
-documents), so a server failure in between can.
+Each account has its own sequence of events, ``1, 2, 3, ...``, in the log (the
+``event_log`` table) under the primary key ``[owner, seq]``.  An event takes the
+seq after its owner's newest and is inserted with that key; two writers that
+took the same seq at once collide on the key, and the one that lost tries again
+(:class:`Recorder`).  So an account's seq ``n`` is in the log before ``n + 1``
+is taken, and no document is written by every event: different accounts'
+events touch different documents, and shard apart.
 
-:class:`Recorder` runs such writes and prunes the history to about
-``history_limit`` events.
+A write to ``emails`` and the recording of its events are one query.  Which of
+its changes are events is decided in ReQL by :func:`event_kind_reql` (the
+mirror of :func:`events.model.event_kind`).  Each event is logged, then its
+email is stamped with ``_stamp: {seq, kind}``: the stamp is what the event feed
+reports (``emails.changes()`` filtered to new stamps), so a client that hears
+of an event can read its email, and the event is in the log (the history)
+before it is reported.  An inbound email, whose insert is always an event, is
+logged first and inserted with its stamp, which saves a write and means a
+refused log leaves no email.  It is one query, not one transaction (RethinkDB
+has none across documents): a database failure between the log and the stamp
+leaves an event in the history that the feed never reports (the dispatcher reads
+it from there when the next one skips it, see ``EventLog.consecutive``).
+
+Concurrent writers of one account's events may have their stamps reported out of
+order; the seqs being consecutive, a reader sees a gap and knows the missing
+one is in the log already.
+
+:class:`Recorder` runs such writes and prunes the log to about
+``history_limit`` events, never removing an account's newest (its position).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-from typing import Any, overload
+from typing import Any, Sequence, overload
 
 from gateway.store.base import Change
 from gateway.store.documents import Doc, StoreError
 from gateway.store.rethink.pool import Pool, r
+from gateway.store.rethink.template import Template
 
 log = logging.getLogger("gateway.store.rethink")
 
-#: ``{id: seq, owner, kind, doc}``: the history of events.
-EVENTS = "events"
-#: ``{id: "events", seq: last seq taken, pruned: highest seq pruned}``.
-COUNTERS = "counters"
-#: The field stamped on an email whose write made an event: ``{seq, kind}``.
-STAMP = "_event"
-#: Prune the events table after this many events (or fewer when history_limit is small).
+#: ``{id: [owner, seq], kind, doc, at}``: each account's events; ``at`` (epoch seconds) orders pruning.
+#: ``kind`` null marks a seq whose email was never written (a void: no event, and no gap).
+LOG = "event_log"
+#: The field stamped on an email whose write made an event: ``{seq, kind}``; never shown.
+STAMP = "_stamp"
+#: The earlier layout (one counter for every event, its stamps under ``_event``): read only to recognise
+#: its cursors, and its stamps never shown.
+LEGACY_EVENTS, LEGACY_COUNTERS, LEGACY_STAMP = "events", "counters", "_event"
+#: Prune the log after this many events (or fewer when history_limit is small).
 PRUNE_EVERY = 1000
+#: How many times a write whose event collided with another writer's is tried again.
+LOG_ATTEMPTS = 100
+#: How many accounts' newest seqs a process remembers (to try the next seq without reading the log).
+HINTS = 100_000
 
 
 @overload
@@ -45,9 +67,9 @@ def public(doc: Doc | None) -> Doc | None: ...
 
 
 def public(doc: Doc | None) -> Doc | None:
-    """A document as callers see it: without the backend's event stamp."""
-    if doc is not None and STAMP in doc:
-        return {k: v for k, v in doc.items() if k != STAMP}
+    """A document as callers see it: without the backend's event stamps."""
+    if doc is not None and (STAMP in doc or LEGACY_STAMP in doc):
+        return {k: v for k, v in doc.items() if k != STAMP and k != LEGACY_STAMP}
     return doc
 
 
@@ -75,9 +97,11 @@ def event_kind_reql(old: Any, new: Any) -> Any:
 
 
 def is_event(change: Any) -> Any:
-    """Whether a change of the emails feed carries a new event stamp (a new ``_event.seq``)."""
-    seq = change["new_val"][STAMP]["seq"].default(None)
-    return r.and_(seq.ne(None), seq.ne(change["old_val"][STAMP]["seq"].default(None)))
+    """Whether a change of the emails feed carries a new event stamp (a new ``_stamp.seq``).  Written
+    without ``default``: the server runs it on every write to emails, and a caught error costs it."""
+    new, old = change["new_val"], change["old_val"]
+    return r.and_(new.ne(None), new.has_fields(STAMP), r.or_(
+        old.eq(None), old.has_fields(STAMP).not_(), old[STAMP]["seq"].ne(new[STAMP]["seq"])))
 
 
 def is_stamp_only(change: Any) -> Any:
@@ -86,139 +110,199 @@ def is_stamp_only(change: Any) -> Any:
     return r.and_(change["old_val"].ne(None), is_event(change))
 
 
-def take_seqs(count: Any) -> Any:
-    """The last of ``count`` new consecutive event seqs, taken from the counter atomically."""
-    bumped = r.table(COUNTERS).get(EVENTS).update(
-        lambda counter: {"seq": counter["seq"].add(count)}, return_changes=True)
-    return bumped["changes"][0]["new_val"]["seq"]
+def newest_seq(owner: Any) -> Any:
+    """The seq of the owner's newest logged event (0 before the first)."""
+    return r.table(LOG).between([owner, r.minval], [owner, r.maxval]).order_by(index=r.desc("id")).limit(1) \
+        .coerce_to("array").nth(0)["id"].nth(1).default(0)
 
 
-def _logged_or_error(inserted: Any, then: Any) -> Any:
-    """``then``, once the insert into the events table went through; else the query fails."""
-    return r.branch(inserted["errors"].eq(0), then, r.error(r.expr("events: ").add(inserted["first_error"])))
+def log_event(event: Any, stamp: bool) -> Any:
+    """Append ``event`` (``{owner, kind, doc, ref, hint}``) to its owner's log, and with ``stamp``
+    stamp its email: ``{logged: [[ref, seq]]}``, or ``{failed: [[ref, error]]}`` (mostly a collision
+    with another writer, to be tried again).
 
-
-def inserted_with_event(doc: Doc, kind: str) -> Any:
-    """Insert an email whose insert is an event: ``{result, seq}``.
-
-    The seq is taken, the event logged, then the email inserted with its stamp.  An id that
-    exists already is refused as a plain insert would be, without taking a seq; an insert that
-    loses a race for the id anyway takes its event back out of the history (the feed then
-    skips that seq, see :mod:`gateway.store.ordering`).
+    It takes the seq after the owner's newest.  ``hint`` (0: none) is what this process last knew
+    as the owner's newest: the seq after it is tried first, which saves reading the owner's log;
+    a collision (another writer was first) falls back to reading it.  (A hint above the newest,
+    left by entries a database failure lost, leaves a gap rather than numbering anything twice.)
     """
-    emails = r.table("emails")
-    plain = emails.insert(doc, conflict="error", return_changes=True)
-    return emails.get(doc["id"]).eq(None).do(lambda free: r.branch(
-        free,
-        take_seqs(1).do(lambda seq: r.table(EVENTS).insert(
-            {"id": seq, "owner": doc.get("owner"), "kind": kind, "doc": doc},
-        ).do(lambda inserted: _logged_or_error(inserted, emails.insert(
-            r.expr(doc).merge({STAMP: {"seq": seq, "kind": kind}}), conflict="error", return_changes=True,
-        ).do(lambda result: r.branch(
-            result["inserted"].eq(1),
-            {"result": result, "seq": seq},
-            r.table(EVENTS).get(seq).delete().do(lambda _: {"result": result, "seq": None}),
-        ))))),
-        plain.do(lambda result: {"result": result, "seq": None}),
-    ))
+    owner, hint = event["owner"], event["hint"]
+
+    def attempt(seq: Any) -> Any:
+        return r.table(LOG).insert(
+            {"id": [owner, seq], "kind": event["kind"], "doc": event["doc"], "at": r.now().to_epoch_time()},
+            conflict="error")
+
+    def logged(seq: Any) -> Any:
+        done = {"logged": [[event["ref"], seq]]}
+        if not stamp:
+            return done
+        return r.table("emails").get(event["doc"]["id"]).update(
+            {STAMP: r.literal({"seq": seq, "kind": event["kind"]})}).do(lambda _: done)
+
+    return r.branch(hint.gt(0), attempt(hint.add(1)), {"inserted": 0}).do(lambda tried: r.branch(
+        tried["inserted"].eq(1), logged(hint.add(1)),
+        newest_seq(owner).add(1).do(lambda seq: attempt(seq).do(lambda inserted: r.branch(
+            inserted["inserted"].eq(1), logged(seq),
+            {"failed": [[event["ref"], inserted["first_error"].default("not inserted")]]})))))
 
 
-def with_events(write: Any) -> Any:
-    """``write`` to emails followed, in the same query, by the recording of the changes that are events.
+def log_events(events: Any, stamp: bool) -> Any:
+    """:func:`log_event` for each of ``events``, one after another (their outcomes' lists joined)."""
+    return r.expr(events).for_each(lambda event: log_event(event, stamp))
 
-    The query returns ``{result, entries, kinds, last}``: the write's own result, its changes
-    (as :func:`real_changes` picks them), the event kind of each (or None), and the seq of
-    the last event (the events' seqs are consecutive).  When there are events it takes their
-    seqs from the counter, appends them to the events table, and then stamps each email, which
-    is what the event feed sees.
-    """
+
+def _events_of(entries: Any, kinds: Any) -> Any:
+    """The changes that are events (with an owner to log them under), as :func:`log_events` takes them."""
+    return r.range(entries.count()).filter(
+        lambda i: r.and_(kinds.nth(i).ne(None), entries.nth(i)["new_val"]["owner"].default(None).type_of().eq("STRING"))
+    ).map(lambda i: {"owner": entries.nth(i)["new_val"]["owner"], "kind": kinds.nth(i),
+                     "doc": entries.nth(i)["new_val"].without(STAMP, LEGACY_STAMP), "ref": i, "hint": 0}
+          ).coerce_to("array")
+
+
+def _recorded(result: Any) -> Any:
+    """After a write made with ``return_changes``: ``{result, entries, kinds, log}``, its events
+    logged and their emails stamped."""
     def real(change: Any) -> Any:
         return ~change.has_fields("error") & (change["old_val"].ne(None) | change["new_val"].ne(None))
 
-    def record(result: Any, entries: Any, kinds: Any, events: Any) -> Any:
-        count = events.count()
-        return take_seqs(count).do(lambda last: r.range(count).map(lambda i: {
-            "id": last.sub(count).add(i).add(1),
-            "owner": events.nth(i)["doc"]["owner"].default(None),
-            "kind": events.nth(i)["kind"],
-            "doc": events.nth(i)["doc"],
-        }).coerce_to("array").do(lambda logged: r.table(EVENTS).insert(logged).do(lambda inserted: _logged_or_error(
-            inserted,
-            logged.for_each(lambda e: r.table("emails").get(e["doc"]["id"]).update(
-                {STAMP: r.literal({"seq": e["id"], "kind": e["kind"]})})).do(
-                lambda _: {"result": result, "entries": entries, "kinds": kinds, "last": last}),
-        ))))
-
-    def events_of(entries: Any, kinds: Any) -> Any:
-        return r.range(entries.count()).filter(lambda i: kinds.nth(i).ne(None)).map(
-            lambda i: {"kind": kinds.nth(i), "doc": entries.nth(i)["new_val"].without(STAMP)}).coerce_to("array")
-
-    return write.do(lambda result: result["changes"].default([]).filter(real).coerce_to("array").do(
+    return result["changes"].default([]).filter(real).coerce_to("array").do(
         lambda entries: entries.map(lambda c: event_kind_reql(c["old_val"], c["new_val"])).coerce_to("array").do(
-            lambda kinds: events_of(entries, kinds).do(lambda events: r.branch(
-                events.count().eq(0), {"result": result, "entries": entries, "kinds": kinds, "last": 0},
-                record(result, entries, kinds, events))))))
+            lambda kinds: _events_of(entries, kinds).do(lambda events: {
+                "result": result.without("changes"), "entries": entries, "kinds": kinds,
+                "log": r.branch(events.is_empty(), {}, log_events(events, stamp=True))})))
+
+
+def insert_each(others: Any) -> Any:
+    """Insert each of ``others`` (``[{table, doc}]``) on its own: ``{failed: [[table, error]]}`` for those refused."""
+    return r.branch(others.is_empty(), {}, others.for_each(
+        lambda other: r.table(other["table"]).insert(other["doc"], conflict="error").do(lambda result: r.branch(
+            result["inserted"].eq(1), {}, {"failed": [[other["table"], result["first_error"].default("")]]}))))
+
+
+def _inserted(doc: Any, event: Any, others: Any) -> Any:
+    """Log an inbound email's event, insert the email with its stamp, then insert ``others``
+    (as :func:`insert_each` does): ``{state, result, seq, failed, others}``.
+
+    ``state`` is ``inserted``; or ``done`` (nothing logged: the id was taken, ``result`` says so);
+    or ``collided`` (nothing written: another writer took the seq, ``failed`` says so).  An insert
+    that loses a race for the id after its event was logged voids that entry.
+    """
+    emails, owner = r.table("emails"), event["owner"]
+    return emails.get(doc["id"]).eq(None).do(lambda free: r.branch(
+        free,
+        log_event(event, stamp=False).do(lambda outcome: r.branch(
+            outcome["logged"].default([]).is_empty(),
+            {"state": "collided", "failed": outcome["failed"].default([])},
+            outcome["logged"].nth(0).nth(1).do(lambda seq: emails.insert(
+                doc.merge({STAMP: {"seq": seq, "kind": event["kind"]}}), conflict="error",
+            ).do(lambda result: r.branch(
+                result["inserted"].eq(1),
+                {"state": "inserted", "result": result, "seq": seq, "others": insert_each(others)},
+                r.table(LOG).get([owner, seq]).update({"kind": None, "doc": None}).do(
+                    lambda _: {"state": "done", "result": result}),
+            ))))),
+        {"state": "done", "result": emails.insert(doc, conflict="error")},
+    ))
+
+
+#: A write to emails (a term) and the recording of its events, in one query.
+RECORDED = Template(_recorded)
+#: :func:`_inserted` as one query.
+INSERTED_WITH_EVENT = Template(_inserted)
+#: Log (and stamp) events again after a collision.
+LOG_EVENTS = Template(lambda events: log_events(events, stamp=True))
+#: Drop the oldest events beyond ``limit``, except each account's newest.
+PRUNE = Template(lambda limit: r.table(LOG).count().sub(limit).do(lambda excess: r.branch(
+    excess.gt(0),
+    r.table(LOG).order_by(index="at").limit(excess).filter(
+        lambda e: r.table(LOG).between([e["id"].nth(0), e["id"].nth(1).add(1)], [e["id"].nth(0), r.maxval])
+        .limit(1).count().gt(0)).delete(durability="soft"),
+    {"deleted": 0})))
 
 
 class Recorder:
-    """Runs writes to the emails table with their events recorded, and prunes the history."""
+    """Runs writes to the emails table with their events logged, and prunes the log."""
 
     def __init__(self, pool: Pool, history_limit: int) -> None:
         self._pool = pool
         self.history_limit = history_limit
         self._events_since_prune = 0
+        self._hints: collections.OrderedDict[str, int] = collections.OrderedDict()
+
+    def saw(self, owner: str, seq: int) -> None:
+        """Note that the owner's log reached ``seq`` (this process wrote it, or its feed reported it)."""
+        if seq > self._hints.get(owner, 0):
+            self._hints[owner] = seq
+            self._hints.move_to_end(owner)
+            if len(self._hints) > HINTS:
+                self._hints.popitem(last=False)
 
     async def write(self, table: str, write: Any) -> tuple[Doc, list[Change]]:
         """Run a write made with ``return_changes``; its result and its changes.
 
-        For the emails table the same query also records the changes that are
-        events, so those come with their kind and cursor (see :func:`with_events`).
+        For the emails table the same query also logs the changes that are events and
+        stamps their emails; those come with their ``kind`` (their cursors are the feed's).
         """
         if table != "emails":
             result = await self._pool.run(write)
             return result, [Change(table, c["old_val"], c["new_val"]) for c in real_changes(result)]
-        reply = await self._pool.run(with_events(write))
+        reply = await self._pool.run(RECORDED(write))
         kinds: list[str | None] = reply["kinds"]
-        events = sum(kind is not None for kind in kinds)
-        seq = reply["last"] - events  # the seq before this write's first event
-        changes = []
-        for entry, kind in zip(reply["entries"], kinds):
-            old, new = public(entry["old_val"]), public(entry["new_val"])
-            if kind is None:
-                changes.append(Change(table, old, new))
-            else:
-                seq += 1
-                changes.append(Change(table, old, new, str(seq), kind))
-        await self._count_events(events, reply["last"])
+        changes = [Change(table, public(entry["old_val"]), public(entry["new_val"]), None, kind)
+                   for entry, kind in zip(reply["entries"], kinds)]
+        events: dict[int, Doc] = {i: {"owner": c.owner, "kind": c.kind, "doc": c.new, "ref": i, "hint": 0}
+                                  for i, c in enumerate(changes) if c.kind is not None and isinstance(c.owner, str)}
+        outcome = reply["log"]
+        for _ in range(LOG_ATTEMPTS):
+            for ref, seq in outcome.get("logged") or []:
+                self.saw(str(events[ref]["owner"]), seq)
+            failed = outcome.get("failed") or []
+            if not failed:
+                break
+            _collisions(failed)
+            outcome = await self._pool.run(LOG_EVENTS([events[ref] for ref, _ in failed]))
+        else:
+            raise StoreError("rethinkdb: an event kept colliding with other writers' events")
+        await self._count_events(len(events))
         return reply["result"], changes
 
-    async def insert_event(self, doc: Doc, kind: str) -> tuple[Doc, list[Change]]:
-        """Insert an email that is an event, stamped as it is inserted (one write less than
-        :func:`with_events`' stamp after the fact)."""
-        reply = await self._pool.run(inserted_with_event(doc, kind))
-        seq = reply["seq"]
-        changes = [Change("emails", None, public(c["new_val"]), str(seq), kind) for c in real_changes(reply["result"])]
-        if changes:
-            await self._count_events(1, seq)
-        return reply["result"], changes
+    async def insert_event(self, doc: Doc, owner: str, kind: str,
+                           others: Sequence[tuple[str, Doc]] = ()) -> tuple[Doc, list[list[str]]]:
+        """Log an email's event, insert it with its stamp, then insert ``others`` (each on its
+        own): the result of the email's insert, and ``[table, error]`` for each of the others refused."""
+        hint = self._hints.get(owner, 0)
+        rest = [{"table": table, "doc": other} for table, other in others]
+        for _ in range(LOG_ATTEMPTS):
+            event = {"owner": owner, "kind": kind, "doc": doc, "ref": 0, "hint": hint}
+            reply = await self._pool.run(INSERTED_WITH_EVENT(doc, event, rest))
+            if reply["state"] != "collided":
+                break
+            _collisions(reply["failed"])
+            hint = 0  # read the owner's log this time
+        else:
+            raise StoreError("rethinkdb: an event kept colliding with other writers' events")
+        if reply["state"] == "inserted":
+            self.saw(owner, reply["seq"])
+            await self._count_events(1)
+        return reply["result"], reply.get("others", {}).get("failed", [])
 
-    async def _count_events(self, count: int, last: int) -> None:
-        """Note ``count`` new events up to seq ``last``; prune the history now and then."""
+    async def _count_events(self, count: int) -> None:
+        """Note ``count`` new events; prune the log now and then."""
         if not count:
             return
         self._events_since_prune += count
         if self._events_since_prune >= min(PRUNE_EVERY, self.history_limit):
             self._events_since_prune = 0
-            await self._prune(last - self.history_limit)
+            try:
+                await self._pool.run(PRUNE(self.history_limit))
+            except StoreError as exc:  # the write itself succeeded; the next prune catches up
+                log.warning("pruning the event log failed: %s", exc)
 
-    async def _prune(self, upto: int) -> None:
-        """Drop the events with seq <= ``upto`` (keeping about history_limit)."""
-        if upto <= 0:
-            return
-        try:
-            # the mark first: a history read in between may call itself incomplete, never wrongly complete
-            await self._pool.run(r.table(COUNTERS).get(EVENTS).update(
-                lambda c: {"pruned": r.expr([c["pruned"].default(0), upto]).max()}))
-            await self._pool.run(r.table(EVENTS).between(r.minval, upto, right_bound="closed").delete(durability="soft"))
-        except StoreError as exc:  # the write itself succeeded; the next prune catches up
-            log.warning("pruning the event history failed: %s", exc)
+
+def _collisions(failed: list[list[Any]]) -> None:
+    """Raise for a failure to log that is not a collision with another writer (which is tried again)."""
+    for _, error in failed:
+        if "Duplicate primary key" not in error:
+            raise StoreError(f"rethinkdb: logging an event failed: {error}")

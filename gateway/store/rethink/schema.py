@@ -14,7 +14,7 @@ from rethinkdb.errors import ReqlOpFailedError
 from gateway.store.documents import StoreError, StoreUnavailable
 from gateway.store.rethink.pool import Pool, r
 from gateway.store.rethink.query import index_function
-from gateway.store.rethink.recording import COUNTERS, EVENTS
+from gateway.store.rethink.recording import LOG
 from gateway.store.schema import INDEXES, TABLES
 
 log = logging.getLogger("gateway.store.rethink")
@@ -22,8 +22,8 @@ log = logging.getLogger("gateway.store.rethink")
 #: Passes over the schema before open() gives up (each settles what concurrent openers created).
 SCHEMA_ATTEMPTS = 10
 
-#: The backend's own indexes, beside the schema's: one owner's events in seq order.
-EVENT_INDEXES: dict[str, dict[str, tuple[str, ...]]] = {EVENTS: {"owner_seq": ("owner", "id")}}
+#: The backend's own indexes, beside the schema's: the event log in the order it is pruned.
+EVENT_INDEXES: dict[str, dict[str, tuple[str, ...]]] = {LOG: {"at": ("at",)}}
 
 #: Names made by :func:`_aside`.
 ASIDE = re.compile(r"^[A-Za-z0-9_-]+_dup_[0-9a-f]{16}$")
@@ -77,7 +77,7 @@ class Schema:
         if self.db not in await self._run(r.db_list(), conn):
             await self._create(r.db_create(self.db), conn)  # atomic on one server, not across a cluster
         existing = set(await self._run(r.db(self.db).table_list(), conn))
-        missing = [t for t in (*TABLES, EVENTS, COUNTERS) if t not in existing]
+        missing = [t for t in (*TABLES, LOG) if t not in existing]
         # as many replicas as asked for, and as the cluster has nodes to hold them
         servers = len(await self._run(r.db("rethinkdb").table("server_status").pluck("id").coerce_to("array"), conn))
         replicas = max(1, min(self.pool.replicas, servers))
@@ -94,12 +94,6 @@ class Schema:
             await asyncio.gather(*(self._create(r.table(table).index_create(name, index_function(fields)))
                                    for name, fields in declared.items() if name not in present))
         await asyncio.gather(*(self._run(r.table(table).index_wait()) for table in indexes))
-        # An existing counter is left alone (the insert reports a conflict).  A database of an
-        # earlier version logged every email change under counter "emails": the events counter
-        # starts where that one stopped, so the cursors it issued read as pruned (a resume says
-        # recovered: false) instead of as events still to come.
-        earlier = r.table(COUNTERS).get("emails")["seq"].default(0)
-        await self._run(r.table(COUNTERS).insert({"id": EVENTS, "seq": earlier, "pruned": earlier}), conn)
 
     async def _create(self, query: Any, conn: Any = None) -> None:
         try:

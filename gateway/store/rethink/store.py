@@ -10,13 +10,13 @@ are, keyed by ``id``.  The parts, each in its own module:
 * :mod:`~gateway.store.rethink.recording`: how an email write records its events;
 * :mod:`~gateway.store.rethink.feeds`: table feeds and the event feed.
 
-The cursor of an event is ``str(seq)``.  The event feed is ``.changes()`` on
-the emails table filtered to the event stamps, so no other write leaves the
-server; :class:`~gateway.store.ordering.SeqOrder` puts concurrent writers'
-stamps back in seq order.  The events table keeps about ``history_limit``
-entries; the counter document also records the highest pruned seq, so
+Each account has its own sequence of events, kept in the ``event_log`` table
+(:mod:`~gateway.store.rethink.recording`); the cursor of an event names the
+account and its seq (:mod:`~gateway.store.rethink.cursors`).  The event feed is
+the log's inserts, so no other write leaves the server.  The log keeps about
+``history_limit`` events and always each account's newest, so
 :meth:`RethinkStore.event_history` can say exactly whether anything after a
-cursor is gone.
+cursor is gone: the seqs after it must follow on from it.
 """
 
 from __future__ import annotations
@@ -26,13 +26,16 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from events.model import event_kind
-from gateway.store.base import Change, ChangeFeed, History, Store, seq_cursor_key
+from gateway.store.base import Change, ChangeFeed, History, Store
 from gateway.store.documents import Conflict, Doc, Query, StoreError, StoreUnavailable
 from gateway.store.rethink import query as q
+from gateway.store.rethink.cursors import cursor, parse
 from gateway.store.rethink.feeds import EventFeed, Feed, TableFeed
 from gateway.store.rethink.pool import DEFAULT_DB, DEFAULT_PORT, POOL_SIZE, Pool, close_quietly, r
-from gateway.store.rethink.recording import COUNTERS, EVENTS, Recorder, is_event, is_stamp_only, public
+from gateway.store.rethink.recording import (LEGACY_COUNTERS, LOG, RECORDED, Recorder, insert_each, is_event,
+                                             is_stamp_only, newest_seq, public)
 from gateway.store.rethink.schema import Schema
+from gateway.store.rethink.template import Template
 
 #: RethinkDB's rule for database names.
 DB_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -41,6 +44,21 @@ DB_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 DELETE_BATCH = 1000
 #: The error a conditional update raises inside ReQL when ``only_if`` does not hold.
 NOT_MATCHED = "gateway: only_if did not match"
+
+#: Insert a document (with its id), then, if it went in, ``others`` (see insert_each).
+INSERT = Template(lambda table, doc, others: r.table(table).insert(doc, conflict="error").do(lambda result: {
+    "result": result, "others": r.branch(result["inserted"].eq(1), insert_each(others), {})}))
+#: Merge ``changes`` into a document's top-level fields (a nested object replaces the old one whole),
+#: only if its fields equal ``conditions`` (else the query fails with NOT_MATCHED): one atomic
+#: read-modify-write, so a claim cannot race.  "always": an update that changes nothing still
+#: returns the document.
+UPDATE = Template(lambda table, id, changes, conditions: r.table(table).get(id).replace(
+    lambda doc: r.branch(
+        doc.eq(None), None,
+        conditions.keys().filter(lambda name: doc[name].default(None).ne(conditions[name])).is_empty(),
+        doc.without(changes.keys()).merge(changes),
+        r.error(NOT_MATCHED)),
+    return_changes="always"))
 
 
 def _host_port(item: str, url: str) -> tuple[str, int]:
@@ -59,6 +77,7 @@ class RethinkStore(Store):
     """A store in one RethinkDB database; create it with :meth:`from_url` or directly."""
 
     shared = True
+    backend = "rethinkdb"
 
     def __init__(self, host: str = "localhost", port: int = DEFAULT_PORT, db: str = DEFAULT_DB,
                  user: str = "admin", password: str = "", history_limit: int = 100_000,
@@ -71,6 +90,8 @@ class RethinkStore(Store):
         self._pool = Pool([(host, port), *(more_hosts or [])], db, user, password, pool_size, replicas)
         self._recorder = Recorder(self._pool, history_limit)
         self._feeds: set[Feed] = set()
+        #: The last cursor the earlier layout (one sequence for every event) issued in this database.
+        self._legacy_seq = 0
 
     @classmethod
     def from_url(cls, url: str, history_limit: int = 100_000) -> RethinkStore:
@@ -98,7 +119,11 @@ class RethinkStore(Store):
 
     async def open(self) -> None:
         try:
-            await Schema(self._pool).create(await self._pool.open())
+            conn = await self._pool.open()
+            await Schema(self._pool).create(conn)
+            self._legacy_seq = int(await self._run(r.branch(
+                r.table_list().contains(LEGACY_COUNTERS),
+                r.table(LEGACY_COUNTERS).get_all("events", "emails")["seq"].max().default(0), 0), conn))
         except BaseException:
             await self.close()
             raise
@@ -124,36 +149,32 @@ class RethinkStore(Store):
         return public(result)
 
     async def insert(self, table: str, doc: Doc) -> Doc:
+        await self.insert_with(table, doc)
+        return doc
+
+    async def insert_with(self, table: str, doc: Doc, *others: tuple[str, Doc]) -> list[str]:
+        """One query: the insert (with its event, if it is one), then the others'."""
         doc_id = doc["id"]  # required: RethinkDB would otherwise invent one
-        kind = event_kind(None, doc) if table == "emails" else None
-        if kind is not None:
-            result, changes = await self._recorder.insert_event(doc, kind)
+        owner = doc.get("owner")
+        kind = event_kind(None, doc) if table == "emails" and isinstance(owner, str) else None
+        if kind is not None and isinstance(owner, str):
+            result, failed = await self._recorder.insert_event(doc, owner, kind, others)
         else:
-            result, changes = await self._recorder.write(table, r.table(q.table_name(table)).insert(
-                doc, conflict="error", return_changes=True))
+            reply = await self._run(INSERT(q.table_name(table), doc, [
+                {"table": q.table_name(other_table), "doc": other} for other_table, other in others]))
+            result, failed = reply["result"], reply["others"].get("failed", [])
         if result["errors"]:
             if "Duplicate primary key" in result.get("first_error", ""):
                 raise Conflict(f"{table}/{doc_id} exists")
             raise StoreError(f"insert into {table}: {result.get('first_error')}")
-        new = changes[0].new
-        assert new is not None  # an insert's change
-        return new
+        for other_table, error in failed:
+            if "Duplicate primary key" not in error:
+                raise StoreError(f"insert into {other_table}: {error}")
+        return [other_table for other_table, _ in failed]
 
     async def update(self, table: str, id: str, changes: Doc, only_if: dict[str, Any] | None = None) -> Doc | None:
-        patch = q.patch(changes)
-        conditions = dict(only_if or {})
-
-        def replace(doc: Any) -> Any:
-            # One atomic read-modify-write of the document: a claim with only_if cannot race.
-            # replace + merge rather than update: r.literal (no deep merge) is not allowed in an
-            # update function's branches, but is in merge's argument.
-            matched = r.and_(*(doc[k].default(None).eq(r.expr(v)) for k, v in conditions.items())) \
-                if conditions else True
-            return r.branch(doc.eq(None), None, matched, doc.merge(patch), r.error(NOT_MATCHED))
-
-        # "always": an update that changes nothing still returns the document (and is logged, as in SQLite)
-        result, logged = await self._recorder.write(table, r.table(q.table_name(table)).get(id).replace(
-            replace, return_changes="always"))
+        write = UPDATE(q.table_name(table), id, {k: v for k, v in changes.items() if k != "id"}, only_if or {})
+        result, logged = await self._recorder.write(table, write)
         if result["errors"]:
             if result.get("first_error") == NOT_MATCHED:
                 return None
@@ -167,8 +188,7 @@ class RethinkStore(Store):
     async def find(self, table: str, query: Query) -> list[Doc]:
         query.check()
         selection = q.select(table, query.where)
-        order = [r.desc(q.sort_key(n)) if desc else r.asc(q.sort_key(n)) for n, desc in query.order_by]
-        ordered = selection.order_by(*order, r.asc("id"))
+        ordered = selection.order_by(*(q.order(n, desc) for n, desc in query.order_by), r.asc("id"))
         if query.offset:
             ordered = ordered.skip(query.offset)
         if query.limit is not None:
@@ -195,24 +215,33 @@ class RethinkStore(Store):
 
     # -- the event log ----------------------------------------------------
 
-    async def latest_event_cursor(self) -> str | None:
-        seq = await self._run(r.table(COUNTERS).get(EVENTS)["seq"].default(0))
-        return str(seq) if seq else None
+    consecutive = True
 
-    def cursor_key(self, cursor: str) -> int:
-        return seq_cursor_key(cursor)
+    async def latest_event_cursor(self, owner: str) -> str:
+        return cursor(owner, int(await self._run(newest_seq(owner))))
+
+    def cursor_key(self, cursor: str, owner: str | None = None) -> int:
+        """The seq of a cursor; 0 for ``"0"`` and for the earlier layout's cursors (before every event)."""
+        cursor_owner, seq = parse(cursor)
+        if cursor_owner is None:
+            if seq > self._legacy_seq:
+                raise ValueError(f"cursor {cursor} was never issued here")
+            return 0
+        if owner is not None and cursor_owner != owner:
+            raise ValueError("a cursor of another account's events")
+        return seq
 
     async def event_history(self, owner: str, after: str | None, limit: int) -> History:
-        start = 0 if after is None else self.cursor_key(after)
-        entries = r.table(EVENTS).between(
-            [owner, start], [owner, r.maxval], index="owner_seq", left_bound="open",
-        ).order_by(index="owner_seq").limit(limit).coerce_to("array")
-        # entries first, then the prune mark: a prune in between makes the answer "incomplete",
-        # never a silently shortened "complete"
-        reply = await self._run(entries.do(
-            lambda es: {"entries": es, "pruned": r.table(COUNTERS).get(EVENTS)["pruned"].default(0)}))
-        changes = [Change("emails", None, e["doc"], str(e["id"]), e["kind"]) for e in reply["entries"]]
-        return History(changes, complete=after is None or reply["pruned"] <= start)
+        start = 0 if after is None else self.cursor_key(after, owner)
+        entries = await self._run(r.table(LOG).between(
+            [owner, start], [owner, r.maxval], left_bound="open").order_by(index="id").limit(limit).coerce_to("array"))
+        # an account's seqs have no gap, and its newest entry is never pruned: the first one kept after
+        # the cursor follows on from it, or something was pruned (or the cursor is the earlier layout's)
+        follows = not entries or entries[0]["id"][1] == start + 1
+        legacy = after is not None and parse(after)[0] is None and parse(after)[1] > 0
+        changes = [Change("emails", None, e["doc"], cursor(owner, e["id"][1]), e["kind"])
+                   for e in entries if e["kind"] is not None]  # (a void: a seq whose email was never written)
+        return History(changes, complete=after is None or (follows and not legacy))
 
     # -- change feeds -----------------------------------------------------
 
@@ -220,10 +249,7 @@ class RethinkStore(Store):
         async def start(conn: Any) -> Feed:
             # only the stamps, and the server's overflow notices (which a plain filter would drop)
             query = r.table("emails").changes().filter(lambda c: c.has_fields("error") | is_event(c))
-            cursor = await self._run(query, conn)  # the feed is live once this returns
-            # read after the feed went live: every seq above it is an event the feed will see
-            baseline = int(await self._run(r.table(COUNTERS).get(EVENTS)["seq"], conn))
-            return EventFeed(conn, cursor, self._feeds.discard, self._pool, baseline)
+            return EventFeed(conn, await self._run(query, conn), self._feeds.discard, self._recorder.saw)
 
         return await self._feed(start)
 
@@ -237,7 +263,9 @@ class RethinkStore(Store):
             return keep if predicate is None else keep & predicate(change["new_val"])
 
         async def start(conn: Any) -> Feed:
-            query = r.table(table).changes().filter(lambda c: c.has_fields("error") | wanted(c))
+            query = r.table(table).changes()
+            if table == "emails" or predicate is not None:
+                query = query.filter(lambda c: c.has_fields("error") | wanted(c))
             return TableFeed(table, conn, await self._run(query, conn), self._feeds.discard)
 
         return await self._feed(start)

@@ -90,7 +90,13 @@ async def run(rounds: int, per_phase: int) -> None:
             print(f"{type(subscriber).__name__:17} heard {len(names):5d}, duplicates {len(names) - len(set(names))}, "
                   f"missing {len(set(expected[start:]) - set(names))}, "
                   f"in order {names == expected[start:start + len(names)]}, errors {len(subscriber.errors)}")
-        for line in fleet.logs("seq", "ERROR", "Traceback", "caught up"):
+            seen: dict[str, list[str]] = {}
+            for event in subscriber.events:
+                seen.setdefault(event["name"], []).append(f"{event['type']}@{event['cursor']}")
+            for name, cursors in seen.items():
+                if len(cursors) > 1:
+                    print(f"  {name} heard {len(cursors)} times: {', '.join(cursors)}")
+        for line in fleet.logs("ERROR", "Traceback", "skipped", "voided", "gap"):
             print("gateway log:", line.rstrip()[:300])
     finally:
         await flow.stop()

@@ -86,3 +86,33 @@ async def test_a_cursor_of_the_earlier_layout_resumes_as_pruned(start_gateway: A
         assert (await client.recv())["code"] == "invalid_cursor"
     finally:
         await client.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_insert_interrupted_after_logging_its_event_is_retried_as_one_event(start_gateway: Any) -> None:
+    """A database node fails between logging an inbound email's event and inserting the email
+    (one query is no transaction): the entry is there, the email not, and the sender tries again
+    (SMTP 451).  The retry reuses that entry: subscribers get the receipt once, in order."""
+    gateway: Gateway = await start_gateway(store=rethinkdb_server.store_url())
+    api = api_for(gateway)
+    alice, token = await api.register("alice")
+    client = await subscribed("websocket", api.base_url, token)
+    try:
+        store: Any = gateway.store
+        await mail(gateway.smtp_port, "alice@localhost", "before")
+        before = await next_event(client)
+        retried = email(alice["id"], "retried")
+        # what the interrupted attempt left: the next entry of alice's log, naming the email
+        await store._run(r.table(LOG).insert({"id": [alice["id"], 2], "kind": "receipt", "doc": retried,
+                                              "email": retried["id"], "at": 0}))
+        await store.insert("emails", retried)  # the retry
+        await mail(gateway.smtp_port, "alice@localhost", "after")
+        events = [await next_event(client) for _ in range(2)]
+        assert [e["name"] for e in events] == ["retried", "after"]
+        assert [store.cursor_key(e["cursor"]) for e in [before, *events]] == [1, 2, 3]
+        stored = await store.get("emails", retried["id"])
+        assert stored is not None and STAMP not in stored  # (the stamp is the backend's own)
+        entries = await store._run(r.table(LOG).between([alice["id"], r.minval], [alice["id"], r.maxval]).count())
+        assert entries == 3
+    finally:
+        await client.close()

@@ -130,7 +130,8 @@ def log_event(event: Any, stamp: bool) -> Any:
 
     def attempt(seq: Any) -> Any:
         return r.table(LOG).insert(
-            {"id": [owner, seq], "kind": event["kind"], "doc": event["doc"], "at": r.now().to_epoch_time()},
+            {"id": [owner, seq], "kind": event["kind"], "doc": event["doc"], "email": event["doc"]["id"],
+             "at": r.now().to_epoch_time()},
             conflict="error")
 
     def logged(seq: Any) -> Any:
@@ -181,28 +182,48 @@ def insert_each(others: Any) -> Any:
             result["inserted"].eq(1), {}, {"failed": [[other["table"], result["first_error"].default("")]]}))))
 
 
+def _orphan(owner: Any, email_id: Any, kind: Any) -> Any:
+    """The seq of an entry an interrupted insert of this email logged before, or None.
+
+    One query is not a transaction: when a database node fails mid-way (say, the emails
+    table's primary is gone while the log's is not), the entry can be written and the email
+    not.  The sender tries again (SMTP 451), and the retry reuses that entry rather than log
+    the email's event a second time.
+    """
+    return r.table(LOG).get_all(email_id, index="email").filter(
+        lambda entry: r.and_(entry["id"].nth(0).eq(owner), entry["kind"].eq(kind))
+    ).limit(1).coerce_to("array").do(lambda found: r.branch(found.is_empty(), None, found.nth(0)["id"].nth(1)))
+
+
 def _inserted(doc: Any, event: Any, others: Any) -> Any:
     """Log an inbound email's event, insert the email with its stamp, then insert ``others``
     (as :func:`insert_each` does): ``{state, result, seq, failed, others}``.
 
     ``state`` is ``inserted``; or ``done`` (nothing logged: the id was taken, ``result`` says so);
     or ``collided`` (nothing written: another writer took the seq, ``failed`` says so).  An insert
-    that loses a race for the id after its event was logged voids that entry.
+    that loses a race for the id after its event was logged voids that entry; one that finds an
+    entry an interrupted attempt left (see :func:`_orphan`) uses it.
     """
     emails, owner = r.table("emails"), event["owner"]
-    return emails.get(doc["id"]).eq(None).do(lambda free: r.branch(
-        free,
-        log_event(event, stamp=False).do(lambda outcome: r.branch(
-            outcome["logged"].default([]).is_empty(),
-            {"state": "collided", "failed": outcome["failed"].default([])},
-            outcome["logged"].nth(0).nth(1).do(lambda seq: emails.insert(
-                doc.merge({STAMP: {"seq": seq, "kind": event["kind"]}}), conflict="error",
-            ).do(lambda result: r.branch(
+
+    def stamped(seq: Any) -> Any:
+        return emails.insert(doc.merge({STAMP: {"seq": seq, "kind": event["kind"]}}), conflict="error").do(
+            lambda result: r.branch(
                 result["inserted"].eq(1),
                 {"state": "inserted", "result": result, "seq": seq, "others": insert_each(others)},
                 r.table(LOG).get([owner, seq]).update({"kind": None, "doc": None}).do(
                     lambda _: {"state": "done", "result": result}),
-            ))))),
+            ))
+
+    return emails.get(doc["id"]).eq(None).do(lambda free: r.branch(
+        free,
+        _orphan(owner, doc["id"], event["kind"]).do(lambda orphan: r.branch(
+            orphan.ne(None),
+            stamped(orphan),
+            log_event(event, stamp=False).do(lambda outcome: r.branch(
+                outcome["logged"].default([]).is_empty(),
+                {"state": "collided", "failed": outcome["failed"].default([])},
+                stamped(outcome["logged"].nth(0).nth(1)))))),
         {"state": "done", "result": emails.insert(doc, conflict="error")},
     ))
 

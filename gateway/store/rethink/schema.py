@@ -22,8 +22,9 @@ log = logging.getLogger("gateway.store.rethink")
 #: Passes over the schema before open() gives up (each settles what concurrent openers created).
 SCHEMA_ATTEMPTS = 10
 
-#: The backend's own indexes, beside the schema's: the event log in the order it is pruned.
-EVENT_INDEXES: dict[str, dict[str, tuple[str, ...]]] = {LOG: {"at": ("at",)}}
+#: The backend's own indexes, beside the schema's: the event log in the order it is pruned, and by
+#: email (the entry an interrupted insert left, which its retry reuses: see recording._orphan).
+EVENT_INDEXES: dict[str, dict[str, tuple[str, ...]]] = {LOG: {"at": ("at",), "email": ("email",)}}
 
 #: Names made by :func:`_aside`.
 ASIDE = re.compile(r"^[A-Za-z0-9_-]+_dup_[0-9a-f]{16}$")

@@ -38,6 +38,7 @@ Run (from the repository root, with the project installed)::
     python bench/events.py                                   # N = 100, 1000, 5000; 200 writes/s for 10 s
     python bench/events.py --sessions 1000 --rate 400 --duration 20
     python bench/events.py --sessions 1000 --rounds 3 --json /tmp/events.json
+    python bench/events.py --sessions 1000 --stores rethinkdb --source /tmp/before   # an earlier commit's gateway
     python bench/events.py --sessions 1000 --server-prefix 'py-spy record -o /tmp/events.svg --'
 
 Only loopback traffic; every loop is bounded and the script stops by itself.
@@ -129,13 +130,13 @@ class RethinkServer:
 class ServerProcess(GatewayProcess):
     """The gateway under test, on free HTTP and SMTP ports."""
 
-    def __init__(self, workdir: Path, prefix: Sequence[str] = (), store: str = "") -> None:
+    def __init__(self, workdir: Path, prefix: Sequence[str] = (), store: str = "", source: Path | None = None) -> None:
         super().__init__(workdir, {
             "GATEWAY_PORT": "0",
             "GATEWAY_SMTP": "127.0.0.1:0",
             "GATEWAY_LOG_LEVEL": "info",  # the default, and the ports are read from info lines
             **({"GATEWAY_STORE": store} if store else {}),
-        }, prefix)
+        }, prefix, **({"source": source} if source else {}))
         self.host = "127.0.0.1"
         self.http_port = 0
         self.smtp_port = 0
@@ -613,7 +614,8 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
     result = Result(sessions=n, accounts=accounts, round=round_number, store=store)
     workdir = Path(tempfile.mkdtemp(prefix="gateway-events-bench-"))
     server = (peer.start(workdir, shlex.split(args.server_prefix)) if peer is not None else
-              ServerProcess(workdir, shlex.split(args.server_prefix), rethinkdb.store_url() if rethinkdb else ""))
+              ServerProcess(workdir, shlex.split(args.server_prefix), rethinkdb.store_url() if rethinkdb else "",
+                            args.source))
     context = multiprocessing.get_context("spawn")
     processes: list[multiprocessing.process.BaseProcess] = []
     pipes: list[multiprocessing.connection.Connection] = []
@@ -833,6 +835,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-prefix", default="",
                         help="command to run the server under, e.g. 'py-spy record -o /tmp/events.svg --'")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--source", type=Path, metavar="DIR",
+                        help="run the gateway of another checkout (an earlier commit, say: git worktree add), "
+                             "to compare two versions under the same load generator")
     parser.add_argument("--keep", action="store_true", help="keep each run's temporary folder (server log, db)")
     args = parser.parse_args(argv)
     try:

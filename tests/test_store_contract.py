@@ -35,6 +35,27 @@ async def test_insert_get_and_conflict(store: Store) -> None:
 
 
 @pytest.mark.gen_test
+@pytest.mark.parametrize("table, fields", [("contacts", {}), ("emails", {"direction": "in"})], ids=["plain", "event"])
+async def test_insert_with_goes_in_turn(store: Store, table: str, fields: dict) -> None:
+    """``before`` first (taken ones left as they are), then the document, then the others, each on
+    its own; a taken document stops the others, and says so as a plain insert would."""
+    await store.insert("labels", doc("l2", name="kept"))
+    taken = await store.insert_with(table, doc("d1", **fields), ("threads", doc("t1")), ("labels", doc("l2")),
+                                    before=[("labels", doc("l1")), ("labels", doc("l2", name="again"))])
+    assert taken == ["labels"]
+    assert await store.get(table, "d1") == doc("d1", **fields)
+    assert await store.get("threads", "t1") == doc("t1")
+    assert await store.get("labels", "l1") == doc("l1")
+    assert await store.get("labels", "l2") == doc("l2", name="kept")
+    with pytest.raises(Conflict):
+        await store.insert_with(table, doc("d1", **fields, subject="again"), ("threads", doc("t2")),
+                                before=[("labels", doc("l3"))])
+    assert await store.get("threads", "t2") is None
+    assert await store.get("labels", "l3") == doc("l3")
+    assert (await store.get(table, "d1") or {}).get("subject") is None
+
+
+@pytest.mark.gen_test
 async def test_update_merges_top_level_fields(store: Store) -> None:
     await store.insert("contacts", doc("c1", name="Ann", notes="n"))
     updated = await store.update("contacts", "c1", {"name": "Bea", "email": "b@x"})

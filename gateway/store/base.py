@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from events.model import Event
 from gateway.store.documents import Conflict, Doc, Query
@@ -80,10 +80,20 @@ class Documents(abc.ABC):
     async def insert(self, table: str, doc: Doc) -> Doc:
         """Store a new document (it must have an ``id``); :class:`Conflict` if the id is taken."""
 
-    async def insert_with(self, table: str, doc: Doc, *others: tuple[str, Doc]) -> list[str]:
+    async def insert_with(self, table: str, doc: Doc, *others: tuple[str, Doc],
+                          before: Sequence[tuple[str, Doc]] = ()) -> list[str]:
         """Insert ``doc``, then, if it went in, each of ``others`` (``(table, doc)``) on its own, in
         one round trip where the backend can.  :class:`Conflict` if ``doc``'s id is taken (then
-        nothing is inserted); else the tables of the others whose id was taken."""
+        nothing of ``others`` is inserted); else the tables of the others whose id was taken.
+
+        ``before`` are inserted first, each on its own; one whose id is taken is left as it is
+        (a retry stored it already), whatever becomes of ``doc``.
+        """
+        for before_table, earlier in before:
+            try:
+                await self.insert(before_table, earlier)
+            except Conflict:
+                pass
         await self.insert(table, doc)
         taken = []
         for other_table, other in others:

@@ -195,9 +195,9 @@ def _orphan(owner: Any, email_id: Any, kind: Any) -> Any:
     ).limit(1).coerce_to("array").do(lambda found: r.branch(found.is_empty(), None, found.nth(0)["id"].nth(1)))
 
 
-def _inserted(doc: Any, event: Any, others: Any) -> Any:
-    """Log an inbound email's event, insert the email with its stamp, then insert ``others``
-    (as :func:`insert_each` does): ``{state, result, seq, failed, others}``.
+def _inserted(doc: Any, event: Any, others: Any, before: Any) -> Any:
+    """Insert ``before`` (as :func:`insert_each` does), log an inbound email's event, insert the
+    email with its stamp, then insert ``others``: ``{state, result, seq, failed, others, before}``.
 
     ``state`` is ``inserted``; or ``done`` (nothing logged: the id was taken, ``result`` says so);
     or ``collided`` (nothing written: another writer took the seq, ``failed`` says so).  An insert
@@ -215,7 +215,7 @@ def _inserted(doc: Any, event: Any, others: Any) -> Any:
                     lambda _: {"state": "done", "result": result}),
             ))
 
-    return emails.get(doc["id"]).eq(None).do(lambda free: r.branch(
+    return insert_each(before).do(lambda first: emails.get(doc["id"]).eq(None).do(lambda free: r.branch(
         free,
         _orphan(owner, doc["id"], event["kind"]).do(lambda orphan: r.branch(
             orphan.ne(None),
@@ -225,7 +225,7 @@ def _inserted(doc: Any, event: Any, others: Any) -> Any:
                 {"state": "collided", "failed": outcome["failed"].default([])},
                 stamped(outcome["logged"].nth(0).nth(1)))))),
         {"state": "done", "result": emails.insert(doc, conflict="error")},
-    ))
+    )).merge({"before": first}))
 
 
 #: A write to emails (a term) and the recording of its events, in one query.
@@ -289,15 +289,16 @@ class Recorder:
         await self._count_events(len(events))
         return reply["result"], changes
 
-    async def insert_event(self, doc: Doc, owner: str, kind: str,
-                           others: Sequence[tuple[str, Doc]] = ()) -> tuple[Doc, list[list[str]]]:
-        """Log an email's event, insert it with its stamp, then insert ``others`` (each on its
-        own): the result of the email's insert, and ``[table, error]`` for each of the others refused."""
+    async def insert_event(self, doc: Doc, owner: str, kind: str, others: Sequence[tuple[str, Doc]] = (),
+                           before: Sequence[tuple[str, Doc]] = ()) -> tuple[Doc, list[list[str]], list[list[str]]]:
+        """Insert ``before``, log an email's event, insert it with its stamp, then insert ``others``
+        (each on its own): the result of the email's insert, and ``[table, error]`` for each of the
+        others and of ``before`` refused."""
         hint = self._hints.get(owner, 0)
-        rest = [{"table": table, "doc": other} for table, other in others]
+        rest, first = ([{"table": table, "doc": other} for table, other in docs] for docs in (others, before))
         for _ in range(LOG_ATTEMPTS):
             event = {"owner": owner, "kind": kind, "doc": doc, "ref": 0, "hint": hint}
-            reply = await self._pool.run(INSERTED_WITH_EVENT(doc, event, rest))
+            reply = await self._pool.run(INSERTED_WITH_EVENT(doc, event, rest, first))
             if reply["state"] != "collided":
                 break
             _collisions(reply["failed"])
@@ -307,7 +308,7 @@ class Recorder:
         if reply["state"] == "inserted":
             self.saw(owner, reply["seq"])
             await self._count_events(1)
-        return reply["result"], reply.get("others", {}).get("failed", [])
+        return reply["result"], reply.get("others", {}).get("failed", []), reply["before"].get("failed", [])
 
     async def _count_events(self, count: int) -> None:
         """Note ``count`` new events; prune the log now and then."""

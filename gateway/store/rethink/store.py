@@ -22,7 +22,7 @@ cursor is gone: the seqs after it must follow on from it.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from events.model import event_kind
@@ -45,9 +45,10 @@ DELETE_BATCH = 1000
 #: The error a conditional update raises inside ReQL when ``only_if`` does not hold.
 NOT_MATCHED = "gateway: only_if did not match"
 
-#: Insert a document (with its id), then, if it went in, ``others`` (see insert_each).
-INSERT = Template(lambda table, doc, others: r.table(table).insert(doc, conflict="error").do(lambda result: {
-    "result": result, "others": r.branch(result["inserted"].eq(1), insert_each(others), {})}))
+#: Insert ``before``, then a document (with its id), then, if it went in, ``others`` (see insert_each).
+INSERT = Template(lambda table, doc, others, before: insert_each(before).do(
+    lambda first: r.table(table).insert(doc, conflict="error").do(lambda result: {
+        "result": result, "others": r.branch(result["inserted"].eq(1), insert_each(others), {}), "before": first})))
 #: Merge ``changes`` into a document's top-level fields (a nested object replaces the old one whole),
 #: only if its fields equal ``conditions`` (else the query fails with NOT_MATCHED): one atomic
 #: read-modify-write, so a claim cannot race.  "always": an update that changes nothing still
@@ -152,24 +153,28 @@ class RethinkStore(Store):
         await self.insert_with(table, doc)
         return doc
 
-    async def insert_with(self, table: str, doc: Doc, *others: tuple[str, Doc]) -> list[str]:
-        """One query: the insert (with its event, if it is one), then the others'."""
+    async def insert_with(self, table: str, doc: Doc, *others: tuple[str, Doc],
+                          before: Sequence[tuple[str, Doc]] = ()) -> list[str]:
+        """One query: ``before``, the insert (with its event, if it is one), then the others'."""
         doc_id = doc["id"]  # required: RethinkDB would otherwise invent one
         owner = doc.get("owner")
         kind = event_kind(None, doc) if table == "emails" and isinstance(owner, str) else None
+        for other_table, _ in (*others, *before):
+            q.table_name(other_table)
         if kind is not None and isinstance(owner, str):
-            result, failed = await self._recorder.insert_event(doc, owner, kind, others)
+            result, failed, refused = await self._recorder.insert_event(doc, owner, kind, others, before)
         else:
-            reply = await self._run(INSERT(q.table_name(table), doc, [
-                {"table": q.table_name(other_table), "doc": other} for other_table, other in others]))
-            result, failed = reply["result"], reply["others"].get("failed", [])
+            reply = await self._run(INSERT(q.table_name(table), doc, *(
+                [{"table": docs_table, "doc": other} for docs_table, other in docs] for docs in (others, before))))
+            result, failed, refused = reply["result"], reply["others"].get("failed", []), \
+                reply["before"].get("failed", [])
+        for other_table, error in (*refused, *failed):
+            if "Duplicate primary key" not in error:
+                raise StoreError(f"insert into {other_table}: {error}")
         if result["errors"]:
             if "Duplicate primary key" in result.get("first_error", ""):
                 raise Conflict(f"{table}/{doc_id} exists")
             raise StoreError(f"insert into {table}: {result.get('first_error')}")
-        for other_table, error in failed:
-            if "Duplicate primary key" not in error:
-                raise StoreError(f"insert into {other_table}: {error}")
         return [other_table for other_table, _ in failed]
 
     async def update(self, table: str, id: str, changes: Doc, only_if: dict[str, Any] | None = None) -> Doc | None:

@@ -67,19 +67,16 @@ async def add_email(store: Documents, email: Doc) -> Doc:
     existing = await find_thread(store, email["owner"], refs)
     email["thread"] = existing or new_id()
     email, message = split_message(email)
-    if message is not None:  # first: an email is never without the message it names
-        try:
-            await store.insert("messages", message)
-        except Conflict:  # a retried delivery of this copy stored it before
-            pass
+    # the message first (a retried delivery may have stored it): an email is never without the message it names
+    first = [("messages", message)] if message is not None else []
     if existing is None:
         # a new thread holds just this email: its summary needs no query, and goes in with the email
         summary = {"id": email["thread"], **thread_summary(email["owner"], [email])}
-        if not await store.insert_with("emails", email, ("threads", summary)):
+        if not await store.insert_with("emails", email, ("threads", summary), before=first):
             return with_message(email, message)
         # else a reply to it, filed meanwhile, summarised the thread first
     else:
-        await store.insert("emails", email)
+        await store.insert_with("emails", email, before=first)
     await refresh_thread(store, email["owner"], email["thread"])
     return with_message(email, message)
 

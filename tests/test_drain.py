@@ -4,12 +4,14 @@ lets the work in flight finish, and hands its delivery claims back for another p
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import time
 from typing import Any
 
 import pytest
+from tornado.tcpclient import TCPClient
 
 from gateway.ids import new_id, now_iso
 from handlers.base import APIHandler
@@ -86,3 +88,29 @@ async def test_readiness_is_false_while_draining(start_gateway: Any) -> None:
     assert (reply.status, reply.json["message"]) == (503, "Not ready: draining")
     gateway.services.state.draining = False
     assert (await api.get("/health/ready")).status == 200
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_draining_gateway_turns_new_requests_away_and_closes_their_connection(start_gateway: Any) -> None:
+    """A balancer's kept-alive connection to a draining gateway: a new request on it gets 503
+    draining and the connection closes, so the balancer sends it on to another gateway."""
+    gateway = await start_gateway()
+    api = api_for(gateway)
+    _, token = await api.register("alice")
+    assert gateway.services is not None
+    stream = await TCPClient().connect("127.0.0.1", gateway.port)
+    request = (f"GET /accounts/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").encode()
+    await stream.write(request)
+    first = await stream.read_until(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200")
+    length = int(next(line.split(b":")[1] for line in first.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    await stream.read_bytes(length)
+    gateway.services.state.draining = True  # as drain() sets it: the kept-alive connection is still open
+    await stream.write(request)
+    head = await stream.read_until(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503") and b"Connection: close" in head and b"Retry-After: 1" in head
+    body = await stream.read_until_close()
+    assert json.loads(body) == {"success": False, "message": "This gateway is restarting; try again",
+                                "code": "draining"}
+    assert (await api.get("/health/ready")).status == 503  # the probes still answer
+    gateway.services.state.draining = False

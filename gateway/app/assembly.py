@@ -76,7 +76,8 @@ def build(config: Config, store: Store, secret: bytes) -> Services:
     webhook_queue = WebhookQueue(store, webhooks, sender, config.webhook_attempts, config.webhook_backoff,
                                  config.webhook_disable_after, config.delivery_lease, config.webhook_concurrency,
                                  WEBHOOK_CONCURRENCY_EACH, metrics)
-    followers = [*registry.followers, dispatcher.feed, delivery.queue_feed, webhook_queue.event_feed,
+    webhook_queue.attach(dispatcher.feed)  # one event feed per process, read by the sockets and the webhooks
+    followers = [*registry.followers, dispatcher.feed, delivery.queue_feed, webhook_queue.hooks_feed,
                  webhook_queue.jobs.feed]
     state = State(config, store, tokens, accounts, webhooks, lambda: {f.name: f.live for f in followers})
     endpoint = Endpoint(config, tokens, store, registry, dispatcher, metrics)

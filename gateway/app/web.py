@@ -25,7 +25,7 @@ def make_app(state: State, extra_routes: list[Any] | None = None, metrics: Metri
     served here unless ``--metrics`` names a listener of its own.
     """
     here = [metrics_route(metrics)] if metrics is not None and state.config.metrics == "" else []
-    return tornado.web.Application(
+    return GatewayApplication(
         (extra_routes or []) + here + pages.routes() + api_routes(),
         state=state,
         default_handler_class=NotFoundHandler,
@@ -34,6 +34,41 @@ def make_app(state: State, extra_routes: list[Any] | None = None, metrics: Metri
         log_function=log_request if metrics is None else observed(metrics),
         **settings,
     )
+
+
+#: What a draining gateway still answers: the probes that tell a balancer it is going away.
+ANSWERED_WHILE_DRAINING = ("/health", "/metrics")
+
+
+class GatewayApplication(tornado.web.Application):
+    """The application, which a draining gateway (SIGTERM) makes refuse new plain-HTTP requests.
+
+    Draining closes the listener, but a balancer still holds keep-alive connections to the process
+    and may send them a new request (a client reconnecting after the 4001 close, say): those get
+    ``503 draining`` with the connection closed, which nginx's ``proxy_next_upstream http_503``
+    sends on to another gateway.  Requests already in flight finish; tunneled ones are not refused.
+    """
+
+    def find_handler(self, request: Any, **kwargs: Any) -> Any:
+        state: State = self.settings["state"]
+        if state.draining and not isinstance(request.connection, CapturingConnection) \
+                and not request.path.startswith(ANSWERED_WHILE_DRAINING):
+            return self.get_handler_delegate(request, DrainingHandler)
+        return super().find_handler(request, **kwargs)
+
+
+class DrainingHandler(tornado.web.RequestHandler):
+    """``503 draining`` for a request that reached a gateway on its way out; the connection closes."""
+
+    def prepare(self) -> None:
+        # tornado closes after the response only when it decided so itself: tell it (a private flag)
+        connection = self.request.connection
+        if connection is not None and hasattr(connection, "_disconnect_on_finish"):
+            connection._disconnect_on_finish = True
+        self.set_status(503)
+        self.set_header("Retry-After", "1")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish('{"success":false,"message":"This gateway is restarting; try again","code":"draining"}')
 
 
 def observed(metrics: Metrics) -> Callable[[tornado.web.RequestHandler], None]:

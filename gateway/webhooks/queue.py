@@ -1,9 +1,14 @@
 """The webhook queue: the store's event feed, made into durable jobs, posted with retries.
 
-It reads the same event feed as the sockets (``store.event_feed``), never the
-handlers.  For each event, each enabled webhook of its account that asks for
-its kind gets a job whose id is derived from the webhook and the event's
-cursor: every process sees the event, and the insert succeeds in one.  A
+It reads the very feed the sockets' dispatcher follows (:meth:`WebhookQueue.attach`
+adds it as a reader of that :class:`~gateway.store.follow.Follower`), never the
+handlers.  Its reader only notes the events of accounts that have webhooks (the
+webhooks of each account are kept in memory, dropped on the webhooks table's
+feed, and not trusted while that feed is down), and a task of its own turns
+them into jobs, in order, so the sockets never wait on it.  For each event, each
+enabled webhook of its account that asks for its kind gets a job whose id is
+derived from the webhook and the event's cursor: every process sees the event,
+and the insert succeeds in one.  A
 webhook remembers the cursor of the last event it took (``cursor``); at start
 and after a feed outage each webhook reads its account's history after it, so
 an event committed while no process followed the feed is not lost (its job is
@@ -58,23 +63,35 @@ class WebhookQueue:
         self.backoff = backoff
         self.disable_after = disable_after
         self.metrics = metrics
-        self.event_feed = Follower(store.event_feed, "webhook event feed").add("webhooks", self._changed,
-                                                                               self.catch_up)
+        #: The enabled webhooks of accounts, as last read (an account without any: an empty list).
+        self._hooks: dict[str, list[Doc]] = {}
+        self.hooks_feed = Follower(lambda: store.changes("webhooks"), "webhooks feed").add(
+            "webhook cache", self._hooks_changed, self._forget_hooks)
+        #: Events to make jobs of, in feed order; None: catch up from the history first.
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         self.jobs = LeasedQueue(store, "webhook_jobs", "webhook queue", self._post, {"status": PENDING},
                                 lease=lease, concurrency=concurrency, group="webhook", per_group=per_webhook)
 
+    def attach(self, event_feed: Follower) -> None:
+        """Read the events of ``event_feed`` (the dispatcher's); call before it starts."""
+        event_feed.add("webhooks", self._changed, self._resumed)
+
     async def start(self) -> None:
-        """Follow the events (live first), take what was missed, then post what is queued."""
-        await self.event_feed.start()
+        """Take the events missed while no process ran, then post what is queued; the events of the
+        attached feed (live by now, or soon) wait for this in the queue."""
+        await self.hooks_feed.start()
         await self.catch_up()
+        self._worker = asyncio.ensure_future(self._take_events())
         await self.jobs.start()
         self._pruner = asyncio.ensure_future(self._prune_now_and_then())
 
     async def stop(self) -> None:
-        if self._pruner is not None:
-            self._pruner.cancel()
-        await self.event_feed.stop()
+        for task in (self._pruner, self._worker):
+            if task is not None:
+                task.cancel()
+        await self.hooks_feed.stop()
         await self.jobs.stop()
 
     async def prune(self, older_than: float = FINISHED_KEPT) -> int:
@@ -97,18 +114,56 @@ class WebhookQueue:
             await asyncio.sleep(3600)
 
     async def release(self, within: float) -> None:
-        """Stop taking events; let running posts finish within ``within`` seconds; hand back the rest."""
-        await self.event_feed.stop()
+        """Stop taking events (another process, or the next start, takes them from the history);
+        let running posts finish within ``within`` seconds; hand back the rest."""
+        if self._worker is not None:
+            self._worker.cancel()
         await self.jobs.release(within)
 
     # -- events into jobs ---------------------------------------------------
 
     async def _changed(self, change: Change) -> None:
+        """A reader of the shared event feed: note the events of accounts with webhooks, and return."""
         event = change.event()
-        if event is None or event.owner is None:
-            return
-        for webhook in await self.store.find("webhooks", Query({"owner": event.owner, "enabled": True})):
-            await self.enqueue(webhook, event)
+        if event is not None and event.owner is not None and await self._enabled(event.owner):
+            self._events.put_nowait(event)
+
+    async def _resumed(self) -> None:
+        """The shared feed was reopened: catch up, before the events that come after."""
+        self._events.put_nowait(None)
+
+    async def _take_events(self) -> None:
+        """Make the noted events' jobs, one after another, and catch up when told (a store error
+        drops nothing: the webhook's cursor stays, and the next catch-up takes the event)."""
+        while True:
+            event = await self._events.get()
+            try:
+                if event is None:
+                    await self.catch_up()
+                    continue
+                for webhook in await self._enabled(str(event.owner), fresh=True):
+                    await self.enqueue(webhook, event)
+            except StoreError as exc:
+                log.warning("webhook jobs not made now (%s); catching up in a second", exc)
+                asyncio.get_running_loop().call_later(1.0, self._events.put_nowait, None)
+
+    async def _enabled(self, owner: str, fresh: bool = False) -> list[Doc]:
+        """The account's enabled webhooks: from memory while the webhooks feed is live (unless
+        ``fresh``), else read."""
+        if not fresh and self.hooks_feed.live and owner in self._hooks:
+            return self._hooks[owner]
+        hooks = await self.store.find("webhooks", Query({"owner": owner, "enabled": True}))
+        if self.hooks_feed.live:
+            self._hooks[owner] = hooks
+        return hooks
+
+    async def _hooks_changed(self, change: Change) -> None:
+        for doc in (change.old, change.new):
+            if doc is not None:
+                self._hooks.pop(str(doc.get("owner")), None)
+
+    async def _forget_hooks(self) -> None:
+        self._hooks.clear()
 
     async def catch_up(self) -> None:
         """Each enabled webhook takes the events of its account after its cursor (at start, after an outage)."""

@@ -12,6 +12,7 @@ import base64
 import email.policy
 import email.utils
 import re
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from typing import Any
@@ -29,6 +30,35 @@ MAX_CONTAINER_HEADERS = 100
 CONTAINER_HEADER = re.compile(rb"^content-type:[ \t]*(?:multipart|message)/", re.I | re.M)
 #: Regenerating attached messages: headers as they came, CRLF line ends.
 REGENERATE = email.policy.SMTP.clone(refold_source="none", max_line_length=0)
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The default header registry, making each header class once.
+
+    ``HeaderRegistry`` builds a new class (``type(...)`` over an ABC) for every header it parses:
+    about a quarter of a small message's parse time, and a class per header for the garbage
+    collector.  The classes it would build for one kind of header are all alike (no state of their
+    own), so one is made per kind and kept: at most one per class in the registry.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[type, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        kind = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(kind)
+        if made is None:
+            made = self._made[kind] = super().__getitem__(name)
+        return made
+
+    def map_to_type(self, name: str, cls: type) -> None:
+        super().map_to_type(name, cls)
+        self._made.clear()
+
+
+#: How received messages are read: the email package's default policy (with its header classes made once).
+POLICY = email.policy.default.clone(header_factory=_HeaderClasses())
 #: Text bodies and filenames keep at most this many characters in the search text.
 SEARCH_CHARS = 100_000
 
@@ -45,7 +75,7 @@ def parse(raw: bytes) -> EmailMessage:
     """The message, parsed; :class:`TooComplex` when it breaks the limits."""
     if len(CONTAINER_HEADER.findall(raw)) > MAX_CONTAINER_HEADERS:
         raise TooComplex("too_many_parts", f"More than {MAX_CONTAINER_HEADERS} multipart or message parts")
-    message = BytesParser(policy=email.policy.default).parsebytes(raw)
+    message = BytesParser(policy=POLICY).parsebytes(raw)
     assert isinstance(message, EmailMessage)
     check_limits(message)
     return message

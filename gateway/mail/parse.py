@@ -12,7 +12,7 @@ import base64
 import email.policy
 import email.utils
 import re
-from email.headerregistry import BaseHeader, HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from typing import Any
@@ -58,7 +58,8 @@ class _HeaderClasses(HeaderRegistry):
 
 
 #: How received messages are read: the email package's default policy (with its header classes made once).
-POLICY = email.policy.default.clone(header_factory=_HeaderClasses())
+HEADER_CLASSES = _HeaderClasses()
+POLICY = email.policy.default.clone(header_factory=HEADER_CLASSES)
 #: Text bodies and filenames keep at most this many characters in the search text.
 SEARCH_CHARS = 100_000
 
@@ -101,7 +102,29 @@ def check_limits(message: Message) -> None:
         stack.extend((child, depth + 1) for child in children(part))
 
 
+#: A Message-ID the email package reads back as it is: ``<dot-atom@dot-atom>`` of plain ASCII.
+PLAIN_MESSAGE_ID = re.compile(r"<[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>")
+
+
+def _plain_header(message: Message, name: str) -> str | None:
+    """A header's text, whitespace collapsed, when the email package would read it as the raw text
+    is (an unstructured header of printable ASCII without encoded words, or a plain Message-ID);
+    "" when there is no such header; None when only the parse can tell."""
+    key = name.lower()
+    for field, value in message.raw_items():
+        if field.lower() == key:
+            text = " ".join("".join(str(value).splitlines()).split())
+            if key == "message-id":
+                return text if PLAIN_MESSAGE_ID.fullmatch(text) else None
+            plain = text.isascii() and text.isprintable() and "=?" not in text
+            return text if plain and issubclass(HEADER_CLASSES[key], UnstructuredHeader) else None
+    return ""
+
+
 def _header(message: Message, name: str) -> str:
+    plain = _plain_header(message, name)
+    if plain is not None:  # what the parse below would give, at a fraction of its cost
+        return plain
     try:
         value = message.get(name)
     except Exception:  # a header the policy cannot parse: keep what the raw text says

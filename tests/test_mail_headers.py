@@ -57,3 +57,26 @@ async def test_an_encoded_word_is_no_address(start_gateway: Any) -> None:
     _, token = await api.register("alice")
     reply = await api.post("/emails", {"to": ["=?utf-8?q?x=0D=0ABcc:_spy?=@example.org"], "text": "t"}, token=token)
     assert (reply.status, reply.json["code"]) == (400, "invalid_field")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_received_addresses_read_as_the_email_package_reads_them(api: Any, gateway: Any) -> None:
+    """Headers of bare addresses are read by a fast path; each must come out as the email package
+    reads the same header (display names kept, encoded words decoded, broken entries dropped)."""
+    from gateway.mail.addresses import mailbox
+    from tests.peers import in_thread, smtp_send
+
+    values = ["a@b.example", "  a.b+c_d@x-y.example ,\r\n c@d.example", "a@b.example,,c@d.example", "x.@b.example",
+              "a..b@c.example", "a@b.", "=?utf-8?q?eve?=@b.example", "Ann <ann@b.example>, c@d.example",
+              "\"Smith, J\" <j@b.example>", "A@B.EXAMPLE", "-a@-b.example", "undisclosed-recipients:;"]
+    _, token = await api.register("bob")
+    for n, value in enumerate(values):
+        raw = f"From: {value}\r\nTo: {value}\r\nCc: {value}\r\nSubject: case{n}x\r\n\r\nhi\r\n".encode()
+        await in_thread(smtp_send, gateway.smtp_port, "x@example.org", ["bob@localhost"], raw)
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        expected = [mailbox(a.display_name, a.addr_spec) for a in parsed["To"].addresses
+                    if a.addr_spec and a.addr_spec != "<>"]
+        listed = (await api.get(f"/emails?q=case{n}x", token=token)).json["emails"]
+        assert len(listed) == 1, value
+        assert (listed[0]["to"], listed[0]["cc"]) == (expected, expected), value
+        assert listed[0]["from"] == (expected or ["x@example.org"])[0], value

@@ -26,6 +26,9 @@ NAMED = re.compile(r"^(?P<name>.*?)\s*<(?P<address>[^<>]*)>$", re.S)
 #: Characters that make a display name a quoted string in a header (RFC 5322 specials).
 SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 MAX_NAME = 200
+#: A bare address the email package reads back as it is (dot-atoms of plain ASCII: nothing it would
+#: decode, quote or flag), so a header of only such addresses needs no parse (:func:`header_mailboxes`).
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
 def control_problem(value: str) -> str | None:
@@ -105,8 +108,26 @@ def _clean(name: str) -> str:
     return " ".join("".join(" " if control_problem(c) else c for c in name).split())
 
 
+def _plain_addresses(message: Message, header: str) -> list[str] | None:
+    """The addresses of a header that holds only bare plain addresses (``a@b.example, c@d.example``),
+    as the email package would read them; None when it holds anything else."""
+    name = header.lower()
+    found: list[str] = []
+    for key, value in message.raw_items():
+        if key.lower() == name:
+            for part in "".join(str(value).splitlines()).split(","):
+                address = part.strip(" \t")
+                if not PLAIN_ADDRESS.fullmatch(address):
+                    return None
+                found.append(address)
+    return found
+
+
 def header_mailboxes(message: Message, header: str) -> list[str]:
     """The addresses of a received message's header, display names kept (decoded from encoded words)."""
+    plain = _plain_addresses(message, header)
+    if plain is not None:  # what the parse below would give, at a fraction of its cost
+        return plain
     found: list[tuple[str, str]] = []
     try:
         for value in message.get_all(header, []):

@@ -7,6 +7,9 @@ import hashlib
 import logging
 from typing import Any
 
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
+
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SMTPSession
 
@@ -88,12 +91,31 @@ class InboundHandler:
         return stored
 
 
+class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP server, with its MAIL and RCPT address reading made cheaper."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd 1.4's own, less the typing.Protocol class it defines on every call (~60 us, twice
+        # per message); the same answers (tests/test_smtp_in.py holds them to aiosmtpd's)
+        if not arg:
+            return "", ""
+        try:
+            address, rest = (get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec)(arg)
+        except HeaderParseError:
+            return None, None
+        addr: str = address.addr_spec
+        localpart = addr.rpartition("@")[0]
+        if self.local_part_limit and len(localpart) > self.local_part_limit:
+            return None, None
+        return addr, rest
+
+
 async def start_smtp(store: Documents, domain: str, host: str, port: int, max_size: int
                      ) -> tuple[asyncio.Server, InboundHandler]:
     """Listen for SMTP on the running loop; the server (its socket tells the bound port) and its handler."""
     handler = InboundHandler(store, domain)
 
     def protocol() -> Any:
-        return SMTP(handler, data_size_limit=max_size, hostname=domain, ident="gateway SMTP", decode_data=False)
+        return GatewaySMTP(handler, data_size_limit=max_size, hostname=domain, ident="gateway SMTP", decode_data=False)
 
     return await asyncio.get_running_loop().create_server(protocol, host, port), handler

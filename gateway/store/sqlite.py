@@ -118,14 +118,16 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:  # a constraint or trigger refused the write: it left nothing behind
             raise StoreError(f"sqlite: {exc}") from exc
 
-    def _log(self, db: sqlite3.Connection, table: str, old: Doc | None, new: Doc | None) -> Change:
-        """Record an event (inside the write's transaction) and give it its cursor; other writes pass."""
+    def _log(self, db: sqlite3.Connection, table: str, old: Doc | None, new: Doc | None,
+             new_text: str | None = None) -> Change:
+        """Record an event (inside the write's transaction) and give it its cursor; other writes pass.
+        ``new_text``: ``new`` as stored, when the caller has it (not encoded again)."""
         kind = event_kind(old, new) if table == "emails" else None
         if kind is None:
             return Change(table, old, new)
         seq = db.execute(
             "INSERT INTO changelog (tbl, owner, old, new, kind) VALUES (?, ?, ?, ?, ?)",
-            (table, new["owner"] if new else None, _dump(old), _dump(new), kind),
+            (table, new["owner"] if new else None, _dump(old), new_text if new_text is not None else _dump(new), kind),
         ).lastrowid
         assert seq is not None  # an INSERT's rowid
         self._events_since_prune += 1
@@ -194,7 +196,7 @@ class SQLiteStore(Store):
                     db.execute(f"INSERT INTO {table} (id, doc) VALUES (?, ?)", (doc["id"], text))
                 except sqlite3.IntegrityError:
                     raise Conflict(f"{table}/{doc['id']} exists") from None
-                change = self._log(db, table, None, new)
+                change = self._log(db, table, None, new, text)
             self._publish(change)
             return new
 
@@ -209,7 +211,7 @@ class SQLiteStore(Store):
                 text = _text({**old, **changes, "id": id})
                 db.execute(f"UPDATE {table} SET doc = ? WHERE id = ?", (text, id))
                 new = json.loads(text)  # a copy of its own, as stored
-                change = self._log(db, table, old, new)
+                change = self._log(db, table, old, new, text)
             self._publish(change)
             return new
 

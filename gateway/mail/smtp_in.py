@@ -96,12 +96,14 @@ class GatewaySMTP(SMTP):
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd 1.4's own, less the typing.Protocol class it defines on every call (~60 us, twice
-        # per message); the same answers (tests/test_smtp_in.py holds them to aiosmtpd's)
+        # per message); the same answers (tests/test_smtp_addresses.py holds them to aiosmtpd's), but
+        # for "a@", on which the email package's parser raises IndexError: a malformed address here,
+        # a 500 and a traceback in aiosmtpd's
         if not arg:
             return "", ""
         try:
             address, rest = (get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec)(arg)
-        except HeaderParseError:
+        except (HeaderParseError, IndexError):
             return None, None
         addr: str = address.addr_spec
         localpart = addr.rpartition("@")[0]

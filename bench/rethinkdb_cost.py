@@ -1,0 +1,92 @@
+"""What one inbound message costs the RethinkDB server, and which part of the work costs what.
+
+    python bench/rethinkdb_cost.py --messages 400
+    python bench/rethinkdb_cost.py --messages 400 --without thread-lookup
+    python bench/rethinkdb_cost.py --messages 400 --without raw-table
+
+A RethinkDB server of its own and a gateway in this process; mail is sent over SMTP one message after
+another (after 50 to warm up), and the server's CPU time (from /proc) is divided by the messages.
+``--without`` leaves one part of the work out, to see its share (the results are then not what the
+gateway promises: a measurement only):
+
+* ``thread-lookup``: the query for a thread by the message's references and own Message-ID;
+* ``raw-table``: writing the raw message to the ``messages`` table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import smtplib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import gateway.mail.mailbox as mailbox  # noqa: E402
+from gateway.app.server import Gateway  # noqa: E402
+from tests.conftest import Api, make_config  # noqa: E402
+from tests.rethinkdb_server import OwnServer  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def leave_out(part: str) -> None:
+    if part == "thread-lookup":
+        async def no_thread(store: object, owner: str, references: list[str]) -> None:
+            return None
+        mailbox.find_thread = no_thread  # type: ignore[assignment]
+    elif part == "raw-table":
+        split = mailbox.split_message
+        mailbox.split_message = lambda email: (split(email)[0], None)  # type: ignore[assignment]
+    else:
+        raise SystemExit(f"unknown part {part!r}")
+
+
+async def run(messages: int) -> None:
+    server = OwnServer()
+    server.start()
+    gateway = Gateway(make_config(Path(tempfile.mkdtemp()), store=server.url))
+    await gateway.start()
+    try:
+        await Api(f"http://127.0.0.1:{gateway.port}").register("alice")
+
+        def send(count: int, tag: str) -> None:
+            with smtplib.SMTP("127.0.0.1", gateway.smtp_port) as smtp:
+                for i in range(count):
+                    smtp.sendmail("ann@example.org", ["alice@localhost"],
+                                  f"Subject: {tag}{i}\r\nMessage-ID: <{tag}{i}@example.org>\r\n\r\nbody {i}")
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, send, 50, "warm")
+        assert server.process is not None
+        cpu, started = cpu_seconds(server.process.pid), time.monotonic()
+        await loop.run_in_executor(None, send, messages, "m")
+        cpu, took = cpu_seconds(server.process.pid) - cpu, time.monotonic() - started
+        print(f"RethinkDB server CPU per inbound message: {cpu / messages * 1000:.2f} ms "
+              f"({messages / took:.0f} messages/s, one after another)")
+    finally:
+        await gateway.stop()
+        server.remove()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=400)
+    parser.add_argument("--without", action="append", default=[], help="thread-lookup or raw-table")
+    args = parser.parse_args()
+    for part in args.without:
+        leave_out(part)
+    asyncio.run(run(args.messages))
+
+
+if __name__ == "__main__":
+    main()

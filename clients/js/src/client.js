@@ -2,7 +2,8 @@
 
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 import { GatewayError } from './errors.js';
-import { operations } from './operations.js';
+import { reply } from './reply.js';
+import { hasHeader, makeApi } from './api.js';
 import { Subscription } from './subscription.js';
 import { openTransport } from './transport.js';
 
@@ -18,43 +19,6 @@ const DEFAULTS = {
   maxInflight: 32, // until the server's GET / says otherwise
   backoff: DEFAULT_BACKOFF,
 };
-
-function hasHeader(headers, name) {
-  const lower = name.toLowerCase();
-  return Object.keys(headers).some((h) => h.toLowerCase() === lower);
-}
-
-function randomKey() {
-  const bytes = new Uint8Array(16);
-  globalThis.crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-/** The bytes of a base64 string. */
-function fromBase64(text) {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}
-
-/**
- * A response as the library gives it: the status, headers (name -> values) and the body: parsed when
- * JSON, a Uint8Array when binary (sent as base64 with body_encoding "base64"), else text.
- * The library asks for JSON bodies as JSON values (accept_json_body, docs/protocol.md): one parse, not two.
- */
-function reply(message) {
-  const headers = message.headers || {};
-  const type = (headers['Content-Type'] || [''])[0];
-  let body = message.body;
-  if (message.body_encoding === 'base64' && typeof body === 'string') {
-    body = fromBase64(body);
-  } else if (message.body_encoding !== 'json' && type.startsWith('application/json') && typeof body === 'string'
-             && body !== '') {
-    body = JSON.parse(body);
-  }
-  return { status: message.status, headers, body };
-}
 
 export class Client {
   /**
@@ -80,7 +44,7 @@ export class Client {
     this._timer = null;
     this._limit = this.options.maxInflight;
     this._online = this._watchOnline();
-    this.api = this._makeApi();
+    this.api = makeApi(this);
     this._open();
   }
 
@@ -339,35 +303,6 @@ export class Client {
     } catch (e) {
       // an older server, or a drop: keep the default
     }
-  }
-
-  // -- the typed API -----------------------------------------------------
-
-  _makeApi() {
-    const api = {};
-    for (const [name, op] of Object.entries(operations)) {
-      api[name] = (args = {}, callOptions = {}) => this._call(name, op, args, callOptions);
-    }
-    return api;
-  }
-
-  _call(name, op, { path = {}, query = {}, body, headers = {} } = {}, callOptions = {}) {
-    let target = op.path.replace(/\{(\w+)\}/g, (_, key) => {
-      if (path[key] === undefined) throw new TypeError(`${name}: missing path parameter ${key}`);
-      return encodeURIComponent(path[key]);
-    });
-    const pairs = Object.entries(query).filter(([, v]) => v !== undefined && v !== null);
-    if (pairs.length) {
-      target += `?${pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&')}`;
-    }
-    const sent = { ...headers };
-    const token = callOptions.token || this.token;
-    if (op.auth && token && !hasHeader(sent, 'Authorization')) sent.Authorization = `Bearer ${token}`;
-    if (op.headers.includes('Idempotency-Key') && !hasHeader(sent, 'Idempotency-Key')) {
-      sent['Idempotency-Key'] = randomKey(); // so a retry after a drop cannot send twice
-    }
-    if (op.body && body !== undefined) sent['Content-Type'] = 'application/json';
-    return this.request(op.method, target, { body: op.body ? body : undefined, headers: sent, ...callOptions });
   }
 
   /** Use `token` for the api methods from now on (a login, a renewal). */

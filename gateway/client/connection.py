@@ -1,74 +1,35 @@
-"""A small asyncio client of the gateway, for back ends: requests and live events over one websocket.
-
-It speaks the ``/ws`` protocol (docs/protocol.md) on the raw websocket endpoint
-``/ws/websocket``, and keeps the promises of the JavaScript client
-(docs/client.md): requests with timeouts and typed errors, queued under the
-server's in-flight limit; one subscription whose events come once and in order
-across reconnects (it resumes with the last cursor it delivered); token renewal
-before expiry with no gap.  It knows nothing of the server's code, so a service
-behind a firewall can use it with nothing else::
-
-    async with Client("http://gateway.internal:5000") as client:
-        login = await client.request("POST", "/tokens", {"username": "svc", "password": "..."})
-        events = await client.subscribe(login.body["token"]["value"])
-        async for event in events:
-            print(event["type"], event["name"], event["cursor"])
-"""
+"""The client's one session to a gateway: requests, queued under the server's in-flight limit and
+answered by id, and control messages, over a websocket reopened after a drop."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
 import json
 import logging
 import random
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tornado.httpclient import HTTPClientError
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, WebSocketError, websocket_connect
+from tornado.websocket import (
+    WebSocketClientConnection,
+    WebSocketClosedError,
+    WebSocketError,
+    websocket_connect,
+)
+
+from gateway.client.messages import GatewayError, Reply, reply_of
+from gateway.client.subscription import Subscription
 
 log = logging.getLogger("gateway.client")
 
 #: Methods that change nothing: sent again after a reconnect (as is anything with an Idempotency-Key).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: The event kinds the server pushes (its events.model.EVENT_KINDS; this module knows nothing of the server's).
+#: The event kinds the server pushes (its events.model.EVENT_KINDS; this package knows nothing of the server's).
 EVENT_KINDS = frozenset({"receipt", "delivery", "deferred", "failed"})
-
-
-class GatewayError(Exception):
-    """A call that failed: ``code`` is the server's error code, or ``timeout`` or ``closed``;
-    ``outcome_unknown`` says a write was sent and never answered (it may or may not have been done)."""
-
-    def __init__(self, code: str, message: str, outcome_unknown: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.outcome_unknown = outcome_unknown
-
-
-@dataclass
-class Reply:
-    """A response: the status, headers (name -> values) and the body: parsed when it is JSON, bytes
-    when it is binary (sent as base64), else text."""
-
-    status: int
-    headers: dict[str, list[str]]
-    body: Any
-
-
-def token_expiry(token: str) -> float | None:
-    """The ``exp`` of a JWT (seconds since the epoch), read without checking it; None when there is none."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        exp = claims.get("exp")
-        return float(exp) if isinstance(exp, (int, float)) else None
-    except (IndexError, ValueError, AttributeError):
-        return None
 
 
 @dataclass
@@ -82,114 +43,6 @@ class _Call:
     @property
     def retryable(self) -> bool:
         return self.method in SAFE_METHODS or any(h.lower() == "idempotency-key" for h in self.headers)
-
-
-class Subscription:
-    """The events of one account: iterate it.  ``cursor`` is the last one delivered; ``resyncs``
-    counts the times the server could not replay what was missed (reload your state then);
-    ``ended`` is the reason it ended for good (``revoked``, ``account_deleted``, ...), else None."""
-
-    def __init__(self, client: Client, token: str, since: str | None, events: list[str] | None,
-                 get_token: Callable[[], Awaitable[str]] | None, detail: str | None = None) -> None:
-        self.client = client
-        self.token = token
-        self.cursor = since
-        self.events = events
-        self.detail = detail
-        self.get_token = get_token
-        self.resyncs = 0
-        self.ended: str | None = None
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._renewal: asyncio.TimerHandle | None = None
-
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[dict[str, Any]]:
-        while True:
-            event = await self._queue.get()
-            if event is None:
-                return
-            yield event
-
-    def _deliver(self, event: dict[str, Any]) -> None:
-        cursor = event.get("cursor")
-        if not isinstance(cursor, str):
-            return
-        if self.cursor is not None and _cursor_key(cursor) <= _cursor_key(self.cursor):
-            return  # had it (a replay overlapping what came live)
-        self.cursor = cursor
-        self._queue.put_nowait(event)
-
-    def _end(self, reason: str) -> None:
-        if self.ended is None:
-            self.ended = reason
-            if self._renewal is not None:
-                self._renewal.cancel()
-            self._queue.put_nowait(None)
-
-    def _schedule_renewal(self) -> None:
-        if self._renewal is not None:
-            self._renewal.cancel()
-        expires = token_expiry(self.token)
-        if self.get_token is None or expires is None:
-            return
-        left = expires - time.time()
-        lead = min(60.0, max(1.0, left / 10))
-        self._renewal = asyncio.get_running_loop().call_later(
-            max(0.0, left - lead), lambda: self.client._spawn(self._renew()))
-
-    async def _renew(self) -> None:
-        assert self.get_token is not None
-        try:
-            self.token = await self.get_token()
-        except Exception as exc:  # noqa: BLE001 - whatever the caller's function raised ends it
-            log.warning("token renewal failed: %s", exc)
-            self._end("expired")
-            return
-        await self.bind()
-
-    async def bind(self) -> None:
-        """Send ``subscribe`` with this token and the last cursor, and take the answer."""
-        subscription, client = self, self.client
-        message: dict[str, Any] = {"type": "subscribe", "token": subscription.token}
-        if subscription.cursor is not None:
-            message["since"] = subscription.cursor
-        if subscription.events:
-            message["events"] = subscription.events
-        if subscription.detail:
-            message["detail"] = subscription.detail
-        try:
-            answer = await client._control(message)
-        except GatewayError:
-            return  # dropped: bound again once reopened
-        if subscription is not client._subscription or subscription.ended is not None:
-            return
-        if answer.get("type") == "subscribed":
-            if subscription.cursor is None:
-                subscription.cursor = answer.get("cursor")
-            if answer.get("recovered") is False:
-                subscription.resyncs += 1
-            subscription._schedule_renewal()
-        elif answer.get("code") == "invalid_cursor":
-            subscription.cursor = None
-            subscription.resyncs += 1
-            await subscription.bind()
-        else:
-            subscription._end(answer.get("code", "error"))
-
-    async def unsubscribe(self) -> None:
-        """Stop; the iteration ends."""
-        self._end("unsubscribed")
-        self.client._subscription = None
-        with contextlib.suppress(GatewayError):
-            await self.client._control({"type": "unsubscribe"})
-
-
-def _cursor_key(cursor: str) -> tuple[int, int | str]:
-    """One account's cursors in order: numbers when all digits (SQLite's), else as text (RethinkDB's
-    sort so, and after every all-digit one)."""
-    return (0, int(cursor)) if cursor.isdigit() else (1, cursor)
 
 
 class Client:
@@ -319,7 +172,7 @@ class Client:
             if call.future.done():
                 pass
             elif kind == "response":
-                call.future.set_result(_reply(message))
+                call.future.set_result(reply_of(message))
             else:
                 call.future.set_exception(GatewayError(message.get("code", "error"), message.get("error", "")))
             self._pump()
@@ -402,16 +255,3 @@ class Client:
         self._control_waiting[message_id] = waiting
         self._send({**message, "id": message_id})
         return await waiting
-
-
-def _reply(message: dict[str, Any]) -> Reply:
-    headers = message.get("headers") or {}
-    body: Any = message.get("body", "")
-    if message.get("body_encoding") == "json":
-        return Reply(message.get("status", 0), headers, body)
-    encoding = message.get("body_encoding")
-    if encoding == "base64":  # a binary body (an attachment, a raw message): bytes
-        body = base64.b64decode(body)
-    elif encoding != "json" and (headers.get("Content-Type") or [""])[0].startswith("application/json") and body:
-        body = json.loads(body)
-    return Reply(message.get("status", 0), headers, body)

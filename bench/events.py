@@ -73,6 +73,7 @@ from typing import Any, Sequence
 
 from gateway_process import GatewayProcess, free_port, percentile
 from procstat import children, machine_busy_seconds, process_cpu, process_rss
+from wsframes import client_frame, xor
 
 HTTP_LINE = re.compile(r"HTTP API on http://([0-9.]+):(\d+)/")
 SMTP_LINE = re.compile(r"SMTP for @(\S+) on ([0-9.]+):(\d+)")
@@ -282,7 +283,7 @@ class SockJSClient(asyncio.Protocol):
             payload = bytes(buffer[at:at + length])
             del buffer[:at + length]
             if mask:
-                payload = _xor(payload, mask)
+                payload = xor(payload, mask)
             self._frame(first & 0x80, first & 0x0F, payload, now)
 
     def _frame(self, fin: int, opcode: int, payload: bytes, now: float) -> None:
@@ -350,15 +351,7 @@ class SockJSClient(asyncio.Protocol):
     def _send(self, opcode: int, payload: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        mask = os.urandom(4)
-        n = len(payload)
-        if n < 126:
-            head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-        elif n < 65536:
-            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-        else:
-            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-        self.transport.write(head + mask + _xor(payload, mask))
+        self.transport.write(client_frame(opcode, payload))
 
     def _fail(self, reason: str) -> None:
         if not self.subscribed.done():
@@ -367,12 +360,6 @@ class SockJSClient(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.abort()
-
-
-def _xor(data: bytes, mask: bytes) -> bytes:
-    n = len(data)
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
 def client_process(number: int, host: str, port: int, sessions: list[tuple[int, str]],

@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_process import GatewayProcess, free_port
+from wsframes import client_frame, xor
 
 HOST = "127.0.0.1"
 OPEN_TIMEOUT = 30.0  # connect, SockJS open frame, and subscribed: each
@@ -648,15 +649,7 @@ class WebSocketConn(Conn):
     def write_frame(self, opcode: int, payload: bytes) -> None:
         if self.writer is None or self.writer.is_closing():
             return
-        mask = os.urandom(4)
-        n = len(payload)
-        if n < 126:
-            head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-        elif n < 65536:
-            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-        else:
-            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-        self.writer.write(head + mask + xor(payload, mask))
+        self.writer.write(client_frame(opcode, payload))
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -669,12 +662,6 @@ class WebSocketConn(Conn):
             if self.task is not None and not self.task.done():
                 await asyncio.wait([self.task], timeout=5)
         await super().close()
-
-
-def xor(data: bytes, mask: bytes) -> bytes:
-    n = len(data)
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
 class HttpConn(Conn):

@@ -1,0 +1,29 @@
+"""Websocket frames as a client writes them (RFC 6455: masked), for the benchmarks' own lean clients.
+
+Imported as a sibling module (the scripts run as ``python bench/NAME.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+
+def xor(data: bytes, mask: bytes) -> bytes:
+    """``data`` masked (or unmasked) with the 4-byte ``mask``."""
+    n = len(data)
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """One final frame of ``opcode`` carrying ``payload``, masked with a fresh key."""
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + mask + xor(payload, mask)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from gateway.mail.addresses import ADDRESS
 from gateway.mail.contacts import Contacts
 from gateway.store import public
 from handlers.base import APIHandler, Field
-from handlers.emails import ADDRESS
 
 
 def contact_fields(create: bool) -> dict[str, Field]:

@@ -72,7 +72,7 @@ def build(config: Config, store: Store, secret: bytes) -> Services:
                               config.delivery_backoff, config.delivery_lease, metrics)
     destinations = Destinations(config.webhook_allow_networks)
     sender = Sender(destinations, config.webhook_timeout, max_clients=config.webhook_concurrency)
-    webhooks = Webhooks(store, store, destinations, sender)
+    webhooks = Webhooks(store, destinations, sender)
     webhook_queue = WebhookQueue(store, webhooks, sender, config.webhook_attempts, config.webhook_backoff,
                                  config.webhook_disable_after, config.delivery_lease, config.webhook_concurrency,
                                  WEBHOOK_CONCURRENCY_EACH, metrics)

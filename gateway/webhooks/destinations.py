@@ -62,11 +62,12 @@ class Destinations:
             raise Invalid("invalid_url", "Field 'url' must not contain spaces or control characters")
         return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
-    async def check(self, url: str) -> None:
-        """:meth:`check_url`, then resolve the host: :class:`Invalid` unless it reaches a permitted address."""
+    async def check(self, url: str, resolver: GuardedResolver) -> None:
+        """:meth:`check_url`, then resolve the host with ``resolver`` (one over these destinations):
+        :class:`Invalid` unless it reaches a permitted address."""
         host, port = self.check_url(url)
         try:
-            await GuardedResolver(destinations=self).resolve(host, port)
+            await resolver.resolve(host, port)
         except DestinationRefused as exc:
             raise Invalid("forbidden_destination", str(exc)) from None
 

@@ -8,7 +8,7 @@ from typing import Any
 from events.model import DETAIL_LEVELS, EVENT_KINDS
 from gateway.errors import Invalid, NotFound
 from gateway.ids import new_id, now_iso
-from gateway.store import Doc, Documents, EventLog, Query
+from gateway.store import Doc, In, Query, Store
 from gateway.webhooks import signing
 from gateway.webhooks.destinations import Destinations
 from gateway.webhooks.documents import new_attempt, new_webhook, public_webhook
@@ -18,6 +18,8 @@ from gateway.webhooks.sender import Sender
 MAX_PER_ACCOUNT = 20
 #: Attempts kept per webhook for ``GET /webhooks/{id}/deliveries`` (older ones are pruned).
 ATTEMPTS_KEPT = 100
+#: How many records of a webhook this process makes between two trims of its oldest.
+TRIM_EVERY = 20
 
 
 def check_events(events: Any) -> list[str] | None:
@@ -38,11 +40,11 @@ def check_detail(detail: Any) -> str:
 class Webhooks:
     """The webhooks of every account (each call names its owner)."""
 
-    def __init__(self, store: Documents, events: EventLog, destinations: Destinations, sender: Sender) -> None:
+    def __init__(self, store: Store, destinations: Destinations, sender: Sender) -> None:
         self.store = store
-        self.events = events
         self.destinations = destinations
         self.sender = sender
+        self._recorded: dict[str, int] = {}  # webhook id -> attempts recorded here (see record)
 
     async def create(self, owner: str, fields: dict[str, Any]) -> Doc:
         """A new webhook, with its secret (the only time the secret is shown)."""
@@ -50,7 +52,7 @@ class Webhooks:
             raise Invalid("too_many_webhooks", f"An account may have at most {MAX_PER_ACCOUNT} webhooks")
         fields = await self._checked(fields)
         # it posts the events after the newest one now: not the account's past
-        cursor = await self.events.latest_event_cursor(owner)
+        cursor = await self.store.latest_event_cursor(owner)
         webhook = new_webhook(new_id(), owner, fields, signing.new_secret(), cursor)
         await self.store.insert("webhooks", webhook)
         return {**public_webhook(webhook), "secret": webhook["secret"]}
@@ -76,7 +78,7 @@ class Webhooks:
         if changes.get("enabled") is True and not webhook.get("enabled"):
             # enabled again: from now on, not the events of while it was off
             changes.update(consecutive_failures=0, disabled_reason=None,
-                           cursor=await self.events.latest_event_cursor(owner))
+                           cursor=await self.store.latest_event_cursor(owner))
         updated = await self.store.update("webhooks", webhook["id"], {**changes, "updated": now_iso()})
         return public_webhook(updated or webhook)
 
@@ -84,9 +86,7 @@ class Webhooks:
         """Delete the webhook; its queued jobs end (the queue finds it gone) and its records go."""
         webhook = await self._own(owner, webhook_id)
         await self.store.delete("webhooks", webhook["id"])
-        for table in ("webhook_attempts",):
-            for doc in await self.store.find(table, Query({"webhook": webhook["id"]})):
-                await self.store.delete(table, doc["id"])
+        await self.store.delete_where("webhook_attempts", {"webhook": webhook["id"]})
 
     async def test(self, owner: str, webhook_id: str) -> Doc:
         """Post a ``test`` event to the webhook now (enabled or not), record the attempt and return it."""
@@ -107,19 +107,22 @@ class Webhooks:
 
     async def record(self, job: Doc, attempt: int, ok: bool, code: int | None, duration_ms: float,
                      error: str | None) -> Doc:
-        """Store the record of one attempt (pruning the webhook's oldest beyond :data:`ATTEMPTS_KEPT`)."""
+        """Store the record of one attempt; every :data:`TRIM_EVERY` records of a webhook (in this
+        process), drop its oldest beyond :data:`ATTEMPTS_KEPT`."""
         doc = new_attempt(new_id(), job, attempt, ok, code, duration_ms, error)
         await self.store.insert("webhook_attempts", doc)
-        stale = await self.store.find("webhook_attempts", Query({"webhook": job["webhook"]}, order_by=[("at", True)],
-                                                                offset=ATTEMPTS_KEPT))
-        for old in stale:
-            await self.store.delete("webhook_attempts", old["id"])
+        recorded = self._recorded[job["webhook"]] = self._recorded.get(job["webhook"], 0) + 1
+        if recorded % TRIM_EVERY == 0:
+            stale = await self.store.find("webhook_attempts", Query(
+                {"webhook": job["webhook"]}, order_by=[("at", True)], offset=ATTEMPTS_KEPT))
+            if stale:
+                await self.store.delete_where("webhook_attempts", {"id": In([old["id"] for old in stale])})
         return public_attempt(doc)
 
     async def _checked(self, fields: dict[str, Any]) -> dict[str, Any]:
         checked = dict(fields)
         if "url" in checked:
-            await self.destinations.check(checked["url"])
+            await self.destinations.check(checked["url"], self.sender.resolver)
         if "events" in checked:
             checked["events"] = check_events(checked["events"])
         if "detail" in checked:

@@ -80,7 +80,8 @@ class EventDispatcher:
     async def _catch_up(self) -> None:
         """After the feed was down: each bound account's events after the earliest cursor its bindings
         reached, in order (each binding skips what it had)."""
-        for account_id in self.registry.accounts():
+        accounts = self.registry.accounts()
+        for account_id in accounts:
             reached = [(b.last_key, b.cursor) for b in self.registry.bindings(account_id) if b.cursor is not None]
             if not reached:
                 continue
@@ -88,7 +89,7 @@ class EventDispatcher:
             async for page in self._history(account_id, since):
                 for change in page.changes:
                     self.route(change)
-        log.info("event feed caught up on %d bound account(s)", len(self.registry.accounts()))
+        log.info("event feed caught up on %d bound account(s)", len(accounts))
 
     async def _history(self, account_id: str, after: str | None) -> AsyncIterator[History]:
         """The account's changes after cursor ``after``, page by page."""
@@ -157,15 +158,20 @@ class EventDispatcher:
                     if event is not None:
                         self._send(binding, event, self.store.cursor_key(event.cursor))
         finally:
-            held, binding.held = binding.held or [], None
-        for key, event in sorted(held, key=lambda item: item[0]):
+            held = self._take_held(binding)
+        for key, event in held:
             self._send(binding, event, key)
 
     def _release(self, binding: Binding) -> None:
         """Deliver, in cursor order, what was held back for the binding."""
-        held, binding.held = binding.held or [], None
-        for key, event in sorted(held, key=lambda item: item[0]):
+        for key, event in self._take_held(binding):
             self.deliver(binding, event, key)
+
+    @staticmethod
+    def _take_held(binding: Binding) -> list[tuple[Any, Event]]:
+        """What was held back for the binding, in cursor order; it holds nothing back from now on."""
+        held, binding.held = binding.held or [], None
+        return sorted(held, key=lambda item: item[0])
 
     async def _replay_gap(self, binding: Binding) -> None:
         try:

@@ -15,6 +15,12 @@ from events.model import Event
 from gateway.store.documents import Conflict, Doc, Query
 
 
+def seq_cursor(cursor: str) -> int | None:
+    """The number of a cursor that is a plain sequence number (decimal digits, at most 18: SQLite's,
+    and RethinkDB's "0" and earlier layout), or None for any other."""
+    return int(cursor) if cursor.isascii() and cursor.isdigit() and len(cursor) <= 18 else None
+
+
 @dataclass(frozen=True)
 class Change:
     """One write to a table: ``old`` is None for an insert, ``new`` for a delete.

@@ -30,7 +30,7 @@ import threading
 from typing import Any, Callable, Iterator, TypeVar
 
 from events.model import event_kind
-from gateway.store.base import Change, ChangeFeed, History, Store
+from gateway.store.base import Change, ChangeFeed, History, Store, seq_cursor
 from gateway.store.documents import Conflict, Contains, Doc, In, Query, StoreError, StoreUnavailable, Substring, matches
 from gateway.store.schema import TABLES
 from gateway.store.sqlite_schema import connect, json_field
@@ -268,9 +268,10 @@ class SQLiteStore(Store):
 
     def cursor_key(self, cursor: str, owner: str | None = None) -> int:
         """The seq of a cursor (a decimal number); ValueError for anything else."""
-        if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
+        seq = seq_cursor(cursor)
+        if seq is None:
             raise ValueError(f"malformed cursor {cursor[:40]!r}")
-        return int(cursor)
+        return seq
 
     async def event_history(self, owner: str, after: str | None, limit: int) -> History:
         start = 0 if after is None else self.cursor_key(after)

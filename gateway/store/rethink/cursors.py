@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from gateway.store.base import seq_cursor
+
 PREFIX = "v2."
 WIDTH = 12
 _FORM = re.compile(r"^v2\.(.+)\.([0-9]{12})$", re.DOTALL)
@@ -25,8 +27,9 @@ def cursor(owner: str, seq: int) -> str:
 def parse(cursor: str) -> tuple[str | None, int]:
     """``(owner, seq)`` of a cursor; ``(None, n)`` for an all-digit one (``"0"``, or the earlier
     layout's); ValueError for anything else."""
-    if cursor.isascii() and cursor.isdigit() and len(cursor) <= 18:
-        return None, int(cursor)
+    seq = seq_cursor(cursor)
+    if seq is not None:
+        return None, seq
     match = _FORM.match(cursor)
     if match is None:
         raise ValueError(f"malformed cursor {cursor[:40]!r}")

@@ -68,10 +68,12 @@ async def test_tunneled_header_values_are_taken_as_http_takes_them(api: Api, gat
     client = await connect("websocket", api.base_url)
     try:
         assert (await client.request("GET", "/accounts/me", headers=padded))["status"] == 200
-        for bad in ("a\x01b", "a\x7fb", "caf\u0100", "x\x0by", "\u2028"):
+        for bad in ("a\x01b", "a\x7fb", "caf\u0100", "x\x0by", "\u2028", "a\n", "a\r\n"):
             await client.send({"type": "request", "id": "h", "method": "GET", "path": "/", "headers": {"X-Bad": bad}})
             reply = await client.recv()
             assert (reply["type"], reply["code"], reply["id"]) == ("error", "invalid_headers", "h"), bad
+        await client.send({"type": "request", "id": "n", "method": "GET", "path": "/", "headers": {"X-Bad\n": "v"}})
+        assert (await client.recv())["code"] == "invalid_headers"
         ok = await client.request("GET", "/", headers={"X-Latin": "caf\u00e9"})
         assert ok["status"] == 200
     finally:

@@ -154,11 +154,11 @@ def _headers(headers: Any) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for name, value in headers.items():
         values = value if isinstance(value, list) else [value]
-        if not HEADER_NAME.match(name) or not all(isinstance(v, str) for v in values):
+        if not HEADER_NAME.fullmatch(name) or not all(isinstance(v, str) for v in values):
             raise MessageError("invalid_headers", f"Header {name[:64]!r} must be a valid name with string values")
         # as an HTTP parser reads them: surrounding spaces and tabs are not part of the value
         values = [v.strip(" \t") for v in values]
-        if not all(HEADER_VALUE.match(v) for v in values):
+        if not all(HEADER_VALUE.fullmatch(v) for v in values):
             raise MessageError("invalid_headers", f"Header {name[:64]!r} has a value HTTP cannot carry "
                                                   "(a control character, DEL, or a character outside Latin-1)")
         pairs.extend((name, v) for v in values)

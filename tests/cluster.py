@@ -233,7 +233,7 @@ class NodeSubscriber:
 
 
 class PythonSubscriber:
-    """The Python client library (gateway/client.py), subscribed through nginx; with ``ask``, it also
+    """The Python client library (gateway/client/), subscribed through nginx; with ``ask``, it also
     calls ``GET /accounts/me`` in a loop, noting any error."""
 
     def __init__(self, url: str, token: str, ask: bool = False) -> None:

@@ -54,7 +54,7 @@ async def test_two_accounts_mail_each_other_over_the_tunnel(api: Api) -> None:
 async def test_smtp_in_files_mail_and_the_recipient_gets_a_receipt(api: Api, gateway: Gateway) -> None:
     _, token = await api.register("bob")
     await api.register("carol")
-    # a back end hearing about mail, as the Python client (gateway/client.py) lets one do
+    # a back end hearing about mail, as the Python client (gateway/client/) lets one do
     client = Client(api.base_url)
     await client.start()
     try:

@@ -1,4 +1,4 @@
-"""The Python client (gateway/client.py) against the real server: requests, errors, events once and in
+"""The Python client (gateway/client/) against the real server: requests, errors, events once and in
 order across a gateway restart, and token renewal with no gap."""
 
 from __future__ import annotations

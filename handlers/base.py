@@ -70,7 +70,6 @@ class APIHandler(tornado.web.RequestHandler):
     identity: Identity | None = None
     #: This request's id: the client's ``X-Request-Id`` when it is a sane token, else a new one.
     request_id: str = ""
-    SUPPORTED_METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
     @property
     def state(self) -> State:

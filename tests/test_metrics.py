@@ -102,6 +102,5 @@ async def test_store_operations_are_timed_once_each(tmp_path: Any) -> None:
                                 ("threads", {"id": "t1", "owner": "a"}))
         await store.get("emails", "e1")
         assert [operation for operation, _ in seen] == ["insert_with", "get"]
-        assert all(seconds >= 0 for _, seconds in seen)
     finally:
         await store.close()

@@ -315,7 +315,9 @@ class FrameProtocol(asyncio.Protocol):
         self.send(json_encode(message) if isinstance(message, dict) else message, binary)
         future = asyncio.get_running_loop().create_future()
         if self._paused & _WRITE_BACKLOG:
-            self._drain = [*(self._drain or ()), future]
+            if self._drain is None:
+                self._drain = []
+            self._drain.append(future)
         else:
             future.set_result(None)
         return future

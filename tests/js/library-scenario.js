@@ -62,7 +62,11 @@ export async function runLibraryScenario({ gateway, SockJS, baseUrl, transport, 
     const subscription = client.subscribe(token, {
       onEvent: (event) => { events.push(event); eventArrived(); },
     });
-    while (subscription.cursor === null) await new Promise((resolve) => setTimeout(resolve, 10));
+    const bindBy = Date.now() + 10000; // the library says it is bound by setting the cursor: poll it, bounded
+    while (subscription.cursor === null) {
+      check(Date.now() < bindBy, 'not subscribed within 10 s', null);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     check(/^[0-9]+$/.test(subscription.cursor), 'subscribed gave no cursor', subscription.cursor);
     emit({ step, reply: { type: 'subscribed', cursor: subscription.cursor } });
 

@@ -4,10 +4,15 @@ and free loopback ports."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import smtplib
 import socket
+import subprocess
 import sys
+import threading
+import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 
@@ -32,6 +37,49 @@ def listening_at(log_line: str) -> str | None:
     if "HTTP API on http://" not in log_line:
         return None
     return log_line.split("HTTP API on ")[1].split()[0].rstrip("/")
+
+
+class Served:
+    """``gateway serve`` in folder ``cwd`` as a blocking process (for tests without a loop), on free
+    ports, with ``env`` on top of :func:`serve_env`; ``lines`` is its log, read as it comes (so a full
+    pipe never stalls it), ``base`` the URL it serves.  ``message`` gives a log line's text (for
+    ``--log-format json``)."""
+
+    def __init__(self, cwd: Any, env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None,
+                 message: Callable[[str], str] = lambda line: line) -> None:
+        self.process = subprocess.Popen(SERVE, cwd=cwd, env=serve_env(**(env or {})), stderr=subprocess.PIPE,
+                                        text=True, preexec_fn=preexec_fn)
+        assert self.process.stderr is not None
+        self.lines: list[str] = []
+        self.base = ""
+        for line in self.process.stderr:  # the log line that says where it listens
+            self.lines.append(line)
+            self.base = listening_at(message(line)) or ""
+            if self.base:
+                break
+        else:
+            raise AssertionError("the server did not start:\n" + "".join(self.lines))
+        stderr = self.process.stderr
+        self.reader = threading.Thread(target=lambda: self.lines.extend(stderr), daemon=True)
+        self.reader.start()
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None,
+             headers: dict[str, str] | None = None) -> Any:
+        """A JSON API call; its parsed answer."""
+        request = urllib.request.Request(self.base + path, method=method,
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Content-Type": "application/json", **(headers or {})})
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    def stop(self) -> int:
+        """SIGTERM, and its exit status once every line of its log is read."""
+        self.process.terminate()
+        status = self.process.wait(30)
+        self.reader.join(10)
+        return status
 
 
 def smtp_send(port: int, sender: str, recipients: list[str], data: bytes | str) -> dict:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
-import threading
-import urllib.request
 from typing import Any
 
 from gateway.config import OPTIONS
-from tests.peers import SERVE, free_port, listening_at, serve_env
+from tests.peers import Served, free_port
 
 
 def run(*args: str, **kw: Any) -> subprocess.CompletedProcess:
@@ -47,37 +44,8 @@ def test_bad_option_values_are_refused() -> None:
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, args
 
 
-class Served:
-    """``gateway serve`` in a folder, on a free port, until stopped."""
-
-    def __init__(self, cwd: str) -> None:
-        self.process = subprocess.Popen(SERVE, cwd=cwd, env=serve_env(), stderr=subprocess.PIPE, text=True)
-        assert self.process.stderr is not None
-        for line in self.process.stderr:  # the log line that says where it listens
-            base = listening_at(line)
-            if base:
-                self.base = base
-                # keep reading its log, so a full pipe never stalls the server
-                threading.Thread(target=self.process.stderr.read, daemon=True).start()
-                return
-        raise AssertionError("the server did not start")
-
-    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        request = urllib.request.Request(self.base + path, method=method,
-                                         data=json.dumps(body).encode() if body is not None else None)
-        request.add_header("Content-Type", "application/json")  # urllib would say it is a form: 415
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-
-
 def test_serve_on_a_fresh_folder_keeps_data_and_tokens_across_restarts(tmp_path: Any) -> None:
-    first = Served(str(tmp_path))
+    first = Served(tmp_path)
     try:
         assert first.base.startswith("http://127.0.0.1:")
         first.call("POST", "/accounts", {"username": "alice", "password": "correct horse"})
@@ -87,7 +55,7 @@ def test_serve_on_a_fresh_folder_keeps_data_and_tokens_across_restarts(tmp_path:
     assert first.process.returncode == 0
     assert sorted(p for p in os.listdir(tmp_path) if not p.endswith(("-wal", "-shm"))) == ["gateway.db", "gateway.secret"]
     assert os.stat(tmp_path / "gateway.secret").st_mode & 0o077 == 0
-    second = Served(str(tmp_path))
+    second = Served(tmp_path)
     try:
         assert second.call("GET", "/accounts/me", token=token)["account"]["username"] == "alice"
     finally:

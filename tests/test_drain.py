@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import subprocess
 import time
 from typing import Any
 
@@ -16,7 +14,7 @@ from tornado.tcpclient import TCPClient
 from gateway.ids import new_id, now_iso
 from handlers.base import APIHandler
 from tests.conftest import api_for
-from tests.peers import SERVE, listening_at, serve_env
+from tests.peers import Served
 from tests.sockjs_clients import connect
 
 
@@ -66,15 +64,9 @@ async def test_draining_finishes_work_in_flight_and_releases_claims(start_gatewa
 
 
 def test_sigterm_drains_and_exits(tmp_path: Any) -> None:
-    process = subprocess.Popen(SERVE, cwd=tmp_path, env=serve_env(GATEWAY_DRAIN="5"), stderr=subprocess.PIPE,
-                               text=True)
-    assert process.stderr is not None
-    for line in process.stderr:
-        if listening_at(line):
-            break
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
-    log = process.stderr.read()
+    served = Served(tmp_path, {"GATEWAY_DRAIN": "5"})
+    assert served.stop() == 0  # SIGTERM
+    log = "".join(served.lines)
     assert "draining: 0 request(s) and 0 SMTP message(s) in flight" in log and "Traceback" not in log
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 import resource
 import socket
-import subprocess
-import threading
 import time
 from typing import Any
 
@@ -18,7 +16,7 @@ from tornado.tcpclient import TCPClient
 
 from gateway.app.listen import NOTICE_EVERY
 from tests.conftest import api_for, wait_until
-from tests.peers import SERVE, listening_at, serve_env
+from tests.peers import Served
 
 
 async def open_stream(port: int) -> IOStream:
@@ -74,20 +72,10 @@ def limit_descriptors(limit: int) -> Any:
 async def test_running_out_of_descriptors_pauses_accept_instead_of_spinning(tmp_path: Any) -> None:
     """``ulimit -n 64`` and 100 idle connections: the server says once that it is out of descriptors,
     logs no traceback, and serves again once the connections go."""
-    process = subprocess.Popen(SERVE, cwd=tmp_path, env=serve_env(GATEWAY_LOG_LEVEL="info"),
-                               stderr=subprocess.PIPE, text=True, preexec_fn=limit_descriptors(64))
-    lines: list[str] = []
+    served = Served(tmp_path, {"GATEWAY_LOG_LEVEL": "info"}, preexec_fn=limit_descriptors(64))
+    lines = served.lines
     try:
-        assert process.stderr is not None
-        base = None
-        for line in process.stderr:
-            lines.append(line)
-            base = listening_at(line)
-            if base:
-                break
-        assert base, "".join(lines)
-        threading.Thread(target=lambda: lines.extend(process.stderr or []), daemon=True).start()
-        port = int(base.rsplit(":", 1)[1])
+        port = int(served.base.rsplit(":", 1)[1])
         assert any("open-file limit: 64 descriptors" in line for line in lines)
         idle = []
         for _ in range(100):
@@ -112,5 +100,4 @@ async def test_running_out_of_descriptors_pauses_accept_instead_of_spinning(tmp_
         intervals = (time.monotonic() - first_notice) / NOTICE_EVERY
         assert log.count("out of resources accepting connections") <= 1 + math.ceil(intervals)
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        served.stop()

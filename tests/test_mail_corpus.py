@@ -128,7 +128,7 @@ async def test_real_world_mail_reads_back_exactly(api: Api, gateway: Gateway, na
         part = await api.get(f"/emails/{email['id']}/attachments/{index}", token=token)
         assert part.body == data, (name, index)
     if case.subject == "Invoice":
-        assert (await api.get(f"/emails?q=invoice.PDF", token=token)).headers["X-Total-Count"] == "1"
+        assert (await api.get("/emails?q=invoice.PDF", token=token)).headers["X-Total-Count"] == "1"
 
 
 def nested(depth: int) -> bytes:

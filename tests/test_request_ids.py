@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
-import urllib.request
 from typing import Any
 
 import pytest
 
-from tests.conftest import Api, PASSWORD
-from tests.peers import SERVE, listening_at, serve_env
+from tests.conftest import PASSWORD, Api
+from tests.peers import Served
 from tests.sockjs_clients import connect
 
 
@@ -32,37 +29,16 @@ async def test_a_request_id_is_kept_or_made_and_carried_into_tunneled_requests(a
 
 
 def test_json_log_lines_carry_route_status_account_and_request_id(tmp_path: Any) -> None:
-    process = subprocess.Popen(SERVE, cwd=tmp_path, env=serve_env(GATEWAY_LOG_FORMAT="json"), stderr=subprocess.PIPE,
-                               text=True)
-    lines: list[str] = []
-    reader: threading.Thread | None = None
+    served = Served(tmp_path, {"GATEWAY_LOG_FORMAT": "json"}, message=lambda line: json.loads(line)["message"])
     try:
-        assert process.stderr is not None
-        base = None
-        for line in process.stderr:
-            lines.append(line)
-            base = listening_at(json.loads(line)["message"])
-            if base:
-                break
-        assert base
-        reader = threading.Thread(target=lambda: lines.extend(process.stderr or []), daemon=True)
-        reader.start()
-
-        def call(path: str, body: Any = None, token: str | None = None) -> Any:
-            request = urllib.request.Request(base + path, data=json.dumps(body).encode() if body else None,
-                                             headers={"Content-Type": "application/json", "X-Request-Id": "req-42",
-                                                      **({"Authorization": f"Bearer {token}"} if token else {})})
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.load(response)
-
-        call("/accounts", {"username": "alice", "password": PASSWORD})
-        token = call("/tokens", {"username": "alice", "password": PASSWORD})["token"]["value"]
-        me = call("/accounts/me", token=token)["account"]
+        tagged = {"X-Request-Id": "req-42"}
+        served.call("POST", "/accounts", {"username": "alice", "password": PASSWORD}, headers=tagged)
+        token = served.call("POST", "/tokens", {"username": "alice", "password": PASSWORD}, headers=tagged)
+        token = token["token"]["value"]
+        me = served.call("GET", "/accounts/me", token=token, headers=tagged)["account"]
     finally:
-        process.terminate()
-        process.wait(30)
-        if reader is not None:
-            reader.join(10)  # every line the server wrote is read
+        served.stop()  # every line the server wrote is read
+    lines = served.lines
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     access = [r for r in records if r.get("route") == "MeHandler"]
     assert len(access) == 1

@@ -4,7 +4,6 @@ the events it sees, retries, restarts, two gateways on one RethinkDB, the API, a
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 

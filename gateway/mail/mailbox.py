@@ -105,9 +105,10 @@ async def delete_email(store: Documents, email: Doc) -> None:
 
 async def delete_emails(store: Documents, emails: list[Doc]) -> None:
     """Remove the emails (and their raw messages), then refresh (or remove) every thread they were in, once."""
-    for email in emails:
+    for email in emails:  # one by one: each delete of an email is checked for the events it makes
         await store.delete("emails", email["id"])
-        await store.delete("messages", email["id"])
+    if emails:
+        await store.delete_where("messages", {"id": In([email["id"] for email in emails])})
     await refresh_threads(store, emails)
 
 

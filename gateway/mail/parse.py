@@ -18,7 +18,7 @@ from email.parser import BytesParser
 from typing import Any
 
 from gateway.ids import iso_from_epoch
-from gateway.mail.addresses import header_mailboxes
+from gateway.mail.addresses import PLAIN_ADDRESS, header_mailboxes
 
 MAX_HEADERS = 200
 #: The most MIME parts (every part, containers included) a message may have.
@@ -103,7 +103,7 @@ def check_limits(message: Message) -> None:
 
 
 #: A Message-ID the email package reads back as it is: ``<dot-atom@dot-atom>`` of plain ASCII.
-PLAIN_MESSAGE_ID = re.compile(r"<[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>")
+PLAIN_MESSAGE_ID = re.compile(f"<{PLAIN_ADDRESS.pattern}>")
 
 
 def _plain_header(message: Message, name: str) -> str | None:

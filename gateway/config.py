@@ -179,7 +179,17 @@ class Config:
         (parsed once: every API response reads it)."""
         if self.cors_origins.strip() == "*":
             return None
-        return frozenset(o.strip().lower().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
+        return frozenset(self.normal_origin(o) for o in self.cors_origins.split(",") if o.strip())
+
+    def origin_allowed(self, origin: str) -> bool:
+        """Whether a page of ``origin`` (an ``Origin`` header) may call the API (``--cors-origins``)."""
+        allowed = self.allowed_origins
+        return allowed is None or self.normal_origin(origin) in allowed
+
+    @staticmethod
+    def normal_origin(origin: str) -> str:
+        """An origin as ``--cors-origins`` lists are compared: lowercased, no trailing slash."""
+        return origin.strip().lower().rstrip("/")
 
     def trusted_proxy_set(self) -> frozenset[str]:
         """The addresses of ``--trusted-proxies``."""

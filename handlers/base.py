@@ -114,8 +114,7 @@ class APIHandler(tornado.web.RequestHandler):
 
     def origin_allowed(self, origin: str) -> bool:
         """Whether a page of ``origin`` may call the API (``--cors-origins``)."""
-        allowed = self.state.config.allowed_origins
-        return allowed is None or origin.lower().rstrip("/") in allowed
+        return self.state.config.origin_allowed(origin)
 
     def options(self, *args: Any) -> None:
         """A CORS preflight: which methods and headers a page of an allowed origin may send."""

@@ -132,6 +132,10 @@ class APIHandler(tornado.web.RequestHandler):
         # API responses are per-user and change often; skip hashing every body.
         return None
 
+    def check_etag_header(self) -> bool:
+        # no ETag, no match: skip scanning If-None-Match on every GET
+        return "Etag" in self._headers and super().check_etag_header()
+
     _counted = False
 
     async def prepare(self) -> None:

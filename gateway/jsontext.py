@@ -25,7 +25,9 @@ def dumps(value: Any) -> bytes:
 
 
 def loads(text: str | bytes) -> Any:
-    """The value of JSON ``text``: the same Python objects :func:`json.loads` gives."""
+    """The value of JSON ``text``: the same Python objects :func:`json.loads` gives, but for an
+    integer beyond 64 bits, which orjson reads as a float (for the store's documents, whose
+    integers -- sizes, counts, attempts, seconds -- are all far smaller)."""
     try:
         return orjson.loads(text)
     except ValueError:  # orjson.JSONDecodeError: NaN, an escaped lone surrogate, a huge int

@@ -15,9 +15,9 @@ from typing import Any, Iterable
 
 import tornado.web
 
+from gateway import jsontext
 from gateway.auth import Identity, InvalidToken
 from gateway.errors import Forbidden, Invalid, NotFound, Refused, Taken, TooLarge
-from gateway import jsontext
 from gateway.ids import is_id
 from gateway.state import State
 from gateway.store import Doc, Query, Store, StoreUnavailable

@@ -8,7 +8,6 @@ traceback in the body (it goes to the log).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -16,6 +15,7 @@ from typing import Any, Iterable
 
 import tornado.web
 
+from gateway import jsontext
 from gateway.auth import Identity, InvalidToken
 from gateway.errors import Forbidden, Invalid, NotFound, Refused, Taken, TooLarge
 from gateway.ids import is_id
@@ -132,6 +132,10 @@ class APIHandler(tornado.web.RequestHandler):
         # API responses are per-user and change often; skip hashing every body.
         return None
 
+    def check_etag_header(self) -> bool:
+        # no ETag, no match: skip scanning If-None-Match on every GET
+        return "Etag" in self._headers and super().check_etag_header()
+
     _counted = False
 
     async def prepare(self) -> None:
@@ -245,9 +249,9 @@ class APIHandler(tornado.web.RequestHandler):
     # -- response -----------------------------------------------------------
 
     def reply(self, http_status: int = 200, /, **payload: Any) -> None:
-        """Finish with ``{"success": true, **payload}``."""
+        """Finish with ``{"success": true, **payload}`` (compact JSON, non-ASCII as UTF-8: :mod:`gateway.jsontext`)."""
         self.set_status(http_status)
-        self.finish(json.dumps({"success": True, **payload}, separators=(",", ":")))
+        self.finish(jsontext.dumps({"success": True, **payload}))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -269,7 +273,7 @@ class APIHandler(tornado.web.RequestHandler):
         else:
             code, message = "internal_error", "Internal server error"
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps({"success": False, "message": message, "code": code}, separators=(",", ":")))
+        self.finish(jsontext.dumps({"success": False, "message": message, "code": code}))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, (APIError, Refused)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import PASSWORD, Api
@@ -107,3 +109,20 @@ async def test_delete_account_removes_everything_it_owns(api: Api, gateway) -> N
     # the name is free again, and bob's own mail is untouched
     assert (await api.post("/accounts", {"username": "alice", "password": PASSWORD})).status == 201
     assert (await api.get("/emails", token=bob_token)).json["emails"][0]["subject"] == "from bob"
+
+
+@pytest.mark.gen_test
+async def test_bodies_are_compact_json_with_raw_utf8(api: Api) -> None:
+    """API bodies are compact JSON with non-ASCII characters as UTF-8 (docs/api.md), and a value
+    that is not valid Unicode (a lone surrogate) still comes back, as a ``\\u`` escape."""
+    name = "Zo\u00eb \u2603 \U0001f600"
+    _, token = await api.register("alice")
+    reply = await api.put("/accounts/me", {"display_name": name}, token=token)
+    assert reply.status == 200
+    me = await api.get("/accounts/me", token=token)
+    assert me.json["account"]["display_name"] == name
+    assert name.encode("utf-8") in me.body and b"\\u" not in me.body
+    assert me.body == json.dumps(me.json, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    odd = await api.call("PUT", "/accounts/me", raw='{"display_name": "a\\ud800b"}', token=token)
+    assert odd.status == 200, odd.body  # taken as given: it must come back as valid UTF-8, escaped
+    assert b'"a\\ud800b"' in odd.body and odd.json["account"]["display_name"] == "a\ud800b"

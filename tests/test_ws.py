@@ -95,6 +95,7 @@ async def test_tunnel_answers_byte_for_byte_like_http(api: Api, gateway: Gateway
         ("GET", "/accounts/me", None, {}, False),
         ("GET", "/accounts/me", None, {"Authorization": "Bearer forged.token.value"}, False),
         ("PUT", "/accounts/me", json.dumps({"display_name": "Al"}), auth, True),
+        ("PUT", "/accounts/me", json.dumps({"display_name": "Zo\u00eb \u2603 \U0001f600"}), auth, True),  # UTF-8 out
         ("PUT", "/accounts/me", json.dumps({"nope": 1}), auth, False),
         ("POST", "/tokens", json.dumps({"username": "alice", "password": "wrong password"}), {}, False),
         ("POST", "/tokens", json.dumps({"username": "alice", "password": PASSWORD}), {}, True),
@@ -156,7 +157,7 @@ async def test_tunnel_answers_byte_for_byte_like_http(api: Api, gateway: Gateway
             if "body_encoding" in as_value:
                 assert as_value["body_encoding"] == "json" and http_headers["Content-Type"][0].startswith(
                     "application/json")
-                value_body = json.dumps(as_value["body"], separators=(",", ":")).encode()
+                value_body = json.dumps(as_value["body"], separators=(",", ":"), ensure_ascii=False).encode()
             else:
                 assert not http_body or not http_headers.get("Content-Type", [""])[0].startswith("application/json")
                 value_body = as_value["body"].encode()

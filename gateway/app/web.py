@@ -74,13 +74,21 @@ class DrainingHandler(tornado.web.RequestHandler):
 def observed(metrics: Metrics) -> Callable[[tornado.web.RequestHandler], None]:
     """The access log, plus request metrics: by route (the handler class), method, status, and via
     (``tunnel`` for requests run through /ws, ``http`` for the rest)."""
+    # each label set's children, found once: ``labels()`` takes a lock and builds its key on every call
+    children: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}
+
     def log_function(handler: tornado.web.RequestHandler) -> None:
         log_request(handler)
         request = handler.request
         via = "tunnel" if isinstance(request.connection, CapturingConnection) else "http"
-        route = type(handler).__name__
-        metrics.requests.labels(route, request.method or "", str(handler.get_status()), via).inc()
-        metrics.request_seconds.labels(route, via).observe(request.request_time())
+        key = (type(handler).__name__, request.method or "", handler.get_status(), via)
+        found = children.get(key)
+        if found is None:
+            route, method, status, _ = key
+            found = children[key] = (metrics.requests.labels(route, method, str(status), via),
+                                     metrics.request_seconds.labels(route, via))
+        found[0].inc()
+        found[1].observe(request.request_time())
     return log_function
 
 

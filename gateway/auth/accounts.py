@@ -21,7 +21,9 @@ def username_problem(name: str) -> str | None:
 
 def public_account(account: Doc) -> Doc:
     """An account as clients see it: no password hash."""
-    return {k: v for k, v in account.items() if k != "password_hash"}
+    view = account.copy()
+    view.pop("password_hash", None)
+    return view
 
 
 class Accounts:

@@ -14,13 +14,17 @@ from sockjs.tornado.basehandler import BaseHandler as SockJSHandler
 access_log = logging.getLogger("tornado.access")
 
 #: ``/<prefix>/<server>/<session>/<transport>``: the session id is the third segment from the end.
-SESSION_URL = re.compile(
-    r"^(?P<head>.*/[^/]+/)[^/]+(?P<tail>/(?:xhr|xhr_send|xhr_streaming|jsonp|jsonp_send|eventsource|htmlfile|websocket))$")
+TRANSPORTS = ("xhr", "xhr_send", "xhr_streaming", "jsonp", "jsonp_send", "eventsource", "htmlfile", "websocket")
+SESSION_URL = re.compile(rf"^(?P<head>.*/[^/]+/)[^/]+(?P<tail>/(?:{'|'.join(TRANSPORTS)}))$")
+#: The endings of the paths :data:`SESSION_URL` may match: every other path skips the regex.
+SESSION_TAILS = tuple(f"/{name}" for name in TRANSPORTS)
 
 
 def redacted_target(request: tornado.httputil.HTTPServerRequest) -> str:
     """The request's path as logs may show it: no query string, no SockJS session id."""
-    path = SESSION_URL.sub(r"\g<head>***\g<tail>", request.path)
+    path = request.path
+    if path.endswith(SESSION_TAILS):
+        path = SESSION_URL.sub(r"\g<head>***\g<tail>", path)
     return f"{path}?***" if request.query else path
 
 
@@ -34,6 +38,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         level = logging.WARNING  # 503: the store is away, which is logged where it is noticed
     else:
         level = logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return
     request = handler.request
     target = redacted_target(request)
     duration = 1000.0 * request.request_time()
@@ -44,5 +50,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         value = getattr(handler, name, None)
         if value:
             fields[name] = value
-    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, target, request.remote_ip, duration,
-                   extra={"fields": fields})
+    # the record made and handled directly: Logger.log would walk the stack for a caller no format shows
+    record = access_log.makeRecord(access_log.name, level, __file__, 0, "%d %s %s (%s) %.2fms",
+                                   (status, request.method, target, request.remote_ip, duration), None,
+                                   "log_request", {"fields": fields})
+    access_log.handle(record)

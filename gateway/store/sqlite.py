@@ -30,6 +30,7 @@ import threading
 from typing import Any, Callable, Iterator, TypeVar
 
 from events.model import event_kind
+from gateway import jsontext
 from gateway.store.base import Change, ChangeFeed, History, Store, seq_cursor
 from gateway.store.documents import Conflict, Contains, Doc, In, Query, StoreError, StoreUnavailable, Substring, matches
 from gateway.store.schema import TABLES
@@ -150,7 +151,7 @@ class SQLiteStore(Store):
     @staticmethod
     def _read(db: sqlite3.Connection, table: str, id: str) -> Doc | None:
         row = db.execute(f"SELECT doc FROM {table} WHERE id = ?", (id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return jsontext.loads(row[0]) if row else None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -238,7 +239,8 @@ class SQLiteStore(Store):
         if query.limit is not None or query.offset:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if query.limit is None else query.limit, query.offset]
-        return await self._run(lambda db: [json.loads(r[0]) for r in db.execute(sql, params)])
+        loads = jsontext.loads
+        return await self._run(lambda db: [loads(r[0]) for r in db.execute(sql, params)])
 
     async def count(self, table: str, where: dict[str, Any] | None = None) -> int:
         Query(where or {}).check()

@@ -7,6 +7,8 @@ import json
 from json.encoder import encode_basestring_ascii as json_string
 from typing import Any
 
+import orjson
+
 from gateway.ws.tunnel import TunneledResponse
 
 #: ``json.dumps(..., separators=(",", ":"))`` without building an encoder per call.
@@ -17,6 +19,15 @@ RATE_LIMITED_BODY = compact_json(
 
 #: The bytes JSON writes as themselves, but for ``"`` and ``\\``: any ``json.dumps`` output is made of these only.
 PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
+
+
+def headers_json(headers: dict[str, list[str]]) -> str:
+    """``compact_json(headers)`` (names to lists of strings), by orjson when that gives the same text:
+    when it is printable ASCII only (orjson writes non-ASCII and DEL as they are, ``json`` escapes them)."""
+    text = orjson.dumps(headers)
+    if text.translate(None, PRINTABLE_ASCII):
+        return compact_json(headers)
+    return text.decode("ascii")
 
 
 def rate_limited(message_id: str, json_body: bool = False) -> dict[str, Any]:
@@ -47,7 +58,7 @@ def error(code: str, message: str, message_id: str | None = None) -> dict[str, A
 
 def _response_head(message_id: str, response: TunneledResponse) -> str:
     return (f'{{"type":"response","id":{json_string(message_id)},"status":{response.status:d},'
-            f'"headers":{compact_json(response.headers)},"body":')
+            f'"headers":{headers_json(response.headers)},"body":')
 
 
 def response_message(message_id: str, response: TunneledResponse) -> str:

@@ -1,15 +1,19 @@
 """Runs a tunneled request through the very same Tornado application, in-process.
 
-The request goes through ``Application.start_request`` as if an HTTP/1.1
-connection had delivered it, so routing, ``prepare``, auth, error handling and
-output are exactly those of plain HTTP; the response is captured instead of
-written to a socket.  No loopback socket, no second route table.
+The request is built as Tornado's HTTP/1.1 server builds one, routed by the
+application's own table (``find_handler``) and served by the handler's
+delegate as if a connection had delivered it, so ``prepare``, auth, error
+handling and output are exactly those of plain HTTP; the response is captured
+instead of written to a socket.  No loopback socket, no second route table:
+only the result of routing a path is remembered (:class:`Routes`), since a
+session repeats its paths.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -27,6 +31,8 @@ DROPPED_REQUEST_HEADERS = frozenset(
      "expect"}
 )
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: Paths whose route :class:`Routes` remembers at most (per application); then it starts over.
+ROUTES_REMEMBERED = 1024
 
 
 @dataclass
@@ -88,11 +94,53 @@ class CapturingConnection(httputil.HTTPConnection):
             callback()
 
 
+class Routes:
+    """The application's routing of each path, found once: its route table is fixed once it serves.
+
+    Routing tries the table's patterns in order, one regex each, for every
+    request; a tunnel's requests mostly repeat their paths (a list, ``/accounts/me``).
+    The handler class, its arguments and the path's captured arguments are kept
+    by path and handed to the application's own ``get_handler_delegate``; what
+    ``find_handler`` gives that is not a handler's delegate is never kept.
+    """
+
+    def __init__(self, app: tornado.web.Application) -> None:
+        self.app = app
+        self.found: dict[str, tuple[type[tornado.web.RequestHandler], dict[str, Any], list[Any], dict[str, Any]]] = {}
+
+    def delegate(self, request: httputil.HTTPServerRequest) -> httputil.HTTPMessageDelegate:
+        """The delegate that serves ``request``, as ``app.find_handler`` would give it."""
+        found = self.found.get(request.path)
+        if found is not None:
+            handler_class, kwargs, path_args, path_kwargs = found
+            return self.app.get_handler_delegate(request, handler_class, kwargs, list(path_args), dict(path_kwargs))
+        delegate = self.app.find_handler(request)
+        if isinstance(delegate, tornado.web._HandlerDelegate):  # not a nested router's
+            if len(self.found) >= ROUTES_REMEMBERED:
+                self.found.clear()  # many distinct paths (ids): no use keeping them all
+            self.found[request.path] = (delegate.handler_class, delegate.handler_kwargs, list(delegate.path_args),
+                                        dict(delegate.path_kwargs))
+        return delegate
+
+
+#: One :class:`Routes` per application, shared by its tunnels.
+_routes: weakref.WeakKeyDictionary[tornado.web.Application, Routes] = weakref.WeakKeyDictionary()
+
+
+def routes(app: tornado.web.Application) -> Routes:
+    """The application's :class:`Routes`."""
+    found = _routes.get(app)
+    if found is None:
+        found = _routes[app] = Routes(app)
+    return found
+
+
 class Tunnel:
     """Serves request messages through ``app`` on behalf of one client connection."""
 
     def __init__(self, app: tornado.web.Application, remote_ip: str, host: str) -> None:
         self.app = app
+        self.routes = routes(app)
         self.host = host
         #: Shared by every request of this client: it only names the client's address.
         self.context = SimpleNamespace(remote_ip=remote_ip, protocol="http")
@@ -126,8 +174,12 @@ class Tunnel:
         connection = CapturingConnection(self, on_response)
         self.open.add(connection)
         try:
-            delegate = self.app.start_request(self, connection)
-            started = delegate.headers_received(httputil.RequestStartLine(method, target, "HTTP/1.1"), request_headers)
+            # what Application.start_request's delegate does with the request line and headers, minus its layer
+            start_line = httputil.RequestStartLine(method, target, "HTTP/1.1")
+            request = httputil.HTTPServerRequest(connection=connection, server_connection=self, start_line=start_line,
+                                                 headers=request_headers)
+            delegate = self.routes.delegate(request)
+            started = delegate.headers_received(start_line, request_headers)
             if started is not None:
                 return self._continue(connection, delegate, started, body)
             if body:

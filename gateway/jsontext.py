@@ -1,0 +1,34 @@
+"""JSON the fast way (orjson), with the standard library behind it for what orjson refuses.
+
+orjson encodes compactly and writes non-ASCII characters as raw UTF-8; it refuses
+what is not strict JSON or not valid Unicode: a lone surrogate, an integer beyond
+64 bits, a NaN, a non-string key.  Those rare values go through :mod:`json`
+instead (compact, ``\\uXXXX`` escapes), so nothing that worked before fails now.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+__all__ = ["dumps", "loads"]
+
+
+def dumps(value: Any) -> bytes:
+    """``value`` as compact JSON bytes (UTF-8)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: a lone surrogate, a huge int, a non-str key
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
+def loads(text: str | bytes) -> Any:
+    """The value of JSON ``text``: the same Python objects :func:`json.loads` gives, but for an
+    integer beyond 64 bits, which orjson reads as a float (for the store's documents, whose
+    integers -- sizes, counts, attempts, seconds -- are all far smaller)."""
+    try:
+        return orjson.loads(text)
+    except ValueError:  # orjson.JSONDecodeError: NaN, an escaped lone surrogate, a huge int
+        return json.loads(text)

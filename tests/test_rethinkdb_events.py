@@ -89,10 +89,14 @@ async def test_a_cursor_of_the_earlier_layout_resumes_as_pruned(start_gateway: A
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_an_insert_interrupted_after_logging_its_event_is_retried_as_one_event(start_gateway: Any) -> None:
+@pytest.mark.parametrize("raw", [False, True])
+async def test_an_insert_interrupted_after_logging_its_event_is_retried_as_one_event(start_gateway: Any,
+                                                                                     raw: bool) -> None:
     """A database node fails between logging an inbound email's event and inserting the email
     (one query is no transaction): the entry is there, the email not, and the sender tries again
-    (SMTP 451).  The retry reuses that entry: subscribers get the receipt once, in order."""
+    (SMTP 451).  The retry reuses that entry: subscribers get the receipt once, in order.  With
+    ``raw`` the attempt had stored the raw message first, as SMTP intake does (the retry looks for
+    the entry only because that message is already there)."""
     gateway: Gateway = await start_gateway(store=rethinkdb_server.store_url())
     api = api_for(gateway)
     alice, token = await api.register("alice")
@@ -105,7 +109,12 @@ async def test_an_insert_interrupted_after_logging_its_event_is_retried_as_one_e
         # what the interrupted attempt left: the next entry of alice's log, naming the email
         await store._run(r.table(LOG).insert({"id": [alice["id"], 2], "kind": "receipt", "doc": retried,
                                               "email": retried["id"], "at": 0}))
-        await store.insert("emails", retried)  # the retry
+        if raw:
+            message = {"id": retried["id"], "owner": alice["id"], "raw": "Subject: retried\r\n\r\n"}
+            await store.insert("messages", message)
+            await store.insert_with("emails", retried, before=[("messages", message)])  # the retry
+        else:
+            await store.insert("emails", retried)  # the retry
         await mail(gateway.smtp_port, "alice@localhost", "after")
         events = [await next_event(client) for _ in range(2)]
         assert [e["name"] for e in events] == ["retried", "after"]

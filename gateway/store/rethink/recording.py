@@ -188,7 +188,8 @@ def _orphan(owner: Any, email_id: Any, kind: Any) -> Any:
     One query is not a transaction: when a database node fails mid-way (say, the emails
     table's primary is gone while the log's is not), the entry can be written and the email
     not.  The sender tries again (SMTP 451), and the retry reuses that entry rather than log
-    the email's event a second time.
+    the email's event a second time.  (A read of the index on every shard: :func:`_inserted`
+    skips it when the documents it writes first went in fresh, so no attempt came before.)
     """
     return r.table(LOG).get_all(email_id, index="email").filter(
         lambda entry: r.and_(entry["id"].nth(0).eq(owner), entry["kind"].eq(kind))
@@ -215,9 +216,16 @@ def _inserted(doc: Any, event: Any, others: Any, before: Any) -> Any:
                     lambda _: {"state": "done", "result": result}),
             ))
 
+    def orphan(first: Any) -> Any:
+        # ``before`` all inserted now: no earlier attempt got as far as the log (it writes them
+        # first), so there is no entry to look for (an index read on every shard, saved)
+        return r.branch(r.and_(before.is_empty().not_(), first.has_fields("failed").not_()), None,
+                        _orphan(owner, doc["id"], event["kind"]))
+
+    event = event.merge({"doc": doc})  # sent once, as the email
     return insert_each(before).do(lambda first: emails.get(doc["id"]).eq(None).do(lambda free: r.branch(
         free,
-        _orphan(owner, doc["id"], event["kind"]).do(lambda orphan: r.branch(
+        orphan(first).do(lambda orphan: r.branch(
             orphan.ne(None),
             stamped(orphan),
             log_event(event, stamp=False).do(lambda outcome: r.branch(
@@ -297,7 +305,7 @@ class Recorder:
         hint = self._hints.get(owner, 0)
         rest, first = ([{"table": table, "doc": other} for table, other in docs] for docs in (others, before))
         for _ in range(LOG_ATTEMPTS):
-            event = {"owner": owner, "kind": kind, "doc": doc, "ref": 0, "hint": hint}
+            event = {"owner": owner, "kind": kind, "ref": 0, "hint": hint}  # its doc is the email's
             reply = await self._pool.run(INSERTED_WITH_EVENT(doc, event, rest, first))
             if reply["state"] != "collided":
                 break

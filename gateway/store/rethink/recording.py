@@ -215,13 +215,16 @@ def _inserted_next(doc: Any, event: Any, others: Any, before: Any) -> Any:
     """:func:`_inserted` in its usual case, as a query of fewer terms (the server compiles each
     query's terms, and _inserted's cost it about half a millisecond): ``before`` (not empty)
     goes in fresh, so no earlier attempt at this email got as far as the log (nor wrote the
-    email), and the seq after ``event["hint"]`` is free.  Otherwise ``state`` is ``again``,
-    nothing but ``before`` was written, and :func:`_inserted` is to be run."""
-    seq = event["hint"].add(1)
+    email), and the seq after ``event["hint"]`` is free.  Otherwise ``state`` is ``again`` and
+    nothing but ``before`` was written: when another writer took the seq, ``newest`` is the
+    owner's newest seq, to try this again after, with ``before`` empty (it went in); else
+    :func:`_inserted` is to be run."""
+    seq, owner = event["hint"].add(1), event["owner"]
     return insert_each(before).do(lambda first: r.branch(
         first.has_fields("failed"), {"state": "again"},
-        _log_entry(event["owner"], seq, event["kind"], doc).do(lambda logged: r.branch(
-            logged["inserted"].eq(1), _stamped(doc, event, seq, others), {"state": "again"})),
+        _log_entry(owner, seq, event["kind"], doc).do(lambda logged: r.branch(
+            logged["inserted"].eq(1), _stamped(doc, event, seq, others),
+            {"state": "again", "newest": newest_seq(owner)})),
     ).merge({"before": first}))
 
 
@@ -324,10 +327,16 @@ class Recorder:
         hint = self._hints.get(owner, 0)
         rest, first = ([{"table": table, "doc": other} for table, other in docs] for docs in (others, before))
         reply: Doc = {"state": "again"}
+        attempts = 0
         if hint and first:  # the usual case, in a smaller query
             reply = await self._pool.run(INSERTED_NEXT(doc, {"owner": owner, "kind": kind, "hint": hint}, rest, first))
+            accepted = reply["before"]
+            while "newest" in reply and attempts < LOG_ATTEMPTS:  # another writer took the seq
+                attempts += 1
+                reply = await self._pool.run(INSERTED_NEXT(
+                    doc, {"owner": owner, "kind": kind, "hint": reply["newest"]}, rest, []))
+            reply["before"] = accepted
             hint = 0  # if it must be tried again: by reading the owner's log
-        attempts = 0
         while reply["state"] == "again":
             if attempts == LOG_ATTEMPTS:
                 raise StoreError("rethinkdb: an event kept colliding with other writers' events")

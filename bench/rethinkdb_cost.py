@@ -9,7 +9,8 @@ another (after 50 to warm up), and the server's CPU time (from /proc) is divided
 ``--without`` leaves one part of the work out, to see its share (the results are then not what the
 gateway promises: a measurement only):
 
-* ``thread-lookup``: the query for a thread by the message's references and own Message-ID;
+* ``thread-lookup``: the query for a thread by the message's references and own Message-ID (made only
+  for a message that refers to another: this script's refer to none, see ``mailbox.root_thread_id``);
 * ``raw-table``: writing the raw message to the ``messages`` table.
 """
 

@@ -6,6 +6,7 @@ Each test makes a RethinkDB store of its own and skips, saying why, without a Re
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from rethinkdb import RethinkDB
 
 from gateway.app.server import Gateway
 from gateway.ids import new_id, now_iso
-from gateway.store.rethink import r
+from gateway.store.rethink import RethinkStore, r
 from gateway.store.rethink.recording import LOG, STAMP
 from tests import rethinkdb_server
 from tests.conftest import api_for
@@ -89,10 +90,14 @@ async def test_a_cursor_of_the_earlier_layout_resumes_as_pruned(start_gateway: A
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_an_insert_interrupted_after_logging_its_event_is_retried_as_one_event(start_gateway: Any) -> None:
+@pytest.mark.parametrize("raw", [False, True])
+async def test_an_insert_interrupted_after_logging_its_event_is_retried_as_one_event(start_gateway: Any,
+                                                                                     raw: bool) -> None:
     """A database node fails between logging an inbound email's event and inserting the email
     (one query is no transaction): the entry is there, the email not, and the sender tries again
-    (SMTP 451).  The retry reuses that entry: subscribers get the receipt once, in order."""
+    (SMTP 451).  The retry reuses that entry: subscribers get the receipt once, in order.  With
+    ``raw`` the attempt had stored the raw message first, as SMTP intake does (the retry looks for
+    the entry only because that message is already there)."""
     gateway: Gateway = await start_gateway(store=rethinkdb_server.store_url())
     api = api_for(gateway)
     alice, token = await api.register("alice")
@@ -105,7 +110,12 @@ async def test_an_insert_interrupted_after_logging_its_event_is_retried_as_one_e
         # what the interrupted attempt left: the next entry of alice's log, naming the email
         await store._run(r.table(LOG).insert({"id": [alice["id"], 2], "kind": "receipt", "doc": retried,
                                               "email": retried["id"], "at": 0}))
-        await store.insert("emails", retried)  # the retry
+        if raw:
+            message = {"id": retried["id"], "owner": alice["id"], "raw": "Subject: retried\r\n\r\n"}
+            await store.insert("messages", message)
+            await store.insert_with("emails", retried, before=[("messages", message)])  # the retry
+        else:
+            await store.insert("emails", retried)  # the retry
         await mail(gateway.smtp_port, "alice@localhost", "after")
         events = [await next_event(client) for _ in range(2)]
         assert [e["name"] for e in events] == ["retried", "after"]
@@ -116,3 +126,36 @@ async def test_an_insert_interrupted_after_logging_its_event_is_retried_as_one_e
         assert entries == 3
     finally:
         await client.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_two_processes_filing_one_accounts_mail_at_once_log_each_email_once() -> None:
+    """Two processes (two stores on one database) file inbound emails of one account at once,
+    each with its raw message first, as SMTP intake does: their guesses at the account's next seq
+    collide and are taken again.  Every email is logged once, numbered 1 to n with no gap."""
+    url = rethinkdb_server.store_url()
+    stores = [RethinkStore.from_url(url), RethinkStore.from_url(url)]
+    for store in stores:
+        await store.open()
+    try:
+        def filed(subject: str) -> tuple[dict[str, Any], dict[str, Any]]:
+            doc = email("alice", subject)
+            return doc, {"id": doc["id"], "owner": "alice", "raw": f"Subject: {subject}\r\n\r\n"}
+
+        written = []
+        for n, store in enumerate(stores):  # each knows a newest seq, and the first's is stale
+            doc, message = filed(f"first {n}")
+            await store.insert_with("emails", doc, before=[("messages", message)])
+            written.append(doc["id"])
+        batch = [(stores[i % 2], *filed(f"m{i}")) for i in range(30)]
+        await asyncio.gather(*(store.insert_with("emails", doc, before=[("messages", message)])
+                               for store, doc, message in batch))
+        written += [doc["id"] for _, doc, _ in batch]
+        history = (await stores[0].event_history("alice", None, 100)).changes
+        assert [stores[0].cursor_key(c.cursor) for c in history] == list(range(1, 33))
+        assert sorted(c.new["id"] for c in history) == sorted(written)
+        entries = await stores[0]._run(r.table(LOG).between(["alice", r.minval], ["alice", r.maxval]).count())
+        assert entries == 32  # no entry left over by a collision
+    finally:
+        for store in stores:
+            await store.close()

@@ -41,6 +41,12 @@ def copy_id(source: str, account_id: str) -> str:
     return hashlib.sha256(f"{source}:{account_id}".encode()).hexdigest()[:24]
 
 
+def root_thread_id(owner: str, message_id: str) -> str:
+    """The thread of an email of ``owner`` that refers to no other message: the same for every copy
+    of the message (a message sent to oneself is filed in Sent and Inbox), whichever gateway files it."""
+    return hashlib.sha256(f"thread:{owner}:{message_id}".encode()).hexdigest()[:24]
+
+
 async def find_thread(store: Documents, owner: str, references: list[str]) -> str | None:
     """The thread of the newest of the owner's emails whose Message-ID is among ``references``
     (each email refers to itself too, so the copies of one message share a thread)."""
@@ -55,8 +61,10 @@ async def find_thread(store: Documents, owner: str, references: list[str]) -> st
 async def add_email(store: Documents, email: Doc) -> Doc:
     """Thread, store and summarise a new email (``owner``, ``message_id`` and references already set).
 
-    It joins the thread of an email of the owner it refers to, or of one with its own Message-ID:
-    a message sent to oneself is filed twice (Sent and Inbox) in one thread.
+    It joins the thread of the newest email of the owner it refers to (or that has its own
+    Message-ID).  One that refers to no other message starts (or joins) the thread of
+    :func:`root_thread_id`, without a query: so every copy of a message shares one thread (a
+    message sent to oneself is filed twice, Sent and Inbox).
     """
     refs = list(email.get("references") or [])
     for same in (email.get("in_reply_to"), email.get("message_id")):
@@ -64,8 +72,13 @@ async def add_email(store: Documents, email: Doc) -> Doc:
             refs.append(same)
     email.setdefault("id", new_id())
     email.setdefault("created", now_iso())
-    existing = await find_thread(store, email["owner"], refs)
-    email["thread"] = existing or new_id()
+    if refs == [email.get("message_id")]:
+        # it refers to nothing else: its thread is the one every copy of it (Sent and Inbox) is
+        # filed in, named after the owner and Message-ID, with no query to find it
+        existing, email["thread"] = None, root_thread_id(email["owner"], refs[0])
+    else:
+        existing = await find_thread(store, email["owner"], refs)
+        email["thread"] = existing or new_id()
     email, message = split_message(email)
     # the message first (a retried delivery may have stored it): an email is never without the message it names
     first = [("messages", message)] if message is not None else []
@@ -74,7 +87,7 @@ async def add_email(store: Documents, email: Doc) -> Doc:
         summary = {"id": email["thread"], **thread_summary(email["owner"], [email])}
         if not await store.insert_with("emails", email, ("threads", summary), before=first):
             return with_message(email, message)
-        # else a reply to it, filed meanwhile, summarised the thread first
+        # else the thread was there (another copy of the message, or a reply filed meanwhile)
     else:
         await store.insert_with("emails", email, before=first)
     await refresh_thread(store, email["owner"], email["thread"])

@@ -22,7 +22,26 @@ from rethinkdb.ast import ReQLEncoder, RqlQuery, expr
 
 FUNCALL = ql2_pb2.Term.TermType.FUNCALL
 MAKE_ARRAY = ql2_pb2.Term.TermType.MAKE_ARRAY
+JSON = ql2_pb2.Term.TermType.JSON
 _ENCODER = ReQLEncoder()
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` holds no ReQL term (so it can go as JSON text)."""
+    if isinstance(value, dict):
+        return all(_plain(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_plain(item) for item in value)
+    return not isinstance(value, RqlQuery)
+
+
+def argument(value: Any) -> Any:
+    """A template's argument in ReQL's wire form: an object or array without terms in it goes as
+    ``r.json(text)``, which the server parses at once, rather than as a tree of MAKE_ARRAY terms
+    it compiles and evaluates one by one."""
+    if isinstance(value, (dict, list, tuple)) and _plain(value):
+        return [JSON, [_ENCODER.encode(value)]]
+    return datum(value)
 
 
 def datum(value: Any) -> Any:
@@ -41,7 +60,7 @@ class Call(RqlQuery):  # type: ignore[misc]  # the driver has no type hints
 
     def __init__(self, template: Template, values: tuple[Any, ...]) -> None:
         super().__init__()
-        self._arguments = [datum(value) for value in values]
+        self._arguments = [argument(value) for value in values]
         arguments = _ENCODER.encode(self._arguments)[1:-1]  # "a,b" of "[a,b]"
         self.json = f"[{FUNCALL},[{template.json}{',' if arguments else ''}{arguments}]]"
         self._function = template.function

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 from typing import Any
 
 from email._header_value_parser import get_addr_spec, get_angle_addr
@@ -13,6 +14,7 @@ from email.errors import HeaderParseError
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SMTPSession
 
+from gateway.mail.addresses import PLAIN_ADDRESS
 from gateway.mail.documents import inbound_copy
 from gateway.mail.mailbox import add_email, copy_id, local_account
 from gateway.mail.parse import TooComplex, parse_message
@@ -21,6 +23,8 @@ from gateway.store import Conflict, Documents, StoreError
 log = logging.getLogger("gateway.smtp")
 smtp_log = logging.getLogger("mail.log")  # aiosmtpd's
 
+#: A MAIL FROM or RCPT TO path of one plain address, then what follows it (parameters).
+PLAIN_PATH = re.compile(f"<({PLAIN_ADDRESS.pattern})>(.*)", re.S)
 TRY_LATER = "451 4.3.0 Mail store unavailable, try again later"
 
 
@@ -143,11 +147,20 @@ class GatewaySMTP(SMTP):
         # a 500 and a traceback in aiosmtpd's
         if not arg:
             return "", ""
-        try:
-            address, rest = (get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec)(arg)
-        except (HeaderParseError, IndexError):
-            return None, None
-        addr: str = address.addr_spec
+        addr: str
+        plain = PLAIN_PATH.fullmatch(arg)
+        if plain is not None:  # "<local@domain>" of plain dot-atoms, as MTAs send it: read as the parser reads it
+            addr, rest = plain.groups()
+            if rest[:1] in (" ", "\t"):  # folding white space after the ">", which the parser drops
+                rest = rest.lstrip()
+            if rest.startswith("("):  # a comment, which it drops too: left to it
+                plain = None
+        if plain is None:
+            try:
+                address, rest = (get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec)(arg)
+            except (HeaderParseError, IndexError):
+                return None, None
+            addr = address.addr_spec
         localpart = addr.rpartition("@")[0]
         if self.local_part_limit and len(localpart) > self.local_part_limit:
             return None, None

@@ -58,9 +58,13 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+#: One encoder for every document (``json.dumps`` with options makes a new one per call).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _text(value: Any) -> str:
     """JSON as stored: compact."""
-    return json.dumps(value, separators=(",", ":"))
+    return _encode(value)
 
 
 def _dump(doc: Doc | None) -> str | None:
@@ -236,7 +240,8 @@ class SQLiteStore(Store):
                         if n > main:
                             taken.append(row_table)
                         continue
-                    changes.append(self._log(db, row_table, None, json.loads(text), text))
+                    if row_table == "emails" or self._feeds[row_table]:  # else no one reads the change
+                        changes.append(self._log(db, row_table, None, json.loads(text), text))
             for change in changes:
                 self._publish(change)
             if conflict:

@@ -240,7 +240,7 @@ class SQLiteStore(Store):
                         if n > main:
                             taken.append(row_table)
                         continue
-                    if row_table == "emails" or self._feeds[row_table]:  # else no one reads the change
+                    if row_table == "emails" or self._feeds.get(row_table):  # else no one reads the change
                         changes.append(self._log(db, row_table, None, json.loads(text), text))
             for change in changes:
                 self._publish(change)

@@ -13,8 +13,11 @@ between the socket and the clock reading).
 Then mail is written into the store the way it arrives in production: over
 inbound SMTP, ``--rate`` messages a second (200) for ``--duration`` seconds
 (10), each to one account's address (``benchNNNN@localhost``, round robin), on
-``--smtp-connections`` persistent SMTP connections (16) fed by one ticker.  Each
-message's subject is ``bench <seq> <time.time()>``, stamped just before its
+``--smtp-connections`` persistent SMTP connections (16) fed by one ticker.  As
+an MTA such as Postfix does, the sender pipelines (RFC 2920) when the server's
+EHLO reply offers it: ``MAIL``, ``RCPT`` and ``DATA`` in one write, then the
+body after the 354 (``--no-smtp-pipelining``: each command waits for its
+reply, as before).  Each message's subject is ``bench <seq> <time.time()>``, stamped just before its
 DATA is sent, and every session bound to that account must get one
 ``receipt`` event for it.  The client notes the wall clock when the frame
 holding the event arrives: latency = arrival - stamp (one machine, one clock),
@@ -454,19 +457,22 @@ class Writes:
         return len(self.acked) / span if span > 0 else 0.0
 
 
-async def smtp_reply(reader: asyncio.StreamReader) -> tuple[int, str]:
-    """One (possibly multi-line) SMTP reply: its code and last line."""
+async def smtp_reply(reader: asyncio.StreamReader, keyword: str = "") -> tuple[int, str, bool]:
+    """One (possibly multi-line) SMTP reply: its code, last line, and whether a line of it is ``keyword``."""
+    has = False
     while True:
         line = (await reader.readline()).decode(errors="replace")
         if not line:
             raise ConnectionError("SMTP connection closed")
+        has = has or (bool(keyword) and line[4:].strip().upper() == keyword)
         if line[3:4] != "-":
-            return int(line[:3]), line.strip()
+            return int(line[:3]), line.strip(), has
 
 
 async def write_mail(host: str, port: int, domain: str, usernames: list[str], rate: float, duration: float,
-                     connections: int) -> Writes:
-    """Send ``rate * duration`` messages on a fixed schedule, message ``seq`` to ``usernames[seq % len]``."""
+                     connections: int, pipelining: bool = True) -> Writes:
+    """Send ``rate * duration`` messages on a fixed schedule, message ``seq`` to ``usernames[seq % len]``;
+    ``MAIL``, ``RCPT`` and ``DATA`` in one write when ``pipelining`` and the server offers it."""
     writes = Writes(planned=int(rate * duration))
     queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
     loop = asyncio.get_running_loop()
@@ -474,21 +480,31 @@ async def write_mail(host: str, port: int, domain: str, usernames: list[str], ra
     async def sender() -> None:
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            code, line = await smtp_reply(reader)
+            await smtp_reply(reader)
             writer.write(b"EHLO bench.localhost\r\n")
-            code, line = await smtp_reply(reader)
+            code, line, offered = await smtp_reply(reader, "PIPELINING")
             if code != 250:
                 raise RuntimeError(f"EHLO answered {line}")
+            group = pipelining and offered
             while (item := await queue.get()) is not None:
                 seq, due = item
                 address = f"{usernames[seq % len(usernames)]}@{domain}"
                 try:
-                    for command, wanted in ((b"MAIL FROM:<sender@example.com>\r\n", 250),
-                                            (f"RCPT TO:<{address}>\r\n".encode(), 250), (b"DATA\r\n", 354)):
-                        writer.write(command)
-                        code, line = await smtp_reply(reader)
-                        if code != wanted:
-                            raise RuntimeError(f"{command.split(b':')[0].strip().decode()} answered {line}")
+                    commands = ((b"MAIL FROM:<sender@example.com>\r\n", 250),
+                                (f"RCPT TO:<{address}>\r\n".encode(), 250), (b"DATA\r\n", 354))
+                    if group:
+                        writer.write(b"".join(command for command, _ in commands))
+                    refused = ""
+                    for command, wanted in commands:
+                        if not group:
+                            writer.write(command)
+                        code, line, _ = await smtp_reply(reader)
+                        if code != wanted and not refused:
+                            refused = f"{command.split(b':')[0].strip().decode()} answered {line}"
+                            if not group:
+                                break
+                    if refused:  # (a group's every reply read first)
+                        raise RuntimeError(refused)
                     stamp = time.time()
                     writes.lag.append(loop.time() - due)
                     writes.sent[seq] = stamp
@@ -497,7 +513,7 @@ async def write_mail(host: str, port: int, domain: str, usernames: list[str], ra
                         f"Message-ID: <bench-{seq}-{secrets.token_hex(4)}@example.com>\r\n\r\n"
                         f"Message {seq} of the events benchmark.\r\n.\r\n".encode()
                     )
-                    code, line = await smtp_reply(reader)
+                    code, line, _ = await smtp_reply(reader)
                     if code != 250:
                         raise RuntimeError(f"DATA answered {line}")
                     writes.acked[seq] = time.time()
@@ -511,6 +527,13 @@ async def write_mail(host: str, port: int, domain: str, usernames: list[str], ra
             writer.close()
 
     return await on_schedule(writes, queue, [sender() for _ in range(connections)], rate, "SMTP")
+
+
+def add_pipelining_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-smtp-pipelining``: the SMTP sender waits for each reply (what the benchmarks did before)."""
+    parser.add_argument("--no-smtp-pipelining", dest="smtp_pipelining", action="store_false",
+                        help="send MAIL, RCPT and DATA one by one, each after the last one's reply, even when "
+                             "the server offers PIPELINING")
 
 
 async def on_schedule(writes: Writes, queue: asyncio.Queue[tuple[int, float] | None],
@@ -647,7 +670,8 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
         busy_before, own_before = machine_busy_seconds(), time.process_time()
         writes = (peer.write(server, [u for u, _ in users], args) if peer is not None else
                   asyncio.run(write_mail(server.host, server.smtp_port, server.domain, [u for u, _ in users],
-                                         args.rate, args.duration, args.smtp_connections)))
+                                         args.rate, args.duration, args.smtp_connections,
+                                         args.smtp_pipelining)))
         # each write goes to one account, and to every session bound to it
         wanted_by_account: list[set[int]] = [set() for _ in range(accounts)]
         for seq in writes.acked:
@@ -819,6 +843,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=2, help="client processes the sessions are spread over")
     parser.add_argument("--smtp-connections", type=int, default=16,
                         help="persistent SMTP connections the writes are spread over")
+    add_pipelining_option(parser)
     parser.add_argument("--server-prefix", default="",
                         help="command to run the server under, e.g. 'py-spy record -o /tmp/events.svg --'")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")

@@ -52,6 +52,9 @@ class EventDispatcher:
         self.metrics = metrics
         self.feed = Follower(store.event_feed, "event feed").add("events", self._changed, self._catch_up)
         self._refills: set[asyncio.Task[None]] = set()
+        #: The delivered-events counter of each kind, looked up once (``labels`` takes a lock and
+        #: checks its arguments on every call, and it was called for every event sent)
+        self._delivered: dict[str, Any] = {}
 
     async def start(self) -> None:
         """Follow the feed (live when this returns)."""
@@ -140,7 +143,10 @@ class EventDispatcher:
         if binding.events is None or event.kind in binding.events:
             binding.subscriber.send_event(event.rendered(binding.detail))
             if self.metrics is not None:
-                self.metrics.events.labels(event.kind).inc()
+                counter = self._delivered.get(event.kind)
+                if counter is None:
+                    counter = self._delivered[event.kind] = self.metrics.events.labels(event.kind)
+                counter.inc()
 
     async def _replay(self, binding: Binding, after: str | None, announce: Callable[[bool], None] | None = None) -> None:
         """Send the binding's events after cursor ``after`` from the history (``announce(complete)``

@@ -34,6 +34,29 @@ async def test_sqlite_an_event_that_cannot_be_logged_fails_its_email_write(tmp_p
         assert (await store.get("emails", "out1") or {})["status"] == "sending"
         assert (await store.event_history("a", None, 10)).changes == []
         await store.update("emails", "out1", {"read": True})  # no event: nothing to refuse
+        # an email stored with its message and thread is one transaction: a refused event undoes all three
+        with pytest.raises(StoreError):
+            await store.insert_with("emails", inbound("r2"), ("threads", {"id": "t2", "owner": "a"}),
+                                    before=[("messages", {"id": "r2", "raw": "x"})])
+        assert [await store.get(t, i) for t, i in (("messages", "r2"), ("emails", "r2"), ("threads", "t2"))] \
+            == [None, None, None]
+    finally:
+        await store.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_sqlite_a_write_never_joins_an_open_transaction(tmp_path: Any) -> None:
+    """SQL runs inline on the loop, each write one transaction with no await inside; a transaction
+    found open (a write that awaited in the middle of its own) is refused, not joined."""
+    store: Any = make_store("sqlite", tmp_path)
+    await store.open()
+    try:
+        store._db.execute("BEGIN IMMEDIATE")
+        with pytest.raises(RuntimeError, match="open already"):
+            await store.insert_with("emails", inbound("r1"))
+        store._db.execute("ROLLBACK")
+        await store.insert_with("emails", inbound("r1"))
+        assert (await store.get("emails", "r1") or {}).get("subject") == "subject r1"
     finally:
         await store.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import weakref
 from typing import Any
 
@@ -14,13 +15,17 @@ from email.errors import HeaderParseError
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SMTPSession
 
+from gateway.mail.addresses import PLAIN_ADDRESS
 from gateway.mail.documents import inbound_copy
 from gateway.mail.mailbox import add_email, copy_id, local_account
 from gateway.mail.parse import TooComplex, parse_message
 from gateway.store import Conflict, Documents, StoreError
 
 log = logging.getLogger("gateway.smtp")
+smtp_log = logging.getLogger("mail.log")  # aiosmtpd's
 
+#: A MAIL FROM or RCPT TO path of one plain address, then what follows it (parameters).
+PLAIN_PATH = re.compile(f"<({PLAIN_ADDRESS.pattern})>(.*)", re.S)
 TRY_LATER = "451 4.3.0 Mail store unavailable, try again later"
 
 
@@ -35,6 +40,13 @@ class InboundHandler:
         self._accounts: weakref.WeakKeyDictionary[Envelope, dict[str, str]] = weakref.WeakKeyDictionary()
         #: Messages being filed right now (a draining gateway waits for them).
         self.active = 0
+
+    async def handle_EHLO(self, server: SMTP, session: SMTPSession, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        # aiosmtpd reads each command from its buffer in order, so pipelined ones (RFC 2920) are
+        # answered as they come; real MTAs pipeline when told they may
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(self, server: SMTP, session: SMTPSession, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -98,7 +110,41 @@ class InboundHandler:
 
 
 class GatewaySMTP(SMTP):
-    """aiosmtpd's SMTP server, with its MAIL and RCPT address reading made cheaper."""
+    """aiosmtpd's SMTP server, with its MAIL and RCPT address reading made cheaper and the replies
+    to pipelined commands sent together."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held: list[bytes] = []
+
+    async def push(self, status: str | bytes) -> None:
+        # RFC 2920: the replies to a group of pipelined commands may go out in one write.  A line
+        # of a multi-line reply waits for the rest of its reply, and a 250 waits while the client's
+        # next command is already read (aiosmtpd takes it from the buffer at once, so its reply
+        # follows without waiting on the client); every other reply (354, 221, errors, those
+        # before a close or STARTTLS) goes out at once, with what waited before it.  The reader's
+        # buffer is asyncio's private attribute: without it, every reply goes out on its own.
+        response = status if isinstance(status, bytes) else status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        smtp_log.debug("%r << %r", self.session.peer if self.session else None, response)  # as aiosmtpd logs it
+        if response[3:4] == b"-" or (response.startswith(b"250") and b"\n" in getattr(self._reader, "_buffer", b"")):
+            self._held.append(response + b"\r\n")
+            return
+        self._writer.write(b"".join([*self._held, response, b"\r\n"]) if self._held else response + b"\r\n")
+        self._held.clear()
+        await self._writer.drain()
+
+    def _flush_held(self) -> None:
+        if self._held and self.transport is not None and not self.transport.is_closing():
+            self._writer.write(b"".join(self._held))
+        self._held.clear()
+
+    def eof_received(self) -> bool | None:
+        self._flush_held()  # aiosmtpd stops reading commands here: what was answered goes out
+        return super().eof_received()
+
+    def _timeout_cb(self) -> None:
+        self._flush_held()
+        super()._timeout_cb()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd 1.4's own, less the typing.Protocol class it defines on every call (~60 us, twice
@@ -107,11 +153,20 @@ class GatewaySMTP(SMTP):
         # a 500 and a traceback in aiosmtpd's
         if not arg:
             return "", ""
-        try:
-            address, rest = (get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec)(arg)
-        except (HeaderParseError, IndexError):
-            return None, None
-        addr: str = address.addr_spec
+        addr: str
+        plain = PLAIN_PATH.fullmatch(arg)
+        if plain is not None:  # "<local@domain>" of plain dot-atoms, as MTAs send it: read as the parser reads it
+            addr, rest = plain.groups()
+            if rest[:1] in (" ", "\t"):  # folding white space after the ">", which the parser drops
+                rest = rest.lstrip()
+            if rest.startswith("("):  # a comment, which it drops too: left to it
+                plain = None
+        if plain is None:
+            try:
+                address, rest = (get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec)(arg)
+            except (HeaderParseError, IndexError):
+                return None, None
+            addr = address.addr_spec
         localpart = addr.rpartition("@")[0]
         if self.local_part_limit and len(localpart) > self.local_part_limit:
             return None, None

@@ -27,7 +27,7 @@ import json
 import logging
 import sqlite3
 import threading
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from events.model import event_kind
 from gateway import jsontext
@@ -39,9 +39,17 @@ from gateway.store.sqlite_schema import connect, json_field
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+
 @contextlib.contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction (the connection is in autocommit mode otherwise)."""
+    """One write transaction (the connection is in autocommit mode otherwise).
+
+    Only inside the synchronous function :meth:`SQLiteStore._run` calls: with no await between
+    ``BEGIN`` and ``COMMIT`` no other task's statement can join it.  One already open would mean
+    that rule was broken, so it is refused rather than joined.
+    """
+    if db.in_transaction:
+        raise RuntimeError("a write transaction is open already: another task's write would join it")
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -51,9 +59,13 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+#: One encoder for every document (``json.dumps`` with options makes a new one per call).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _text(value: Any) -> str:
     """JSON as stored: compact."""
-    return json.dumps(value, separators=(",", ":"))
+    return _encode(value)
 
 
 def _dump(doc: Doc | None) -> str | None:
@@ -110,6 +122,7 @@ class SQLiteStore(Store):
     # -- plumbing ---------------------------------------------------------
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # fn runs whole, without awaiting: its transaction is the only thing on the connection
         if self._db is None:
             raise StoreUnavailable("the store is closed")
         try:
@@ -202,6 +215,41 @@ class SQLiteStore(Store):
             return new
 
         return await self._run(insert)
+
+    async def insert_with(self, table: str, doc: Doc, *others: tuple[str, Doc],
+                          before: Sequence[tuple[str, Doc]] = ()) -> list[str]:
+        """As :meth:`Documents.insert_with`, in one transaction: one commit instead of one per
+        document.  A taken id fails just its own ``INSERT`` (SQLite undoes that statement, not the
+        transaction), so ``before`` and the others are skipped one by one as separate inserts
+        would be; a taken ``doc`` commits what ``before`` inserted, then raises :class:`Conflict`.
+        Any other failure (an event that cannot be logged) undoes all of it."""
+        rows = [(t, d["id"], _text(d)) for t, d in (*before, (table, doc), *others)]
+        main = len(before)
+
+        def insert_with(db: sqlite3.Connection) -> list[str]:
+            changes: list[Change] = []
+            taken: list[str] = []
+            conflict = False
+            with _transaction(db):
+                for n, (row_table, id, text) in enumerate(rows):
+                    try:
+                        db.execute(f"INSERT INTO {row_table} (id, doc) VALUES (?, ?)", (id, text))
+                    except sqlite3.IntegrityError:
+                        if n == main:
+                            conflict = True  # the others are not inserted; what went in before stays
+                            break
+                        if n > main:
+                            taken.append(row_table)
+                        continue
+                    if row_table == "emails" or self._feeds.get(row_table):  # else no one reads the change
+                        changes.append(self._log(db, row_table, None, json.loads(text), text))
+            for change in changes:
+                self._publish(change)
+            if conflict:
+                raise Conflict(f"{table}/{doc['id']} exists")
+            return taken
+
+        return await self._run(insert_with)
 
     async def update(self, table: str, id: str, changes: Doc, only_if: dict[str, Any] | None = None) -> Doc | None:
         def update(db: sqlite3.Connection) -> Doc | None:

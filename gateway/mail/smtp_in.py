@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import logging
 import re
-import weakref
 from typing import Any
 
 from email._header_value_parser import get_addr_spec, get_angle_addr
@@ -35,9 +34,6 @@ class InboundHandler:
     def __init__(self, store: Documents, domain: str) -> None:
         self.store = store
         self.domain = domain.lower()
-        #: The account of each recipient RCPT accepted, by envelope (one SMTP transaction): DATA
-        #: files the message for them without looking them up again.
-        self._accounts: weakref.WeakKeyDictionary[Envelope, dict[str, str]] = weakref.WeakKeyDictionary()
         #: Messages being filed right now (a draining gateway waits for them).
         self.active = 0
 
@@ -57,7 +53,6 @@ class InboundHandler:
             return TRY_LATER
         if account is None:
             return "550 5.1.1 No such user here"
-        self._accounts.setdefault(envelope, {})[address] = account
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -94,9 +89,10 @@ class InboundHandler:
     async def store_copies(self, envelope: Envelope, fields: dict[str, Any], digest: str) -> int:
         """One copy per local recipient; the same message delivered again is not stored twice."""
         stored = 0
-        accepted = self._accounts.get(envelope, {})
         for address in dict.fromkeys(envelope.rcpt_tos):
-            owner = accepted.get(address) or await local_account(self.store, address, self.domain)
+            # looked up again, not taken from RCPT: an account deleted since then must get no copy
+            # (its deletion has removed what it owned; a copy filed now would never be removed)
+            owner = await local_account(self.store, address, self.domain)
             if owner is None:
                 continue
             copy = copy_id(digest, owner)

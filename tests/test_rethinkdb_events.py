@@ -159,3 +159,33 @@ async def test_two_processes_filing_one_accounts_mail_at_once_log_each_email_onc
     finally:
         for store in stores:
             await store.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_seq_freed_by_pruning_is_never_taken_again() -> None:
+    """One process files an account's first email; another files the next ones, and the log is
+    pruned to a few entries meanwhile, freeing the early seqs.  When the first process files again,
+    its email is numbered after the newest, not in a freed seq below events already reported (a
+    subscriber holding the newest cursor would skip it as seen)."""
+    url = rethinkdb_server.store_url()
+    first, second = RethinkStore.from_url(url, history_limit=3), RethinkStore.from_url(url, history_limit=3)
+    for store in (first, second):
+        await store.open()
+    try:
+        async def file(store: RethinkStore, subject: str) -> None:
+            doc = email("alice", subject)
+            await store.insert_with("emails", doc, before=[("messages", {"id": doc["id"], "owner": "alice",
+                                                                           "raw": f"Subject: {subject}\r\n\r\n"})])
+
+        await file(first, "one")
+        for n in range(2, 12):
+            await file(second, f"n{n}")
+        kept = await first._run(r.table(LOG).between(["alice", r.minval], ["alice", r.maxval])
+                                .map(lambda e: e["id"].nth(1)).coerce_to("array"))
+        assert 2 not in kept and max(kept) == 11  # pruned: seq 2 is free again
+        await file(first, "again")
+        history = (await first.event_history("alice", None, 100)).changes
+        assert [(first.cursor_key(c.cursor), c.new["subject"]) for c in history][-1] == (12, "again")
+    finally:
+        for store in (first, second):
+            await store.close()

@@ -59,16 +59,12 @@ class TableFeed(Feed):
 
 
 class EventFeed(Feed):
-    """The event stamps of the emails feed (see :mod:`~gateway.store.rethink.recording`); ``saw(owner, seq)``
-    hears of each."""
+    """The event stamps of the emails feed (see :mod:`~gateway.store.rethink.recording`)."""
 
-    def __init__(self, conn: Any, cursor: Any, on_close: Callable[[Feed], None],
-                 saw: Callable[[str, int], None]) -> None:
+    def __init__(self, conn: Any, cursor: Any, on_close: Callable[[Feed], None]) -> None:
         super().__init__("emails", conn, cursor, on_close)
-        self._saw = saw
 
     async def __anext__(self) -> Change:
         email = (await self._next_entry())["new_val"]
         stamp, owner = email[STAMP], email["owner"]
-        self._saw(owner, stamp["seq"])
         return Change("emails", None, public(email), event_cursor(owner, stamp["seq"]), stamp["kind"])

@@ -31,7 +31,6 @@ one is in the log already.
 
 from __future__ import annotations
 
-import collections
 import logging
 from typing import Any, Sequence, overload
 
@@ -54,8 +53,6 @@ LEGACY_EVENTS, LEGACY_COUNTERS, LEGACY_STAMP = "events", "counters", "_event"
 PRUNE_EVERY = 1000
 #: How many times a write whose event collided with another writer's is tried again.
 LOG_ATTEMPTS = 100
-#: How many accounts' newest seqs a process remembers (to try the next seq without reading the log).
-HINTS = 100_000
 
 
 @overload
@@ -123,16 +120,16 @@ def _log_entry(owner: Any, seq: Any, kind: Any, doc: Any) -> Any:
 
 
 def log_event(event: Any, stamp: bool) -> Any:
-    """Append ``event`` (``{owner, kind, doc, ref, hint}``) to its owner's log, and with ``stamp``
+    """Append ``event`` (``{owner, kind, doc, ref}``) to its owner's log, and with ``stamp``
     stamp its email: ``{logged: [[ref, seq]]}``, or ``{failed: [[ref, error]]}`` (mostly a collision
     with another writer, to be tried again).
 
-    It takes the seq after the owner's newest.  ``hint`` (0: none) is what this process last knew
-    as the owner's newest: the seq after it is tried first, which saves reading the owner's log;
-    a collision (another writer was first) falls back to reading it.  (A hint above the newest,
-    left by entries a database failure lost, leaves a gap rather than numbering anything twice.)
+    It takes the seq after the owner's newest, read in the same query (a range of the log's
+    primary key: one shard).  Never a seq remembered from before: the log is pruned from its
+    oldest entries, so a seq that was taken may be free again, and taking it would number an
+    event below ones already reported.
     """
-    owner, hint = event["owner"], event["hint"]
+    owner = event["owner"]
 
     def attempt(seq: Any) -> Any:
         return _log_entry(owner, seq, event["kind"], event["doc"])
@@ -144,11 +141,9 @@ def log_event(event: Any, stamp: bool) -> Any:
         return r.table("emails").get(event["doc"]["id"]).update(
             {STAMP: r.literal({"seq": seq, "kind": event["kind"]})}).do(lambda _: done)
 
-    return r.branch(hint.gt(0), attempt(hint.add(1)), {"inserted": 0}).do(lambda tried: r.branch(
-        tried["inserted"].eq(1), logged(hint.add(1)),
-        newest_seq(owner).add(1).do(lambda seq: attempt(seq).do(lambda inserted: r.branch(
-            inserted["inserted"].eq(1), logged(seq),
-            {"failed": [[event["ref"], inserted["first_error"].default("not inserted")]]})))))
+    return newest_seq(owner).add(1).do(lambda seq: attempt(seq).do(lambda inserted: r.branch(
+        inserted["inserted"].eq(1), logged(seq),
+        {"failed": [[event["ref"], inserted["first_error"].default("not inserted")]]})))
 
 
 def log_events(events: Any, stamp: bool) -> Any:
@@ -161,7 +156,7 @@ def _events_of(entries: Any, kinds: Any) -> Any:
     return r.range(entries.count()).filter(
         lambda i: r.and_(kinds.nth(i).ne(None), entries.nth(i)["new_val"]["owner"].default(None).type_of().eq("STRING"))
     ).map(lambda i: {"owner": entries.nth(i)["new_val"]["owner"], "kind": kinds.nth(i),
-                     "doc": entries.nth(i)["new_val"].without(STAMP, LEGACY_STAMP), "ref": i, "hint": 0}
+                     "doc": entries.nth(i)["new_val"].without(STAMP, LEGACY_STAMP), "ref": i}
           ).coerce_to("array")
 
 
@@ -215,16 +210,16 @@ def _inserted_next(doc: Any, event: Any, others: Any, before: Any) -> Any:
     """:func:`_inserted` in its usual case, as a query of fewer terms (the server compiles each
     query's terms, and _inserted's cost it about half a millisecond): ``before`` (not empty)
     goes in fresh, so no earlier attempt at this email got as far as the log (nor wrote the
-    email), and the seq after ``event["hint"]`` is free.  Otherwise ``state`` is ``again`` and
-    nothing but ``before`` was written: when another writer took the seq, ``newest`` is the
-    owner's newest seq, to try this again after, with ``before`` empty (it went in); else
-    :func:`_inserted` is to be run."""
-    seq, owner = event["hint"].add(1), event["owner"]
+    email), and the email takes the seq after its owner's newest.  Otherwise ``state`` is
+    ``again`` and nothing but ``before`` was written: ``collided`` when another writer took
+    that seq (try this again, with ``before`` empty: it went in), else :func:`_inserted` is to
+    be run."""
+    owner = event["owner"]
     return insert_each(before).do(lambda first: r.branch(
         first.has_fields("failed"), {"state": "again"},
-        _log_entry(owner, seq, event["kind"], doc).do(lambda logged: r.branch(
+        newest_seq(owner).add(1).do(lambda seq: _log_entry(owner, seq, event["kind"], doc).do(lambda logged: r.branch(
             logged["inserted"].eq(1), _stamped(doc, event, seq, others),
-            {"state": "again", "newest": newest_seq(owner)})),
+            {"state": "again", "collided": True}))),
     ).merge({"before": first}))
 
 
@@ -280,15 +275,6 @@ class Recorder:
         self._pool = pool
         self.history_limit = history_limit
         self._events_since_prune = 0
-        self._hints: collections.OrderedDict[str, int] = collections.OrderedDict()
-
-    def saw(self, owner: str, seq: int) -> None:
-        """Note that the owner's log reached ``seq`` (this process wrote it, or its feed reported it)."""
-        if seq > self._hints.get(owner, 0):
-            self._hints[owner] = seq
-            self._hints.move_to_end(owner)
-            if len(self._hints) > HINTS:
-                self._hints.popitem(last=False)
 
     async def write(self, table: str, write: Any) -> tuple[Doc, list[Change]]:
         """Run a write made with ``return_changes``; its result and its changes.
@@ -303,12 +289,10 @@ class Recorder:
         kinds: list[str | None] = reply["kinds"]
         changes = [Change(table, public(entry["old_val"]), public(entry["new_val"]), None, kind)
                    for entry, kind in zip(reply["entries"], kinds)]
-        events: dict[int, Doc] = {i: {"owner": c.owner, "kind": c.kind, "doc": c.new, "ref": i, "hint": 0}
+        events: dict[int, Doc] = {i: {"owner": c.owner, "kind": c.kind, "doc": c.new, "ref": i}
                                   for i, c in enumerate(changes) if c.kind is not None and isinstance(c.owner, str)}
         outcome = reply["log"]
         for _ in range(LOG_ATTEMPTS):
-            for ref, seq in outcome.get("logged") or []:
-                self.saw(str(events[ref]["owner"]), seq)
             failed = outcome.get("failed") or []
             if not failed:
                 break
@@ -324,30 +308,26 @@ class Recorder:
         """Insert ``before``, log an email's event, insert it with its stamp, then insert ``others``
         (each on its own): the result of the email's insert, and ``[table, error]`` for each of the
         others and of ``before`` refused."""
-        hint = self._hints.get(owner, 0)
         rest, first = ([{"table": table, "doc": other} for table, other in docs] for docs in (others, before))
+        event = {"owner": owner, "kind": kind, "ref": 0}  # its doc is the email's
         reply: Doc = {"state": "again"}
         attempts = 0
-        if hint and first:  # the usual case, in a smaller query
-            reply = await self._pool.run(INSERTED_NEXT(doc, {"owner": owner, "kind": kind, "hint": hint}, rest, first))
+        if first:  # the usual case, in a smaller query
+            reply = await self._pool.run(INSERTED_NEXT(doc, event, rest, first))
             accepted = reply["before"]
-            while "newest" in reply and attempts < LOG_ATTEMPTS:  # another writer took the seq
+            while reply.get("collided") and attempts < LOG_ATTEMPTS:  # another writer took the seq
                 attempts += 1
-                reply = await self._pool.run(INSERTED_NEXT(
-                    doc, {"owner": owner, "kind": kind, "hint": reply["newest"]}, rest, []))
+                reply = await self._pool.run(INSERTED_NEXT(doc, event, rest, []))
             reply["before"] = accepted
-            hint = 0  # if it must be tried again: by reading the owner's log
         while reply["state"] == "again":
             if attempts == LOG_ATTEMPTS:
                 raise StoreError("rethinkdb: an event kept colliding with other writers' events")
             attempts += 1
-            event = {"owner": owner, "kind": kind, "ref": 0, "hint": hint}  # its doc is the email's
             reply = await self._pool.run(INSERTED_WITH_EVENT(doc, event, rest, first))
             if reply["state"] == "collided":
                 _collisions(reply["failed"])
-                reply, hint = {"state": "again"}, 0  # read the owner's log this time
+                reply = {"state": "again"}
         if reply["state"] == "inserted":
-            self.saw(owner, reply["seq"])
             await self._count_events(1)
         return reply["result"], reply.get("others", {}).get("failed", []), reply["before"].get("failed", [])
 

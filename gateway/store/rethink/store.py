@@ -254,7 +254,7 @@ class RethinkStore(Store):
         async def start(conn: Any) -> Feed:
             # only the stamps, and the server's overflow notices (which a plain filter would drop)
             query = r.table("emails").changes().filter(lambda c: c.has_fields("error") | is_event(c))
-            return EventFeed(conn, await self._run(query, conn), self._feeds.discard, self._recorder.saw)
+            return EventFeed(conn, await self._run(query, conn), self._feeds.discard)
 
         return await self._feed(start)
 

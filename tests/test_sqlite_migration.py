@@ -45,3 +45,28 @@ async def test_a_version_2_changelog_becomes_the_event_history(tmp_path: Any) ->
         assert await store.latest_event_cursor("a") == "8"  # seqs go on from the old ones
     finally:
         await store.close()
+
+
+@pytest.mark.gen_test
+async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_path: Any) -> None:
+    """A database made before the (owner, created) index opens with it, and the email list's query
+    (an account's emails, newest first, one page) reads its page from it instead of sorting them all."""
+    path = str(tmp_path / "old.db")
+    db = sqlite3.connect(path, isolation_level=None)
+    for statements in MIGRATIONS:
+        for statement in statements:
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    db.close()
+
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+    db = sqlite3.connect(path)
+    try:
+        plan = " ".join(row[3] for row in db.execute(
+            "EXPLAIN QUERY PLAN SELECT doc FROM emails WHERE json_extract(doc, '$.owner') = ? "
+            "ORDER BY json_extract(doc, '$.created') DESC, id ASC LIMIT 20", ("a",)))
+    finally:
+        db.close()
+    assert "USING INDEX emails_owner_created" in plan and "TEMP B-TREE FOR ORDER BY" not in plan

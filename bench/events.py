@@ -99,7 +99,7 @@ def cursor_key(cursor: str) -> tuple[int, int | str]:
 class RethinkServer:
     """A RethinkDB server for the ``rethinkdb`` runs: ``rethinkdb`` from PATH on free loopback ports."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: list[str] | None = None) -> None:
         binary = shutil.which("rethinkdb")
         if binary is None:
             raise RuntimeError("--stores rethinkdb needs a rethinkdb on PATH")
@@ -108,7 +108,7 @@ class RethinkServer:
         self._log = open(self.directory / "server.log", "wb")
         self.process = subprocess.Popen(
             [binary, "--directory", str(self.directory / "data"), "--bind", "127.0.0.1", "--driver-port",
-             str(self.port), "--cluster-port", str(cluster), "--no-http-admin", "--no-update-check"],
+             str(self.port), "--cluster-port", str(cluster), "--no-http-admin", "--no-update-check", *(extra or [])],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while "Server ready" not in (self.directory / "server.log").read_text(errors="replace"):
@@ -835,6 +835,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of writing")
     parser.add_argument("--drain", type=float, default=5.0,
                         help="seconds to wait after the last write for the events still expected")
+    parser.add_argument("--rethinkdb-args", default="",
+                        help="more options for the rethinkdb server the runs start, e.g. '--cores 1'")
     parser.add_argument("--stores", default="sqlite,rethinkdb" if shutil.which("rethinkdb") else "sqlite",
                         help="comma-separated stores to run each N against, side by side: sqlite, rethinkdb "
                              "(started from PATH on free ports)")
@@ -878,7 +880,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.per_account} sessions per account, {args.clients} client processes", flush=True)
     results: list[Result] = []
     failed = False
-    rethinkdb = RethinkServer() if "rethinkdb" in args.store_names else None
+    rethinkdb = RethinkServer(shlex.split(args.rethinkdb_args)) if "rethinkdb" in args.store_names else None
     runs = [(n, r, store) for n in args.session_counts for store in args.store_names
             for r in range(1, args.rounds + 1)]
     for n, number, store in runs:

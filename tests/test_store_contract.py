@@ -350,3 +350,32 @@ async def test_rethinkdb_cursors_are_per_account(tmp_path: Any) -> None:
         assert store.cursor_key(b, "b") == 1
     finally:
         await store.close()
+
+
+@pytest.mark.gen_test
+async def test_pages_of_an_accounts_emails_in_created_order(store: Store) -> None:
+    """Pages of one account's emails by ``created``, either way, with ties (broken by ascending id),
+    missing and null values (first), numbers and a filter: every page is the same slice of the whole
+    order on every backend (RethinkDB reads these pages from an index, not by sorting every email)."""
+    created = {"e0": "2026-01-02", "e1": "2026-01-01", "e2": "2026-01-02", "e3": "missing", "e4": "2026-01-03",
+               "e5": "2026-01-02", "e6": 7, "e7": "2026-01-01", "e8": True, "e9": None}
+    for id, value in created.items():
+        email: dict[str, Any] = {"id": id, "owner": "a", "labels": ["x"] if id in ("e0", "e2", "e4", "e6") else []}
+        if value != "missing":
+            email["created"] = value
+        await store.insert("emails", email)
+    await store.insert("emails", {"id": "b0", "owner": "b", "created": "2026-01-02", "labels": ["x"]})
+    # missing and null first (ties), then true (1) and 7, then strings
+    ascending = ["e3", "e9", "e8", "e6", "e1", "e7", "e0", "e2", "e5", "e4"]
+    descending = ["e4", "e0", "e2", "e5", "e1", "e7", "e6", "e8", "e3", "e9"]  # ties by ascending id either way
+    ids = lambda docs: [d["id"] for d in docs]  # noqa: E731
+    for desc, whole in ((False, ascending), (True, descending)):
+        for offset in range(len(whole) + 1):
+            for limit in (1, 2, 3, 20):
+                page = await store.find("emails", Query({"owner": "a"}, [("created", desc)], limit=limit, offset=offset))
+                assert ids(page) == whole[offset:offset + limit], (desc, offset, limit)
+        labelled = [i for i in whole if i in ("e0", "e2", "e4", "e6")]
+        for offset in range(len(labelled) + 1):
+            page = await store.find("emails", Query({"owner": "a", "labels": Contains("x")}, [("created", desc)],
+                                                    limit=2, offset=offset))
+            assert ids(page) == labelled[offset:offset + 2], (desc, offset)

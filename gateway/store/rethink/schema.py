@@ -13,7 +13,7 @@ from rethinkdb.errors import ReqlOpFailedError
 
 from gateway.store.documents import StoreError, StoreUnavailable
 from gateway.store.rethink.pool import Pool, r
-from gateway.store.rethink.query import index_function
+from gateway.store.rethink.query import ORDER_INDEXES, index_function, order_index_function
 from gateway.store.rethink.recording import LOG
 from gateway.store.schema import INDEXES, TABLES
 
@@ -89,12 +89,16 @@ class Schema:
 
     async def _create_indexes(self, conn: Any) -> None:
         # index_create, unlike table_create, refuses a name that exists, even under a race
-        indexes = {**INDEXES, **EVENT_INDEXES}
-        for table, declared in indexes.items():
+        functions = {table: {name: index_function(fields) for name, fields in declared.items()}
+                     for table, declared in {**INDEXES, **EVENT_INDEXES}.items()}
+        for table, ordered in ORDER_INDEXES.items():
+            functions.setdefault(table, {}).update(
+                {name: order_index_function(fixed, field) for name, (fixed, field) in ordered.items()})
+        for table, declared in functions.items():
             present = set(await self._run(r.table(table).index_list(), conn))
-            await asyncio.gather(*(self._create(r.table(table).index_create(name, index_function(fields)))
-                                   for name, fields in declared.items() if name not in present))
-        await asyncio.gather(*(self._run(r.table(table).index_wait()) for table in indexes))
+            await asyncio.gather(*(self._create(r.table(table).index_create(name, function))
+                                   for name, function in declared.items() if name not in present))
+        await asyncio.gather(*(self._run(r.table(table).index_wait()) for table in functions))
 
     async def _create(self, query: Any, conn: Any = None) -> None:
         try:

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from gateway.store.documents import Contains, Doc, In, Substring
 from gateway.store.rethink.pool import r
+from gateway.store.rethink.template import Template
 from gateway.store.schema import INDEXES, TABLES
 
 #: find() looks up at most this many keys in an index (an In, or Ins on a compound index).
@@ -101,7 +102,7 @@ def order_index_function(fixed: str, field: str) -> Callable[[Any], Any]:
 
 def ordered_page(table: str, where: dict[str, Any], order_by: list[tuple[str, bool]], offset: int,
                  limit: int | None) -> Any | None:
-    """One page of ``find`` read from an :data:`ORDER_INDEXES` index, or None when none serves it.
+    """One page of ``find`` (an array) read from an :data:`ORDER_INDEXES` index, or None when none serves it.
 
     Sorting every matching document (an account's whole mailbox, for one page of it) is what a
     page costs otherwise.  The index gives the page's documents in order but for ties, so the
@@ -115,26 +116,38 @@ def ordered_page(table: str, where: dict[str, Any], order_by: list[tuple[str, bo
         value = where.get(fixed)
         if ordered_by != field or not isinstance(value, str):
             continue
-        rest = predicate({f: c for f, c in where.items() if f != fixed})
-
-        def between(low: Any, high: Any, **bounds: str) -> Any:
-            return r.table(table).between([value, low], [value, high], index=name, **bounds)
-
-        def matching(selection: Any) -> Any:
-            return selection if rest is None else selection.filter(rest)
-
-        in_index_order = matching(between(r.minval, r.maxval).order_by(index=r.desc(name) if descending else name))
-        keys = in_index_order.skip(offset).limit(limit).map(lambda doc: order_key(doc[field].default(None)))
-
-        def page(keys: Any) -> Any:
-            low, high = (keys.nth(-1), keys.nth(0)) if descending else (keys.nth(0), keys.nth(-1))
-            before = matching(between(high, r.maxval, left_bound="open") if descending
-                              else between(r.minval, low, right_bound="open")).count()
-            return matching(between(low, high, right_bound="closed")).order_by(order(field, descending), r.asc("id")) \
-                .skip(r.expr(offset).sub(before)).limit(limit)
-
-        return keys.coerce_to("array").do(lambda keys: r.branch(keys.is_empty(), [], page(keys)))
+        rest = {f: c for f, c in where.items() if f != fixed}
+        if not rest:  # the list itself: a query built once (building one with functions costs the driver more)
+            return _ordered_template(table, name, field, descending)(value, offset, limit)
+        return _ordered(table, name, field, descending, value, offset, limit, predicate(rest))
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _ordered_template(table: str, name: str, field: str, descending: bool) -> Template:
+    return Template(lambda value, offset, limit: _ordered(table, name, field, descending, value, offset, limit, None))
+
+
+def _ordered(table: str, name: str, field: str, descending: bool, value: Any, offset: Any, limit: Any,
+             rest: Callable[[Any], Any] | None) -> Any:
+    """:func:`ordered_page`'s query (``value``, ``offset`` and ``limit`` may be a template's arguments)."""
+    def between(low: Any, high: Any, **bounds: str) -> Any:
+        return r.table(table).between([value, low], [value, high], index=name, **bounds)
+
+    def matching(selection: Any) -> Any:
+        return selection if rest is None else selection.filter(rest)
+
+    in_index_order = matching(between(r.minval, r.maxval).order_by(index=r.desc(name) if descending else name))
+    keys = in_index_order.skip(offset).limit(limit).map(lambda doc: order_key(doc[field].default(None)))
+
+    def page(keys: Any) -> Any:
+        low, high = (keys.nth(-1), keys.nth(0)) if descending else (keys.nth(0), keys.nth(-1))
+        before = matching(between(high, r.maxval, left_bound="open") if descending
+                          else between(r.minval, low, right_bound="open")).count()
+        return matching(between(low, high, right_bound="closed")).order_by(order(field, descending), r.asc("id")) \
+            .skip(r.expr(offset).sub(before)).limit(limit)
+
+    return keys.coerce_to("array").do(lambda keys: r.branch(keys.is_empty(), [], page(keys)))
 
 
 def select(table: str, where: dict[str, Any]) -> Any:

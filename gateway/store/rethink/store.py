@@ -192,15 +192,16 @@ class RethinkStore(Store):
 
     async def find(self, table: str, query: Query) -> list[Doc]:
         query.check()
-        ordered = q.ordered_page(table, query.where, query.order_by, query.offset, query.limit)
-        if ordered is None:  # every match sorted
+        page = q.ordered_page(table, query.where, query.order_by, query.offset, query.limit)
+        if page is None:  # every match sorted
             ordered = q.select(table, query.where).order_by(*(q.order(n, desc) for n, desc in query.order_by),
                                                             r.asc("id"))
             if query.offset:
                 ordered = ordered.skip(query.offset)
             if query.limit is not None:
                 ordered = ordered.limit(query.limit)
-        docs: list[Doc] = await self._run(ordered.coerce_to("array"))  # one reply, no cursor to leak
+            page = ordered.coerce_to("array")  # one reply, no cursor to leak
+        docs: list[Doc] = await self._run(page)
         return [public(doc) for doc in docs] if table == "emails" else docs
 
     async def count(self, table: str, where: dict[str, Any] | None = None) -> int:

@@ -19,7 +19,7 @@ reading pauses while the transport's write buffer is over its high-water mark
 (a client that does not read its answers cannot make the server buffer more)
 and resumes when the server closes.  Not offered: permessage-deflate (never
 negotiated) and Tornado's own pings (``websocket_ping_interval``); a handler
-asking for either keeps Tornado's protocol (:func:`suits`).
+asking for either keeps Tornado's protocol (:func:`~gateway.sockjs.rfc6455_upgrade.suits`).
 """
 
 from __future__ import annotations
@@ -34,20 +34,15 @@ from typing import Any, cast
 from tornado import gen
 from tornado.concurrent import future_add_done_callback
 from tornado.escape import json_encode
-from tornado.iostream import StreamClosedError
 from tornado.util import _websocket_mask as websocket_mask  # the C one of tornado.speedups when built
-from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from gateway.sockjs.rfc6455_upgrade import answer_upgrade, suits, take_socket
 
 CLOSE_TIMEOUT = 5.0  # seconds the client has to answer our close frame (Tornado's figure)
 # why reading is paused (bits): the client is not reading what we write; a handler's coroutine runs
 _WRITE_BACKLOG = 1
 _HANDLER = 2
-
-
-def suits(handler: WebSocketHandler) -> bool:
-    """Whether :class:`FrameProtocol` serves this handler's request: version 13, no Tornado pings, no compression."""
-    return (handler.request.headers.get("Sec-WebSocket-Version") == "13" and not handler.ping_interval
-            and handler.get_compression_options() is None)
 
 
 def frame(first_byte: int, payload: bytes) -> bytes:
@@ -92,38 +87,14 @@ class FrameProtocol(asyncio.Protocol):
 
     async def accept_connection(self, handler: WebSocketHandler) -> None:
         """Answer the upgrade as Tornado does, then take the socket over from Tornado's stream."""
-        headers = handler.request.headers
-        if not all(headers.get(name) for name in ("Host", "Sec-Websocket-Key", "Sec-Websocket-Version")):
-            handler.set_status(400)
-            handler.finish("Missing/Invalid WebSocket headers")
+        answered, self.selected_subprotocol = answer_upgrade(handler)
+        if not answered:
             return
-        offered = headers.get("Sec-WebSocket-Protocol")
-        subprotocols = [s.strip() for s in offered.split(",")] if offered else []
-        self.selected_subprotocol = handler.select_subprotocol(subprotocols)
-        if self.selected_subprotocol:
-            assert self.selected_subprotocol in subprotocols
-            handler.set_header("Sec-WebSocket-Protocol", self.selected_subprotocol)
-        handler.clear_header("Content-Type")
-        handler.set_status(101)
-        handler.set_header("Upgrade", "websocket")
-        handler.set_header("Connection", "Upgrade")
-        handler.set_header("Sec-WebSocket-Accept", WebSocketProtocol13.compute_accept_value(headers["Sec-Websocket-Key"]))
-        handler.finish()
-        # RequestHandler.detach, not WebSocketHandler._detach_stream: that one also sets seven guard
-        # methods on the handler (1.5 KiB of instance dict per open websocket)
-        stream = handler.detach()
-        request = handler.request
-        request.connection = request.server_connection = None  # nor keep Tornado's connection and its stream
-        try:
-            await stream.write(b"")  # the 101 is out (at once, nearly always): from here the socket is ours alone
-            # what the client sent right after its handshake, read along with it (tornado keeps no public way to it)
-            early = stream._consume(stream._read_buffer_size)
-            sock = stream.socket.dup()
-        except (StreamClosedError, OSError):
-            stream.close()
+        taken = await take_socket(handler)
+        if taken is None:
             self._closed()
             return
-        stream.close()  # Tornado lets go of its descriptor; the duplicate keeps the connection
+        sock, early = taken
         if early:
             self._pending, self._pending_size = [early], len(early)  # parsed in connection_made, before any later read
         try:

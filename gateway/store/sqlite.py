@@ -22,87 +22,20 @@ few transactions.  ``synchronous=FULL`` is one option away if that matters.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import sqlite3
 import threading
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from events.model import event_kind
-from gateway import jsontext
 from gateway.store.base import Change, ChangeFeed, History, Store, seq_cursor
-from gateway.store.documents import Conflict, Contains, Doc, In, Query, StoreError, StoreUnavailable, Substring, matches
+from gateway.store.documents import Conflict, Doc, Query, StoreError, StoreUnavailable, matches
 from gateway.store.schema import TABLES
+from gateway.store.sqlite_rows import dump, json_text, load, transaction, where_sql
 from gateway.store.sqlite_schema import connect, json_field
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction (the connection is in autocommit mode otherwise).
-
-    Only inside the synchronous function :meth:`SQLiteStore._run` calls: with no await between
-    ``BEGIN`` and ``COMMIT`` no other task's statement can join it.  One already open would mean
-    that rule was broken, so it is refused rather than joined.
-    """
-    if db.in_transaction:
-        raise RuntimeError("a write transaction is open already: another task's write would join it")
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-#: One encoder for every document (``json.dumps`` with options makes a new one per call).
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _text(value: Any) -> str:
-    """JSON as stored: compact."""
-    return _encode(value)
-
-
-def _dump(doc: Doc | None) -> str | None:
-    return None if doc is None else _text(doc)
-
-
-def _load(text: str | None) -> Doc | None:
-    return None if text is None else json.loads(text)
-
-
-def _bindable(value: Any) -> Any:
-    # json_extract returns JSON objects/arrays as text; compare like with like.
-    return _text(value) if isinstance(value, (dict, list)) else value
-
-
-def _where_sql(table: str, where: dict[str, Any]) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for name, cond in where.items():
-        if isinstance(cond, In):
-            if not cond.values:
-                clauses.append("0")
-                continue
-            clauses.append(f"{json_field(name)} IN ({','.join('?' * len(cond.values))})")
-            params.extend(_bindable(v) for v in cond.values)
-        elif isinstance(cond, Contains):
-            clauses.append(f"EXISTS (SELECT 1 FROM json_each({table}.doc, '$.{name}') WHERE value = ?)")
-            params.append(_bindable(cond.value))
-        elif isinstance(cond, Substring):  # a scan of the rows the other conditions leave
-            clauses.append(f"json_type({table}.doc, '$.{name}') = 'text' AND instr({json_field(name)}, ?) > 0")
-            params.append(cond.value)
-        elif cond is None:
-            clauses.append(f"{json_field(name)} IS NULL")
-        else:
-            clauses.append(f"{json_field(name)} = ?")
-            params.append(_bindable(cond))
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 class SQLiteStore(Store):
@@ -141,7 +74,7 @@ class SQLiteStore(Store):
             return Change(table, old, new)
         seq = db.execute(
             "INSERT INTO changelog (tbl, owner, old, new, kind) VALUES (?, ?, ?, ?, ?)",
-            (table, new["owner"] if new else None, _dump(old), new_text if new_text is not None else _dump(new), kind),
+            (table, new["owner"] if new else None, dump(old), new_text if new_text is not None else dump(new), kind),
         ).lastrowid
         assert seq is not None  # an INSERT's rowid
         self._events_since_prune += 1
@@ -164,7 +97,7 @@ class SQLiteStore(Store):
     @staticmethod
     def _read(db: sqlite3.Connection, table: str, id: str) -> Doc | None:
         row = db.execute(f"SELECT doc FROM {table} WHERE id = ?", (id,)).fetchone()
-        return jsontext.loads(row[0]) if row else None
+        return load(row[0]) if row else None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -201,11 +134,11 @@ class SQLiteStore(Store):
         return await self._run(lambda db: self._read(db, table, id))
 
     async def insert(self, table: str, doc: Doc) -> Doc:
-        text = _text(doc)
+        text = json_text(doc)
 
         def insert(db: sqlite3.Connection) -> Doc:
-            new = json.loads(text)
-            with _transaction(db):
+            new = load(text)
+            with transaction(db):
                 try:
                     db.execute(f"INSERT INTO {table} (id, doc) VALUES (?, ?)", (doc["id"], text))
                 except sqlite3.IntegrityError:
@@ -223,14 +156,14 @@ class SQLiteStore(Store):
         transaction), so ``before`` and the others are skipped one by one as separate inserts
         would be; a taken ``doc`` commits what ``before`` inserted, then raises :class:`Conflict`.
         Any other failure (an event that cannot be logged) undoes all of it."""
-        rows = [(t, d["id"], _text(d)) for t, d in (*before, (table, doc), *others)]
+        rows = [(t, d["id"], json_text(d)) for t, d in (*before, (table, doc), *others)]
         main = len(before)
 
         def insert_with(db: sqlite3.Connection) -> list[str]:
             changes: list[Change] = []
             taken: list[str] = []
             conflict = False
-            with _transaction(db):
+            with transaction(db):
                 for n, (row_table, id, text) in enumerate(rows):
                     try:
                         db.execute(f"INSERT INTO {row_table} (id, doc) VALUES (?, ?)", (id, text))
@@ -242,7 +175,7 @@ class SQLiteStore(Store):
                             taken.append(row_table)
                         continue
                     if row_table == "emails" or self._feeds.get(row_table):  # else no one reads the change
-                        changes.append(self._log(db, row_table, None, json.loads(text), text))
+                        changes.append(self._log(db, row_table, None, load(text), text))
             for change in changes:
                 self._publish(change)
             if conflict:
@@ -253,13 +186,13 @@ class SQLiteStore(Store):
 
     async def update(self, table: str, id: str, changes: Doc, only_if: dict[str, Any] | None = None) -> Doc | None:
         def update(db: sqlite3.Connection) -> Doc | None:
-            with _transaction(db):  # the read and the write see no other writer in between
+            with transaction(db):  # the read and the write see no other writer in between
                 old = self._read(db, table, id)
                 if old is None or any(old.get(k) != v for k, v in (only_if or {}).items()):
                     return None
-                text = _text({**old, **changes, "id": id})
+                text = json_text({**old, **changes, "id": id})
                 db.execute(f"UPDATE {table} SET doc = ? WHERE id = ?", (text, id))
-                new = json.loads(text)  # a copy of its own, as stored
+                new = load(text)  # a copy of its own, as stored
                 change = self._log(db, table, old, new, text)
             self._publish(change)
             return new
@@ -268,11 +201,11 @@ class SQLiteStore(Store):
 
     async def delete(self, table: str, id: str) -> Doc | None:
         def delete(db: sqlite3.Connection) -> Doc | None:
-            with _transaction(db):
+            with transaction(db):
                 row = db.execute(f"DELETE FROM {table} WHERE id = ? RETURNING doc", (id,)).fetchone()
                 if row is None:
                     return None
-                old = json.loads(row[0])
+                old = load(row[0])
                 change = self._log(db, table, old, None)
             self._publish(change)
             return old
@@ -281,28 +214,27 @@ class SQLiteStore(Store):
 
     async def find(self, table: str, query: Query) -> list[Doc]:
         query.check()
-        where, params = _where_sql(table, query.where)
+        where, params = where_sql(table, query.where)
         order = [f"{json_field(name)} {'DESC' if desc else 'ASC'}" for name, desc in query.order_by]
         sql = f"SELECT doc FROM {table}{where} ORDER BY {', '.join(order + ['id ASC'])}"
         if query.limit is not None or query.offset:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if query.limit is None else query.limit, query.offset]
-        loads = jsontext.loads
-        return await self._run(lambda db: [loads(r[0]) for r in db.execute(sql, params)])
+        return await self._run(lambda db: [load(r[0]) for r in db.execute(sql, params)])
 
     async def count(self, table: str, where: dict[str, Any] | None = None) -> int:
         Query(where or {}).check()
-        clause, params = _where_sql(table, where or {})
+        clause, params = where_sql(table, where or {})
         return await self._run(lambda db: db.execute(f"SELECT count(*) FROM {table}{clause}", params).fetchone()[0])
 
     async def delete_where(self, table: str, where: dict[str, Any]) -> int:
         Query(where).check()
-        clause, params = _where_sql(table, where)
+        clause, params = where_sql(table, where)
 
         def delete_where(db: sqlite3.Connection) -> int:
-            with _transaction(db):
+            with transaction(db):
                 rows = db.execute(f"DELETE FROM {table}{clause} RETURNING doc", params).fetchall()
-                changes = [self._log(db, table, json.loads(text), None) for (text,) in rows]
+                changes = [self._log(db, table, load(text), None) for (text,) in rows]
             for change in changes:
                 self._publish(change)
             return len(rows)
@@ -333,7 +265,7 @@ class SQLiteStore(Store):
                 (owner, start, limit),
             ).fetchall()
             pruned = db.execute("SELECT value FROM meta WHERE name = 'events_pruned'").fetchone()[0]
-            changes = [Change("emails", _load(old), _load(new), str(seq), kind) for seq, old, new, kind in rows]
+            changes = [Change("emails", load(old), load(new), str(seq), kind) for seq, old, new, kind in rows]
             return History(changes, complete=after is None or pruned <= start)
 
         return await self._run(history)

@@ -10,7 +10,8 @@ from sockjs.tornado.util import bytes_to_str
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
 from gateway.sockjs.hixie76 import WebSocketProtocol76
-from gateway.sockjs.rfc6455 import FrameProtocol, suits
+from gateway.sockjs.rfc6455 import FrameProtocol
+from gateway.sockjs.rfc6455_upgrade import suits
 from gateway.sockjs.transports.common import LOG
 
 

@@ -85,32 +85,31 @@ class Subscription:
 
     async def bind(self) -> None:
         """Send ``subscribe`` with this token and the last cursor, and take the answer."""
-        subscription, client = self, self.client
-        message: dict[str, Any] = {"type": "subscribe", "token": subscription.token}
-        if subscription.cursor is not None:
-            message["since"] = subscription.cursor
-        if subscription.events:
-            message["events"] = subscription.events
-        if subscription.detail:
-            message["detail"] = subscription.detail
+        message: dict[str, Any] = {"type": "subscribe", "token": self.token}
+        if self.cursor is not None:
+            message["since"] = self.cursor
+        if self.events:
+            message["events"] = self.events
+        if self.detail:
+            message["detail"] = self.detail
         try:
-            answer = await client._control(message)
+            answer = await self.client._control(message)
         except GatewayError:
             return  # dropped: bound again once reopened
-        if subscription is not client._subscription or subscription.ended is not None:
+        if self is not self.client._subscription or self.ended is not None:
             return
         if answer.get("type") == "subscribed":
-            if subscription.cursor is None:
-                subscription.cursor = answer.get("cursor")
+            if self.cursor is None:
+                self.cursor = answer.get("cursor")
             if answer.get("recovered") is False:
-                subscription.resyncs += 1
-            subscription._schedule_renewal()
+                self.resyncs += 1
+            self._schedule_renewal()
         elif answer.get("code") == "invalid_cursor":
-            subscription.cursor = None
-            subscription.resyncs += 1
-            await subscription.bind()
+            self.cursor = None
+            self.resyncs += 1
+            await self.bind()
         else:
-            subscription._end(answer.get("code", "error"))
+            self._end(answer.get("code", "error"))
 
     async def unsubscribe(self) -> None:
         """Stop; the iteration ends."""

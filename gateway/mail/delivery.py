@@ -19,7 +19,6 @@ process died) is put back in the queue by whichever process sweeps first.
 from __future__ import annotations
 
 import logging
-import time
 
 from gateway.ids import iso_from_epoch, now_iso
 from gateway.mail.addresses import address_of
@@ -28,7 +27,7 @@ from gateway.mail.mailbox import add_email, copy_id, load_message, local_account
 from gateway.mail.relay import Failure, Relay, send_through
 from gateway.metrics import Metrics
 from gateway.store import Conflict, Doc, Documents, StoreError
-from gateway.store.leased_queue import LeasedQueue
+from gateway.store.leased_queue import LeasedQueue, retry_due
 
 log = logging.getLogger("gateway.delivery")
 
@@ -141,7 +140,7 @@ class DeliveryWorker:
                 **recorded, "status": "failed", "next_attempt_at": None, "failed_at": recorded["last_attempt_at"]})
             log.warning("email %s failed after %d attempt(s): %s", email["id"], attempts, reason)
             return
-        due = time.time() + self.backoff * 2 ** (attempts - 1)
+        due = retry_due(self.backoff, attempts)
         log.info("email %s: attempt %d failed (%s); retrying at %s", email["id"], attempts, reason, iso_from_epoch(due))
         await self.store.update("emails", email["id"], {**recorded, "status": "queued", "next_attempt_at": due})
 

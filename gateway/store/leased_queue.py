@@ -33,6 +33,12 @@ from gateway.store.follow import Follower
 log = logging.getLogger("gateway.queue")
 
 
+def retry_due(backoff: float, attempt: int) -> float:
+    """When a document whose ``attempt`` failed is due again (epoch seconds): the wait doubles from
+    ``backoff`` with each attempt.  Both users of the queue (deliveries, webhook posts) retry so."""
+    return time.time() + backoff * 2 ** (attempt - 1)
+
+
 class LeasedQueue:
     """Schedules, claims and works the waiting documents of ``table``; see the module's docstring.
 

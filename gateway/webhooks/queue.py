@@ -2,9 +2,10 @@
 
 It reads the very feed the sockets' dispatcher follows (:meth:`WebhookQueue.attach`
 adds it as a reader of that :class:`~gateway.store.follow.Follower`), never the
-handlers.  Its reader only notes the events of accounts that have webhooks (the
-webhooks of each account are kept in memory, dropped on the webhooks table's
-feed, and not trusted while that feed is down), and a task of its own turns
+handlers.  Its reader notes each event, without a store read, unless its account
+is known to have no webhook (the webhooks of each account are kept in memory,
+dropped on the webhooks table's feed, and not trusted while that feed is down),
+and a task of its own turns
 them into jobs, in order, so the sockets never wait on it.  For each event, each
 enabled webhook of its account that asks for its kind gets a job whose id is
 derived from the webhook and the event's cursor: every process sees the event,
@@ -36,9 +37,9 @@ from gateway.ids import iso_from_epoch, now_iso
 from gateway.metrics import Metrics
 from gateway.store import Change, Conflict, Doc, In, Query, Store, StoreError
 from gateway.store.follow import Follower
-from gateway.store.leased_queue import LeasedQueue
+from gateway.store.leased_queue import LeasedQueue, retry_due
 from gateway.webhooks import signing
-from gateway.webhooks.documents import FAILED, PENDING, SUCCEEDED, SUPERSEDED, new_job
+from gateway.webhooks.documents import FAILED, PENDING, SENDING, SUCCEEDED, SUPERSEDED, new_job
 from gateway.webhooks.registry import Webhooks
 from gateway.webhooks.sender import Sender
 
@@ -48,6 +49,14 @@ HISTORY_PAGE = 500
 #: Finished jobs are kept this long (seconds): a job's id must stay taken until every process has
 #: passed its event, or a process whose feed lags would make the job again.
 FINISHED_KEPT = 24 * 3600
+
+
+#: Fields of a webhook the queue itself writes as it goes; a change of only these leaves the cache as it is.
+BOOKKEEPING = frozenset({"cursor", "consecutive_failures"})
+
+
+def _settings(webhook: Doc) -> Doc:
+    return {k: v for k, v in webhook.items() if k not in BOOKKEEPING}
 
 
 class WebhookQueue:
@@ -71,7 +80,7 @@ class WebhookQueue:
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
-        self.jobs = LeasedQueue(store, "webhook_jobs", "webhook queue", self._post, {"status": PENDING},
+        self.jobs = LeasedQueue(store, "webhook_jobs", "webhook queue", self._post, {"status": PENDING}, claimed=SENDING,
                                 lease=lease, concurrency=concurrency, group="webhook", per_group=per_webhook)
 
     def attach(self, event_feed: Follower) -> None:
@@ -98,10 +107,8 @@ class WebhookQueue:
         """Delete finished jobs made over ``older_than`` seconds ago; how many went."""
         cutoff = iso_from_epoch(time.time() - older_than)
         finished = await self.store.find("webhook_jobs", Query({"status": In([SUCCEEDED, FAILED, SUPERSEDED])}))
-        old = [job for job in finished if job.get("created", "") < cutoff]
-        for job in old:
-            await self.store.delete("webhook_jobs", job["id"])
-        return len(old)
+        old = [job["id"] for job in finished if job.get("created", "") < cutoff]
+        return await self.store.delete_where("webhook_jobs", {"id": In(old)}) if old else 0
 
     async def _prune_now_and_then(self) -> None:
         while True:
@@ -123,9 +130,13 @@ class WebhookQueue:
     # -- events into jobs ---------------------------------------------------
 
     async def _changed(self, change: Change) -> None:
-        """A reader of the shared event feed: note the events of accounts with webhooks, and return."""
+        """A reader of the shared event feed: note the events of accounts that may have webhooks, and
+        return without a store read (the feed's other readers, the sockets, wait for this one)."""
         event = change.event()
-        if event is not None and event.owner is not None and await self._enabled(event.owner):
+        if event is None or event.owner is None:
+            return
+        known = self._hooks.get(event.owner) if self.hooks_feed.live else None
+        if known is None or known:  # not known to have none: _take_events reads them
             self._events.put_nowait(event)
 
     async def _resumed(self) -> None:
@@ -141,23 +152,23 @@ class WebhookQueue:
                 if event is None:
                     await self.catch_up()
                     continue
-                for webhook in await self._enabled(str(event.owner), fresh=True):
+                for webhook in await self._enabled(str(event.owner)):
                     await self.enqueue(webhook, event)
             except StoreError as exc:
                 log.warning("webhook jobs not made now (%s); catching up in a second", exc)
                 asyncio.get_running_loop().call_later(1.0, self._events.put_nowait, None)
 
-    async def _enabled(self, owner: str, fresh: bool = False) -> list[Doc]:
-        """The account's enabled webhooks: from memory while the webhooks feed is live (unless
-        ``fresh``), else read."""
-        if not fresh and self.hooks_feed.live and owner in self._hooks:
-            return self._hooks[owner]
+    async def _enabled(self, owner: str) -> list[Doc]:
+        """The account's enabled webhooks, read (with their cursors as they are now); kept in memory,
+        while the webhooks feed is live, for :meth:`_changed` to pass by accounts without any."""
         hooks = await self.store.find("webhooks", Query({"owner": owner, "enabled": True}))
         if self.hooks_feed.live:
             self._hooks[owner] = hooks
         return hooks
 
     async def _hooks_changed(self, change: Change) -> None:
+        if change.old is not None and change.new is not None and _settings(change.old) == _settings(change.new):
+            return  # the queue's own bookkeeping (the cursor after each event, the failure count)
         for doc in (change.old, change.new):
             if doc is not None:
                 self._hooks.pop(str(doc.get("owner")), None)
@@ -248,7 +259,7 @@ class WebhookQueue:
                 "status": FAILED, "attempts": attempt, "last_error": error, "failed_at": now_iso()})
             log.warning("webhook %s: job %s failed after %d attempt(s): %s", job["webhook"], job["id"], attempt, error)
         else:
-            due = time.time() + self.backoff * 2 ** (attempt - 1)
+            due = retry_due(self.backoff, attempt)
             await self.store.update("webhook_jobs", job["id"], {
                 "status": PENDING, "attempts": attempt, "last_error": error, "next_attempt_at": due})
 

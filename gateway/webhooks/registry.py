@@ -8,7 +8,7 @@ from typing import Any
 from events.model import DETAIL_LEVELS, EVENT_KINDS
 from gateway.errors import Invalid, NotFound
 from gateway.ids import new_id, now_iso
-from gateway.store import Doc, In, Query, Store
+from gateway.store import Doc, In, Query, Store, public
 from gateway.webhooks import signing
 from gateway.webhooks.destinations import Destinations
 from gateway.webhooks.documents import new_attempt, new_webhook, public_webhook
@@ -131,4 +131,4 @@ class Webhooks:
 
 
 def public_attempt(attempt: Doc) -> Doc:
-    return {k: v for k, v in attempt.items() if k not in ("owner", "webhook")}
+    return public(attempt, "webhook")

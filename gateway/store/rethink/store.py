@@ -32,7 +32,7 @@ from gateway.store.rethink import query as q
 from gateway.store.rethink.cursors import cursor, parse
 from gateway.store.rethink.feeds import EventFeed, Feed, TableFeed
 from gateway.store.rethink.pool import DEFAULT_DB, DEFAULT_PORT, POOL_SIZE, Pool, close_quietly, r
-from gateway.store.rethink.recording import (LEGACY_COUNTERS, LOG, RECORDED, Recorder, insert_each, is_event,
+from gateway.store.rethink.recording import (LEGACY_COUNTERS, LOG, Recorder, insert_each, is_event,
                                              is_stamp_only, newest_seq, public)
 from gateway.store.rethink.schema import Schema
 from gateway.store.rethink.template import Template

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.cluster import Fleet, MailFlow, Nginx, NodeSubscriber, PythonSubscriber  # noqa: E402
-from tests.conftest import PASSWORD, Api  # noqa: E402
+from tests.conftest import Api  # noqa: E402
 from tests.peers import in_thread  # noqa: E402
 from tests.rethinkdb_server import OwnCluster  # noqa: E402
 
@@ -53,8 +53,7 @@ async def run(rounds: int, per_phase: int) -> None:
         await in_thread(cluster.make_primary, db, cluster.nodes[0])
         await in_thread(nginx.start)
         api = Api(nginx.url)
-        await api.post("/accounts", {"username": "alice", "password": PASSWORD})
-        token = (await api.post("/tokens", {"username": "alice", "password": PASSWORD})).json["token"]["value"]
+        _, token = await api.register("alice")
         subscribers = [PythonSubscriber(nginx.url, token), NodeSubscriber(nginx.url, token, "xhr-polling"),
                        NodeSubscriber(nginx.url, token, "websocket")]
         for subscriber in subscribers:

@@ -204,6 +204,8 @@ class NodeSubscriber:
         self.errors: list[str] = []
         self.requests = 0
         self.subscribed = asyncio.Event()
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         """Start the client; returns once it is subscribed."""
@@ -213,7 +215,7 @@ class NodeSubscriber:
         await asyncio.wait_for(self.subscribed.wait(), 30)
 
     async def _read(self) -> None:
-        assert self.process.stdout is not None
+        assert self.process is not None and self.process.stdout is not None
         async for raw in self.process.stdout:
             line = json.loads(raw)
             if "event" in line:
@@ -226,10 +228,12 @@ class NodeSubscriber:
                 self.errors.append(json.dumps(line))
 
     async def stop(self) -> None:
-        if self.process.returncode is None:
+        """Stop the client (one that never started, too: a test's cleanup after a failed start)."""
+        if self.process is not None and self.process.returncode is None:
             self.process.terminate()
             await self.process.wait()
-        await self._reader
+        if self._reader is not None:
+            await self._reader
 
 
 class PythonSubscriber:

@@ -17,14 +17,8 @@ import pytest
 from gateway.client import Client
 from tests import rethinkdb_server
 from tests.cluster import Fleet, MailFlow, Nginx, NodeSubscriber, PythonSubscriber
-from tests.conftest import PASSWORD, Api, wait_until
+from tests.conftest import Api, wait_until
 from tests.peers import Relay, in_thread
-
-
-async def account(url: str) -> str:
-    api = Api(url)
-    await api.post("/accounts", {"username": "alice", "password": PASSWORD})
-    return str((await api.post("/tokens", {"username": "alice", "password": PASSWORD})).json["token"]["value"])
 
 
 async def history(url: str, token: str, count: int) -> list[str]:
@@ -93,7 +87,7 @@ async def test_a_cluster_behind_nginx_survives_node_failover_and_a_dead_gateway(
             await fleet.start(i)  # the first creates the tables, at 3 replicas
         await in_thread(cluster.make_primary, db, cluster.nodes[0])  # node1 holds every primary
         await in_thread(nginx.start)
-        token = await account(nginx.url)
+        _, token = await Api(nginx.url).register("alice")
         subscribers = [PythonSubscriber(nginx.url, token), PythonSubscriber(nginx.url, token),
                        NodeSubscriber(nginx.url, token, "xhr-polling"), NodeSubscriber(nginx.url, token, "xhr-polling"),
                        NodeSubscriber(nginx.url, token, "websocket")]
@@ -166,7 +160,7 @@ async def test_a_rolling_restart_behind_nginx_loses_nothing_and_clients_see_no_e
         for i in range(3):
             await fleet.start(i)
         await in_thread(nginx.start)
-        token = await account(nginx.url)
+        _, token = await Api(nginx.url).register("alice")
         subscribers = [PythonSubscriber(nginx.url, token, ask=True), PythonSubscriber(nginx.url, token, ask=True),
                        NodeSubscriber(nginx.url, token, "xhr-polling", request_every_ms=50),
                        NodeSubscriber(nginx.url, token, "websocket", request_every_ms=50)]

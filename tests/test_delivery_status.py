@@ -7,22 +7,19 @@ from typing import Any
 
 import pytest
 
-from tests import rethinkdb_server
+from tests.stores import store_option
 from tests.conftest import Api, api_for, settled
 from tests.peers import Relay
 from tests.sockjs_clients import next_event, subscribed
 
 
-def store_for(backend: str) -> dict[str, Any]:
-    """Gateway options for a backend (a RethinkDB database of the test's own, or the default SQLite)."""
-    return {"store": rethinkdb_server.store_url()} if backend == "rethinkdb" else {}
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "rethinkdb"])
 @pytest.mark.gen_test(timeout=30)
 async def test_a_refused_attempt_is_deferred_then_delivered(start_gateway: Any, relay: Relay, backend: str) -> None:
     relay.refuse = ["451 4.3.0 greylisted, try later"]
-    gateway = await start_gateway(relay=relay.url, delivery_backoff=0.05, **store_for(backend))
+    gateway = await start_gateway(relay=relay.url, delivery_backoff=0.05, **store_option(backend))
     api = api_for(gateway)
     _, token = await api.register("alice")
     client = await subscribed("websocket", api.base_url, token)
@@ -49,7 +46,7 @@ async def test_a_refused_attempt_is_deferred_then_delivered(start_gateway: Any, 
 async def test_delivery_that_gives_up_is_failed_with_a_reason_per_recipient(start_gateway: Any, relay: Relay,
                                                                             backend: str) -> None:
     relay.refuse = ["451 4.3.0 try later", "451 4.3.0 still busy"]
-    gateway = await start_gateway(relay=relay.url, delivery_attempts=2, delivery_backoff=0.05, **store_for(backend))
+    gateway = await start_gateway(relay=relay.url, delivery_attempts=2, delivery_backoff=0.05, **store_option(backend))
     api = api_for(gateway)
     _, token = await api.register("alice")
     client = await subscribed("xhr-streaming", api.base_url, token, events=["failed", "deferred"])

@@ -18,17 +18,16 @@ import tornado.web
 from gateway.app.server import Gateway
 from gateway.ids import new_id
 from gateway.mail.documents import inbound_copy
-from tests import rethinkdb_server
 from tests.conftest import Api, api_for, wait_until
 from tests.peers import mail as smtp_mail
 from tests.sockjs_clients import TRANSPORTS, Client, connect, next_event, subscribed, without_cursor
+from tests.stores import store_option
 
 
 @pytest.fixture(params=["sqlite", "rethinkdb"])
 def each_gateway(request: Any, io_loop: Any, start_gateway: Any) -> Gateway:
     """A running gateway on each store backend (RethinkDB: a database of its own; skips without one)."""
-    store = {"store": rethinkdb_server.store_url()} if request.param == "rethinkdb" else {}
-    gateway: Gateway = io_loop.run_sync(lambda: start_gateway(**store))
+    gateway: Gateway = io_loop.run_sync(lambda: start_gateway(**store_option(request.param)))
     return gateway
 
 

@@ -18,13 +18,18 @@ async def mail(gateway: Gateway, subject: str, to: str = "alice@localhost") -> N
     await smtp_mail(gateway.smtp_port, to, subject)
 
 
-async def next_events(subscription: Any, count: int) -> list[str]:
-    names = []
+async def next_events(subscription: Any, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` events; an AssertionError if the subscription ends first."""
+    events = []
     async for event in subscription:
-        names.append(event["name"])
-        if len(names) == count:
-            return names
-    raise AssertionError(f"the subscription ended ({subscription.ended}) after {names}")
+        events.append(event)
+        if len(events) == count:
+            return events
+    raise AssertionError(f"the subscription ended ({subscription.ended}) after {[e['name'] for e in events]}")
+
+
+async def next_names(subscription: Any, count: int) -> list[str]:
+    return [event["name"] for event in await next_events(subscription, count)]
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -42,7 +47,7 @@ async def test_requests_errors_and_events(start_gateway: Any) -> None:
         subscription = await client.subscribe(token)
         assert subscription.cursor is not None
         await mail(gateway, "hello")
-        assert await next_events(subscription, 1) == ["hello"]
+        assert await next_names(subscription, 1) == ["hello"]
         with pytest.raises(GatewayError) as bad:
             await client.subscribe("not a token")
         assert bad.value.code == "invalid_token"
@@ -58,10 +63,9 @@ async def test_status_events_with_detail(start_gateway: Any) -> None:
         headers = {"Authorization": f"Bearer {token['token']['value']}"}
         await client.request("POST", "/emails", {"to": ["dan@example.org"], "subject": "Out", "text": "body"},
                              headers=headers)
-        async for event in subscription:
-            assert (event["type"], event["name"], event["text"]) == ("failed", "Out", "body")
-            assert event["recipients"][0]["permanent"] is True
-            break
+        [event] = await next_events(subscription, 1)
+        assert (event["type"], event["name"], event["text"]) == ("failed", "Out", "body")
+        assert event["recipients"][0]["permanent"] is True
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -77,15 +81,15 @@ async def test_events_once_and_in_order_across_a_gateway_restart(tmp_path: Any) 
         subscription = await client.subscribe(token["token"]["value"])
         for i in range(5):
             await mail(gateway, f"m{i}")
-        assert await next_events(subscription, 5) == [f"m{i}" for i in range(5)]
+        assert await next_names(subscription, 5) == [f"m{i}" for i in range(5)]
         await gateway.stop()
         gateway = Gateway(config)  # the same port and data: what a restart is
         await gateway.start()
         for i in range(5, 10):  # at once: some may come before the client is back
             await mail(gateway, f"m{i}")
-        assert await next_events(subscription, 5) == [f"m{i}" for i in range(5, 10)]
+        assert await next_names(subscription, 5) == [f"m{i}" for i in range(5, 10)]
         await mail(gateway, "last")
-        assert await next_events(subscription, 1) == ["last"]
+        assert await next_names(subscription, 1) == ["last"]
     finally:
         await client.close()
         await gateway.stop()
@@ -109,10 +113,10 @@ async def test_token_renewal_moves_the_subscription_with_no_gap(start_gateway: A
         sent = after = 0
         while after < 3:  # mail flows, each event checked, until three came after the renewal
             await mail(gateway, f"r{sent}")
-            assert (await next_events(subscription, 1)) == [f"r{sent}"]
+            assert await next_names(subscription, 1) == [f"r{sent}"]
             sent += 1
             after += 1 if renewed else 0
             assert sent < 1000, "the token was never renewed"
         assert subscription.token == renewed[-1] and subscription.ended is None
         await mail(gateway, "after")
-        assert await next_events(subscription, 1) == ["after"]
+        assert await next_names(subscription, 1) == ["after"]

@@ -96,6 +96,29 @@ async def wait_until(predicate: Any, timeout: float = 10) -> None:
         await asyncio.sleep(0.01)
 
 
+async def wait_ready(api: Api, timeout: float = 30) -> None:
+    """Wait until the gateway says it is ready for traffic (``/health/ready`` 200: store and feeds up)."""
+    async def ready() -> bool:
+        return (await api.get("/health/ready")).status == 200
+    await wait_until(ready, timeout=timeout)
+
+
+@pytest.fixture
+def own_rethinkdb() -> Any:
+    """A RethinkDB server of the test's own, started, to kill and restart (:func:`restart`); removed after."""
+    server = rethinkdb_server.OwnServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+async def restart(server: rethinkdb_server.OwnServer) -> None:
+    """Start a killed :class:`~tests.rethinkdb_server.OwnServer` again (its start blocks: run on a thread)."""
+    await asyncio.get_running_loop().run_in_executor(None, server.start)
+
+
 async def settled(gateway: Gateway) -> None:
     """Wait until the delivery worker has nothing queued or in progress."""
     async def idle() -> bool:

@@ -13,7 +13,7 @@ from gateway.ids import new_id, now_iso
 from gateway.store import store_from_url
 from gateway.store.rethink import r
 from tests import rethinkdb_server
-from tests.conftest import Api, api_for, wait_until
+from tests.conftest import Api, api_for, restart, wait_ready, wait_until
 from tests.sockjs_clients import Client, connect, next_event, subscribed
 from tests.peers import GatewayProcess as Subprocess
 from tests.peers import Relay, in_thread, smtp_send
@@ -96,80 +96,69 @@ async def test_a_gateway_started_before_its_database_waits_for_it(start_gateway:
 
 
 @pytest.mark.gen_test(timeout=180)
-async def test_the_database_going_away_and_coming_back(start_gateway: Any) -> None:
-    server = rethinkdb_server.OwnServer()
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, server.start)
-    try:
-        gateway = await start_gateway(store=server.url)
-        api = api_for(gateway)
-        _, token = await api.register("bob")
-        client = await subscribed("websocket", api.base_url, token)
-        mail = lambda name: in_thread(smtp_send, gateway.smtp_port, "x@example.org",  # noqa: E731
-                                      ["bob@localhost"], f"Subject: {name}\r\n\r\nbody")
-        for i in range(3):
-            await mail(f"before {i}")
-        assert [(await next_event(client))["name"] for _ in range(3)] == [f"before {i}" for i in range(3)]
+async def test_the_database_going_away_and_coming_back(start_gateway: Any, own_rethinkdb: Any) -> None:
+    server = own_rethinkdb
+    gateway = await start_gateway(store=server.url)
+    api = api_for(gateway)
+    _, token = await api.register("bob")
+    client = await subscribed("websocket", api.base_url, token)
+    mail = lambda name: in_thread(smtp_send, gateway.smtp_port, "x@example.org",  # noqa: E731
+                                  ["bob@localhost"], f"Subject: {name}\r\n\r\nbody")
+    for i in range(3):
+        await mail(f"before {i}")
+    assert [(await next_event(client))["name"] for _ in range(3)] == [f"before {i}" for i in range(3)]
 
-        server.kill()
-        down = await api.get("/emails", token=token)
-        assert (down.status, down.json["code"]) == (503, "store_unavailable")
-        health = await api.get("/health")
-        assert (health.status, health.json["store"]) == (503, "down")
-        ready = await api.get("/health/ready")  # readiness: no traffic to this process while the store is away
-        assert (ready.status, ready.json["store"]) == (503, "down")
-        with pytest.raises((smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)) as deferred:
-            await mail("while down")
-        assert "451" in str(deferred.value)
-        # a subscribe the store cannot answer closes that session, for its client to come back later
-        late = await connect("websocket", api.base_url)
-        await late.send({"type": "subscribe", "token": token})
-        await late.closed.wait()
-        assert late.close_frame == [4002, "Store unavailable: reconnect and subscribe with since=<last cursor>"]
+    server.kill()
+    down = await api.get("/emails", token=token)
+    assert (down.status, down.json["code"]) == (503, "store_unavailable")
+    health = await api.get("/health")
+    assert (health.status, health.json["store"]) == (503, "down")
+    ready = await api.get("/health/ready")  # readiness: no traffic to this process while the store is away
+    assert (ready.status, ready.json["store"]) == (503, "down")
+    with pytest.raises((smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)) as deferred:
+        await mail("while down")
+    assert "451" in str(deferred.value)
+    # a subscribe the store cannot answer closes that session, for its client to come back later
+    late = await connect("websocket", api.base_url)
+    await late.send({"type": "subscribe", "token": token})
+    await late.closed.wait()
+    assert late.close_frame == [4002, "Store unavailable: reconnect and subscribe with since=<last cursor>"]
 
-        await loop.run_in_executor(None, server.start)
-        async def healthy() -> bool:
-            return (await api.get("/health")).status == 200
-        await wait_until(healthy, timeout=30)
-        async def ready() -> bool:  # ready again once the feeds are open too
-            return (await api.get("/health/ready")).status == 200
-        await wait_until(ready, timeout=30)
-        # mail written while the event feed may still be reconnecting: delivered when it is back.
-        # Like any MTA, the sender retries a 451 (tables can come back one by one).
-        for i in range(3):
-            await mail_retrying_451(gateway.smtp_port, "bob@localhost", f"after {i}")
-        events = [await next_event(client) for _ in range(3)]
-        assert [e["name"] for e in events] == [f"after {i}" for i in range(3)]
-        assert client.close_frame is None  # the session stayed open throughout
-        await mail("marker")
-        assert (await next_event(client))["name"] == "marker" and client.inbox.empty()  # no duplicates
-        await client.close()
-    finally:
-        server.remove()
+    await restart(server)
+    async def healthy() -> bool:
+        return (await api.get("/health")).status == 200
+    await wait_until(healthy, timeout=30)
+    await wait_ready(api)  # ready again once the feeds are open too
+    # mail written while the event feed may still be reconnecting: delivered when it is back.
+    # Like any MTA, the sender retries a 451 (tables can come back one by one).
+    for i in range(3):
+        await mail_retrying_451(gateway.smtp_port, "bob@localhost", f"after {i}")
+    events = [await next_event(client) for _ in range(3)]
+    assert [e["name"] for e in events] == [f"after {i}" for i in range(3)]
+    assert client.close_frame is None  # the session stayed open throughout
+    await mail("marker")
+    assert (await next_event(client))["name"] == "marker" and client.inbox.empty()  # no duplicates
+    await client.close()
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_catch_up_after_an_outage_starts_at_the_last_cursor_seen(start_gateway: Any) -> None:
+async def test_catch_up_after_an_outage_starts_at_the_last_cursor_seen(start_gateway: Any,
+                                                                          own_rethinkdb: Any) -> None:
     """Three mails, then a session subscribes without since; the database is killed and restarted,
     then "after" is written: the first event the session gets is "after", not a replay of the three."""
-    server = rethinkdb_server.OwnServer()
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, server.start)
-    try:
-        gateway = await start_gateway(store=server.url)
-        api = api_for(gateway)
-        _, token = await api.register("bob")
-        for i in range(3):
-            await smtp_mail(gateway.smtp_port, "bob@localhost", f"before {i}")
-        client = await subscribed("websocket", api.base_url, token)
-        server.kill()
-        await loop.run_in_executor(None, server.start)
+    server = own_rethinkdb
+    gateway = await start_gateway(store=server.url)
+    api = api_for(gateway)
+    _, token = await api.register("bob")
+    for i in range(3):
+        await smtp_mail(gateway.smtp_port, "bob@localhost", f"before {i}")
+    client = await subscribed("websocket", api.base_url, token)
+    server.kill()
+    await restart(server)
 
-        await mail_retrying_451(gateway.smtp_port, "bob@localhost", "after")
-        assert (await next_event(client))["name"] == "after"
-        await client.close()
-    finally:
-        server.remove()
+    await mail_retrying_451(gateway.smtp_port, "bob@localhost", "after")
+    assert (await next_event(client))["name"] == "after"
+    await client.close()
 
 
 @pytest.mark.gen_test(timeout=120)

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.app.server import Gateway
 from tests import rethinkdb_server
-from tests.conftest import PASSWORD, Api, api_for, wait_until
+from tests.conftest import PASSWORD, Api, api_for, restart, wait_ready, wait_until
 from tests.sockjs_clients import Client, connect, subscribed
 
 
@@ -108,30 +108,23 @@ async def test_changes_made_elsewhere_take_effect_when_the_feeds_report_them(sta
 
 
 @pytest.mark.gen_test(timeout=180)
-async def test_nothing_kept_is_trusted_while_a_feed_is_down(start_gateway: Any) -> None:
-    server = rethinkdb_server.OwnServer()
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, server.start)
-    try:
-        gateway = await start_gateway(store=server.url)
-        api = api_for(gateway)
-        _, token = await api.register("dave")
-        tunnel = await connect("websocket", api.base_url)
-        assert await status_both_ways(api, tunnel, token) == (200, 200)  # kept
+async def test_nothing_kept_is_trusted_while_a_feed_is_down(start_gateway: Any, own_rethinkdb: Any) -> None:
+    server = own_rethinkdb
+    gateway = await start_gateway(store=server.url)
+    api = api_for(gateway)
+    _, token = await api.register("dave")
+    tunnel = await connect("websocket", api.base_url)
+    assert await status_both_ways(api, tunnel, token) == (200, 200)  # kept
 
-        server.kill()
-        await wait_until(lambda: not all(f.live for f in gateway.registry.followers), timeout=30)
-        # the account is not read from memory: the store is asked, and it is away
-        down = await api.get("/accounts/me", token=token)
-        assert (down.status, down.json["code"]) == (503, "store_unavailable")
-        tunneled = await tunnel.request("GET", "/accounts/me", token=token)
-        assert tunneled["status"] == 503
+    server.kill()
+    await wait_until(lambda: not all(f.live for f in gateway.registry.followers), timeout=30)
+    # the account is not read from memory: the store is asked, and it is away
+    down = await api.get("/accounts/me", token=token)
+    assert (down.status, down.json["code"]) == (503, "store_unavailable")
+    tunneled = await tunnel.request("GET", "/accounts/me", token=token)
+    assert tunneled["status"] == 503
 
-        await loop.run_in_executor(None, server.start)
-        async def ready() -> bool:
-            return (await api.get("/health/ready")).status == 200
-        await wait_until(ready, timeout=30)
-        assert await status_both_ways(api, tunnel, token) == (200, 200)
-        await tunnel.close()
-    finally:
-        server.remove()
+    await restart(server)
+    await wait_ready(api)
+    assert await status_both_ways(api, tunnel, token) == (200, 200)
+    await tunnel.close()

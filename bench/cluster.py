@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.cluster import Fleet, MailFlow, Nginx, NodeSubscriber, PythonSubscriber  # noqa: E402
+from tests.cluster import Fleet, MailFlow, NodeSubscriber, PythonSubscriber, deployment  # noqa: E402
 from tests.conftest import Api  # noqa: E402
 from tests.peers import in_thread  # noqa: E402
 from tests.rethinkdb_server import OwnCluster  # noqa: E402
@@ -44,65 +44,53 @@ async def run(rounds: int, per_phase: int) -> None:
     fleet = Fleet(3, {"GATEWAY_SECRET_FILE": tempfile.mktemp(prefix="gateway-secret-"),
                       "GATEWAY_TRUSTED_PROXIES": "127.0.0.1"},
                   [cluster.url(db, first=i) for i in range(3)])
-    nginx = Nginx(fleet.ports)
-    subscribers: list = []
-    flow = MailFlow(fleet, "alice@localhost")
+
+    def clients(at: str, token: str) -> list:
+        return [PythonSubscriber(at, token), NodeSubscriber(at, token, "xhr-polling"), NodeSubscriber(at, token, "websocket")]
+
     try:
-        for i in range(3):
-            await fleet.start(i)
-        await in_thread(cluster.make_primary, db, cluster.nodes[0])
-        await in_thread(nginx.start)
-        api = Api(nginx.url)
-        _, token = await api.register("alice")
-        subscribers = [PythonSubscriber(nginx.url, token), NodeSubscriber(nginx.url, token, "xhr-polling"),
-                       NodeSubscriber(nginx.url, token, "websocket")]
-        for subscriber in subscribers:
-            await subscriber.start()
-        flow.start()
-        await phase(flow, "warm-up", None, per_phase)
-        for n in range(rounds):
-            print(f"round {n + 1}")
-            primaries = await in_thread(cluster.primaries, db)
-            primary = next(node for node in cluster.nodes if node.name in primaries)
-            other = next(node for node in cluster.nodes if node is not primary)
-            await phase(flow, f"{other.name} (no primary) killed", in_thread(other.kill), per_phase)
-            await phase(flow, f"{other.name} back", in_thread(other.start), per_phase)
-            await in_thread(cluster.wait_ready, db)
-            await phase(flow, f"{primary.name} (the primaries) killed: failover", in_thread(primary.kill), per_phase)
-            await phase(flow, f"{primary.name} back", in_thread(primary.start), per_phase)
-            await in_thread(cluster.wait_ready, db)
-            victim = n % 3
-            await phase(flow, f"gateway {victim + 1} killed", fleet.kill(victim), per_phase)
-            await phase(flow, f"gateway {victim + 1} back", fleet.start(victim), per_phase)
-        await flow.stop()
-        accepted = len(flow.accepted)
-        deadline = time.monotonic() + 120
-        while any(len(s.events) < accepted for s in subscribers) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        inbox = await api.get("/emails?label=inbox&limit=1", token=token)
-        print(f"accepted {accepted} messages ({flow.retried} SMTP attempts refused on the way); "
-              f"stored {inbox.headers['X-Total-Count']}")
-        for subscriber in subscribers:
-            names = [e["name"] for e in subscriber.events]
-            expected = [f"m{i}" for i in range(accepted)]
-            start = expected.index(names[0]) if names else 0
-            print(f"{type(subscriber).__name__:17} heard {len(names):5d}, duplicates {len(names) - len(set(names))}, "
-                  f"missing {len(set(expected[start:]) - set(names))}, "
-                  f"in order {names == expected[start:start + len(names)]}, errors {len(subscriber.errors)}")
-            seen: dict[str, list[str]] = {}
-            for event in subscriber.events:
-                seen.setdefault(event["name"], []).append(f"{event['type']}@{event['cursor']}")
-            for name, cursors in seen.items():
-                if len(cursors) > 1:
-                    print(f"  {name} heard {len(cursors)} times: {', '.join(cursors)}")
-        for line in fleet.logs("ERROR", "Traceback", "skipped", "voided", "gap"):
-            print("gateway log:", line.rstrip()[:300])
+        async with deployment(fleet, clients, lambda: in_thread(cluster.make_primary, db, cluster.nodes[0])) as deployed:
+            api, token = Api(deployed.nginx.url), deployed.token
+            subscribers, flow = deployed.subscribers, deployed.flow
+            await phase(flow, "warm-up", None, per_phase)
+            for n in range(rounds):
+                print(f"round {n + 1}")
+                primaries = await in_thread(cluster.primaries, db)
+                primary = next(node for node in cluster.nodes if node.name in primaries)
+                other = next(node for node in cluster.nodes if node is not primary)
+                await phase(flow, f"{other.name} (no primary) killed", in_thread(other.kill), per_phase)
+                await phase(flow, f"{other.name} back", in_thread(other.start), per_phase)
+                await in_thread(cluster.wait_ready, db)
+                await phase(flow, f"{primary.name} (the primaries) killed: failover", in_thread(primary.kill), per_phase)
+                await phase(flow, f"{primary.name} back", in_thread(primary.start), per_phase)
+                await in_thread(cluster.wait_ready, db)
+                victim = n % 3
+                await phase(flow, f"gateway {victim + 1} killed", fleet.kill(victim), per_phase)
+                await phase(flow, f"gateway {victim + 1} back", fleet.start(victim), per_phase)
+            await flow.stop()
+            accepted = len(flow.accepted)
+            deadline = time.monotonic() + 120
+            while any(len(s.events) < accepted for s in subscribers) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            inbox = await api.get("/emails?label=inbox&limit=1", token=token)
+            print(f"accepted {accepted} messages ({flow.retried} SMTP attempts refused on the way); "
+                  f"stored {inbox.headers['X-Total-Count']}")
+            for subscriber in subscribers:
+                names = [e["name"] for e in subscriber.events]
+                expected = [f"m{i}" for i in range(accepted)]
+                start = expected.index(names[0]) if names else 0
+                print(f"{type(subscriber).__name__:17} heard {len(names):5d}, duplicates {len(names) - len(set(names))}, "
+                      f"missing {len(set(expected[start:]) - set(names))}, "
+                      f"in order {names == expected[start:start + len(names)]}, errors {len(subscriber.errors)}")
+                seen: dict[str, list[str]] = {}
+                for event in subscriber.events:
+                    seen.setdefault(event["name"], []).append(f"{event['type']}@{event['cursor']}")
+                for name, cursors in seen.items():
+                    if len(cursors) > 1:
+                        print(f"  {name} heard {len(cursors)} times: {', '.join(cursors)}")
+            for line in fleet.logs("ERROR", "Traceback", "skipped", "voided", "gap"):
+                print("gateway log:", line.rstrip()[:300])
     finally:
-        await flow.stop()
-        for subscriber in subscribers:
-            await subscriber.stop()
-        await fleet.stop()
-        nginx.stop()
         await in_thread(cluster.remove)
 
 

@@ -5,6 +5,7 @@ mail flowing in over SMTP to every gateway, as an MTA would send it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -13,12 +14,15 @@ import smtplib
 import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.client import Client
+from tests.conftest import Api
 from tests.peers import GatewayProcess, free_port, in_thread, smtp_send
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,3 +284,46 @@ class PythonSubscriber:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.close()
+
+
+@dataclass
+class Deployment:
+    """What :func:`deployment` runs: the gateways, nginx before them, alice's token, her subscribers
+    through nginx, and mail flowing to her."""
+
+    fleet: Fleet
+    nginx: Nginx
+    token: str
+    subscribers: list[Any]
+    flow: MailFlow
+
+
+@contextlib.asynccontextmanager
+async def deployment(fleet: Fleet, subscribers: Callable[[str, str], list[Any]],
+                     prepare: Callable[[], Awaitable[Any]] | None = None) -> AsyncIterator[Deployment]:
+    """Start every gateway of ``fleet`` (then ``prepare``, say placing primaries), nginx before them,
+    the account alice, ``subscribers(nginx_url, token)`` (each started: subscribed) and mail to her;
+    stop all of it afterwards, whatever happened."""
+    nginx = Nginx(fleet.ports)
+    started: list[Any] = []
+    flow: MailFlow | None = None
+    try:
+        for i in range(len(fleet.ports)):
+            await fleet.start(i)  # the first creates the tables
+        if prepare is not None:
+            await prepare()
+        await in_thread(nginx.start)
+        _, token = await Api(nginx.url).register("alice")
+        for subscriber in subscribers(nginx.url, token):
+            started.append(subscriber)
+            await subscriber.start()
+        flow = MailFlow(fleet, "alice@localhost")
+        flow.start()
+        yield Deployment(fleet, nginx, token, started, flow)
+    finally:
+        if flow is not None:
+            await flow.stop()
+        for subscriber in started:
+            await subscriber.stop()
+        await fleet.stop()
+        nginx.stop()

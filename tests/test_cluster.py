@@ -16,7 +16,7 @@ import pytest
 
 from gateway.client import Client
 from tests import rethinkdb_server
-from tests.cluster import Fleet, MailFlow, Nginx, NodeSubscriber, PythonSubscriber
+from tests.cluster import Fleet, NodeSubscriber, PythonSubscriber, deployment
 from tests.conftest import Api, wait_until
 from tests.peers import Relay, in_thread
 
@@ -79,72 +79,59 @@ async def test_a_cluster_behind_nginx_survives_node_failover_and_a_dead_gateway(
                       "GATEWAY_TRUSTED_PROXIES": "127.0.0.1", "GATEWAY_DELIVERY_LEASE": "3",
                       "GATEWAY_DELIVERY_BACKOFF": "0.2"},
                   [cluster.url(db, first=i) for i in range(3)])
-    nginx = Nginx(fleet.ports)
-    subscribers: list[Any] = []
-    flow: MailFlow | None = None
+
+    def clients(at: str, token: str) -> list[Any]:
+        return [PythonSubscriber(at, token), PythonSubscriber(at, token), NodeSubscriber(at, token, "xhr-polling"),
+                NodeSubscriber(at, token, "xhr-polling"), NodeSubscriber(at, token, "websocket")]
+
     try:
-        for i in range(3):
-            await fleet.start(i)  # the first creates the tables, at 3 replicas
-        await in_thread(cluster.make_primary, db, cluster.nodes[0])  # node1 holds every primary
-        await in_thread(nginx.start)
-        _, token = await Api(nginx.url).register("alice")
-        subscribers = [PythonSubscriber(nginx.url, token), PythonSubscriber(nginx.url, token),
-                       NodeSubscriber(nginx.url, token, "xhr-polling"), NodeSubscriber(nginx.url, token, "xhr-polling"),
-                       NodeSubscriber(nginx.url, token, "websocket")]
-        for subscriber in subscribers:
-            await subscriber.start()
-        flow = MailFlow(fleet, "alice@localhost")
-        flow.start()
-        await flow.more(10)
-        outbound = asyncio.ensure_future(send_out(nginx.url, token, 10))
+        # the first gateway creates the tables, at 3 replicas; then node1 gets every primary
+        async with deployment(fleet, clients, lambda: in_thread(cluster.make_primary, db, cluster.nodes[0])) as run:
+            nginx, token, subscribers, flow = run.nginx, run.token, run.subscribers, run.flow
+            await flow.more(10)
+            outbound = asyncio.ensure_future(send_out(nginx.url, token, 10))
 
-        # a node that holds no primary dies, and comes back
-        await in_thread(cluster.nodes[2].kill)
-        await flow.more(15)
-        await in_thread(cluster.nodes[2].start)
-        await in_thread(cluster.wait_ready, db)
-        await flow.more(10)
+            # a node that holds no primary dies, and comes back
+            await in_thread(cluster.nodes[2].kill)
+            await flow.more(15)
+            await in_thread(cluster.nodes[2].start)
+            await in_thread(cluster.wait_ready, db)
+            await flow.more(10)
 
-        # the primaries' node dies: the other two elect new ones
-        await in_thread(cluster.nodes[0].kill)
-        await in_thread(cluster.wait_ready, db, "ready_for_writes")
-        assert "node1" not in await in_thread(cluster.primaries, db)
-        await flow.more(15)
-        sent_out = await outbound
+            # the primaries' node dies: the other two elect new ones
+            await in_thread(cluster.nodes[0].kill)
+            await in_thread(cluster.wait_ready, db, "ready_for_writes")
+            assert "node1" not in await in_thread(cluster.primaries, db)
+            await flow.more(15)
+            sent_out = await outbound
 
-        # the gateway holding the most sessions dies; its clients come back through nginx to the others
-        counts = [await fleet.sessions(i) for i in range(3)]
-        victim = counts.index(max(counts))
-        assert counts[victim] > 0
-        await fleet.kill(victim)
-        await flow.more(15)
-        await flow.stop()
-
-        accepted = len(flow.accepted)
-        await all_heard(subscribers, accepted, "receipt", fleet)
-        api = Api(nginx.url)
-        inbox = (await api.get("/emails?label=inbox&limit=100&sort=created", token=token))
-        stored = int(inbox.headers["X-Total-Count"])
-        assert stored == accepted  # each accepted message stored once: none lost, none twice
-        total = accepted + len(sent_out)  # a receipt per message in, a delivery per message out
-
-        async def relayed() -> bool:
-            return len(relay.received) >= len(sent_out)
-        await wait_until(relayed, timeout=60)
-        await all_heard(subscribers, total, fleet=fleet)
-        order = await history(nginx.url, token, total)
-        for n, subscriber in enumerate(subscribers):
-            assert_once_and_in_order(f"subscriber {n}", subscriber.events, order)
-            assert not subscriber.errors, subscriber.errors
-        recipients = sorted(r[1][0] for r in relay.received)
-        assert recipients == sorted(f"dan{i}@example.org" for i in range(len(sent_out)))  # each relayed once
-    finally:
-        if flow is not None:
+            # the gateway holding the most sessions dies; its clients come back through nginx to the others
+            counts = [await fleet.sessions(i) for i in range(3)]
+            victim = counts.index(max(counts))
+            assert counts[victim] > 0
+            await fleet.kill(victim)
+            await flow.more(15)
             await flow.stop()
-        for subscriber in subscribers:
-            await subscriber.stop()
-        await fleet.stop()
-        nginx.stop()
+
+            accepted = len(flow.accepted)
+            await all_heard(subscribers, accepted, "receipt", fleet)
+            api = Api(nginx.url)
+            inbox = (await api.get("/emails?label=inbox&limit=100&sort=created", token=token))
+            stored = int(inbox.headers["X-Total-Count"])
+            assert stored == accepted  # each accepted message stored once: none lost, none twice
+            total = accepted + len(sent_out)  # a receipt per message in, a delivery per message out
+
+            async def relayed() -> bool:
+                return len(relay.received) >= len(sent_out)
+            await wait_until(relayed, timeout=60)
+            await all_heard(subscribers, total, fleet=fleet)
+            order = await history(nginx.url, token, total)
+            for n, subscriber in enumerate(subscribers):
+                assert_once_and_in_order(f"subscriber {n}", subscriber.events, order)
+                assert not subscriber.errors, subscriber.errors
+            recipients = sorted(r[1][0] for r in relay.received)
+            assert recipients == sorted(f"dan{i}@example.org" for i in range(len(sent_out)))  # each relayed once
+    finally:
         await in_thread(cluster.remove)
 
 
@@ -153,21 +140,14 @@ async def test_a_rolling_restart_behind_nginx_loses_nothing_and_clients_see_no_e
     url = rethinkdb_server.store_url()  # skips without rethinkdb
     fleet = Fleet(3, {"GATEWAY_SECRET_FILE": str(tmp_path / "secret"), "GATEWAY_TRUSTED_PROXIES": "127.0.0.1",
                       "GATEWAY_DRAIN": "5"}, [url])
-    nginx = Nginx(fleet.ports)
-    subscribers: list[Any] = []
-    flow: MailFlow | None = None
-    try:
-        for i in range(3):
-            await fleet.start(i)
-        await in_thread(nginx.start)
-        _, token = await Api(nginx.url).register("alice")
-        subscribers = [PythonSubscriber(nginx.url, token, ask=True), PythonSubscriber(nginx.url, token, ask=True),
-                       NodeSubscriber(nginx.url, token, "xhr-polling", request_every_ms=50),
-                       NodeSubscriber(nginx.url, token, "websocket", request_every_ms=50)]
-        for subscriber in subscribers:
-            await subscriber.start()
-        flow = MailFlow(fleet, "alice@localhost")
-        flow.start()
+
+    def clients(at: str, token: str) -> list[Any]:
+        return [PythonSubscriber(at, token, ask=True), PythonSubscriber(at, token, ask=True),
+                NodeSubscriber(at, token, "xhr-polling", request_every_ms=50),
+                NodeSubscriber(at, token, "websocket", request_every_ms=50)]
+
+    async with deployment(fleet, clients) as run:
+        nginx, token, subscribers, flow = run.nginx, run.token, run.subscribers, run.flow
         await flow.more(10)
         for i in range(3):  # one at a time: SIGTERM (drain), then start again on the same ports
             await fleet.restart(i)
@@ -182,10 +162,3 @@ async def test_a_rolling_restart_behind_nginx_loses_nothing_and_clients_see_no_e
             assert_once_and_in_order(f"subscriber {n}", subscriber.events, order)
             assert not subscriber.errors, subscriber.errors  # no request failed, no subscription ended
             assert subscriber.requests > 0
-    finally:
-        if flow is not None:
-            await flow.stop()
-        for subscriber in subscribers:
-            await subscriber.stop()
-        await fleet.stop()
-        nginx.stop()

@@ -23,6 +23,9 @@ def option(default: Any, help: str, env: str, metavar: str | None = None) -> Any
 
 #: The sockjs-client the iframe transports load by default.  sockjs-client refuses an iframe
 #: whose script is not its own exact version, and sockjs-tornado's default is 0.3.
+#: Webhook POSTs in flight at once to one webhook (of ``--webhook-concurrency`` in all).
+WEBHOOK_CONCURRENCY_EACH = 4
+
 DEFAULT_SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
 
 
@@ -63,7 +66,8 @@ class Config:
         "SECONDS"
     )
     delivery_lease: float = option(
-        300.0, "with a shared store: seconds after which another process may take over an unfinished delivery",
+        300.0, "with a shared store: seconds after which another process may take over an unfinished delivery "
+        "or webhook POST",
         "GATEWAY_DELIVERY_LEASE", "SECONDS"
     )
     webhook_timeout: float = option(
@@ -83,7 +87,8 @@ class Config:
         "GATEWAY_WEBHOOK_DISABLE_AFTER", "N"
     )
     webhook_concurrency: int = option(
-        32, "webhook POSTs in flight at once per process (at most 4 per webhook)", "GATEWAY_WEBHOOK_CONCURRENCY", "N"
+        32, f"webhook POSTs in flight at once per process (at most {WEBHOOK_CONCURRENCY_EACH} per webhook)",
+        "GATEWAY_WEBHOOK_CONCURRENCY", "N"
     )
     webhook_allow_networks: str = option(
         "", "comma-separated networks webhooks may reach although private, loopback or link-local "

@@ -16,7 +16,7 @@ from events.dispatcher import EventDispatcher
 from events.subscriptions import SubscriptionRegistry
 from gateway.app.web import make_app, sockjs_settings
 from gateway.auth import Accounts, Passwords, Tokens
-from gateway.config import Config
+from gateway.config import WEBHOOK_CONCURRENCY_EACH, Config
 from gateway.mail.delivery import DeliveryWorker
 from gateway.mail.relay import Relay
 from gateway.metrics import Metrics
@@ -29,9 +29,6 @@ from gateway.webhooks.destinations import Destinations
 from gateway.webhooks.sender import Sender
 from gateway.store.timing import time_operations
 from gateway.ws.connection import Endpoint
-
-#: Webhook POSTs in flight at once for one webhook (``--webhook-concurrency`` bounds them all).
-WEBHOOK_CONCURRENCY_EACH = 4
 
 
 @dataclass
@@ -73,7 +70,7 @@ def build(config: Config, store: Store, secret: bytes) -> Services:
     destinations = Destinations(config.webhook_allow_networks)
     sender = Sender(destinations, config.webhook_timeout, max_clients=config.webhook_concurrency)
     webhooks = Webhooks(store, destinations, sender)
-    webhook_queue = WebhookQueue(store, webhooks, sender, config.webhook_attempts, config.webhook_backoff,
+    webhook_queue = WebhookQueue(store, webhooks, config.webhook_attempts, config.webhook_backoff,
                                  config.webhook_disable_after, config.delivery_lease, config.webhook_concurrency,
                                  WEBHOOK_CONCURRENCY_EACH, metrics)
     webhook_queue.attach(dispatcher.feed)  # one event feed per process, read by the sockets and the webhooks

@@ -188,7 +188,7 @@ class Gateway:
             await services.dispatcher.stop()
             await services.delivery.stop()
             await services.webhook_queue.stop()
-            services.webhook_queue.sender.close()
+            services.webhook_queue.webhooks.sender.close()
         if self.http is not None:
             self.http.stop()
         if self.metrics_http is not None:

@@ -33,10 +33,10 @@ from gateway.store.follow import Follower
 log = logging.getLogger("gateway.queue")
 
 
-def retry_due(backoff: float, attempt: int) -> float:
-    """When a document whose ``attempt`` failed is due again (epoch seconds): the wait doubles from
-    ``backoff`` with each attempt.  Both users of the queue (deliveries, webhook posts) retry so."""
-    return time.time() + backoff * 2 ** (attempt - 1)
+def retry_due(backoff: float, attempt: int, now: float | None = None) -> float:
+    """When a document whose ``attempt`` failed (at ``now``, epoch seconds) is due again: the wait
+    doubles from ``backoff`` with each attempt.  Both users of the queue (deliveries, webhook posts) retry so."""
+    return (time.time() if now is None else now) + backoff * 2 ** (attempt - 1)
 
 
 class LeasedQueue:

@@ -38,10 +38,8 @@ from gateway.metrics import Metrics
 from gateway.store import Change, Conflict, Doc, In, Query, Store, StoreError
 from gateway.store.follow import Follower
 from gateway.store.leased_queue import LeasedQueue, retry_due
-from gateway.webhooks import signing
 from gateway.webhooks.documents import FAILED, PENDING, SENDING, SUCCEEDED, SUPERSEDED, new_job
 from gateway.webhooks.registry import Webhooks
-from gateway.webhooks.sender import Sender
 
 log = logging.getLogger("gateway.webhooks")
 
@@ -62,12 +60,11 @@ def _settings(webhook: Doc) -> Doc:
 class WebhookQueue:
     """Follows the event feed into jobs, and posts the jobs; :meth:`start` resumes what was left."""
 
-    def __init__(self, store: Store, webhooks: Webhooks, sender: Sender, attempts: int, backoff: float,
+    def __init__(self, store: Store, webhooks: Webhooks, attempts: int, backoff: float,
                  disable_after: int, lease: float, concurrency: int, per_webhook: int,
                  metrics: Metrics | None = None) -> None:
         self.store = store
         self.webhooks = webhooks
-        self.sender = sender
         self.max_attempts = attempts
         self.backoff = backoff
         self.disable_after = disable_after
@@ -235,9 +232,7 @@ class WebhookQueue:
             await self.store.update("webhook_jobs", job["id"], {"status": FAILED, "last_error": reason})
             return
         attempt = job.get("attempts", 0) + 1
-        payload = signing.body(job)
-        outcome = await self.sender.post(webhook["url"], payload,
-                                         signing.headers(webhook["secret"], job["id"], payload, attempt))
+        outcome = await self.webhooks.post(webhook, job, attempt)
         if self.metrics is not None:
             self.metrics.webhook_attempts.labels(SUCCEEDED if outcome.ok else FAILED).inc()
         # the job moves on first: once an attempt is on record, a restart cannot make it again

@@ -12,7 +12,7 @@ from gateway.store import Doc, In, Query, Store, public
 from gateway.webhooks import signing
 from gateway.webhooks.destinations import Destinations
 from gateway.webhooks.documents import new_attempt, new_webhook, public_webhook
-from gateway.webhooks.sender import Sender
+from gateway.webhooks.sender import Outcome, Sender
 
 #: Webhooks one account may have.
 MAX_PER_ACCOUNT = 20
@@ -94,9 +94,14 @@ class Webhooks:
         job = {"id": "msg_test_" + new_id(), "owner": owner, "webhook": webhook["id"], "type": "test",
                "cursor": None, "timestamp": now_iso(),
                "data": {"type": "test", "webhook": webhook["id"], "message": "A test event: it needs no action."}}
-        payload = signing.body(job)
-        outcome = await self.sender.post(webhook["url"], payload, signing.headers(webhook["secret"], job["id"], payload, 1))
+        outcome = await self.post(webhook, job, 1)
         return await self.record(job, 1, outcome.ok, outcome.code, outcome.duration_ms, outcome.error)
+
+    async def post(self, webhook: Doc, job: Doc, attempt: int) -> Outcome:
+        """Post attempt ``attempt`` of ``job`` to the webhook, signed afresh (its timestamp is signed)."""
+        payload = signing.body(job)
+        return await self.sender.post(webhook["url"], payload,
+                                      signing.headers(webhook["secret"], job["id"], payload, attempt))
 
     async def attempts(self, owner: str, webhook_id: str, limit: int) -> list[Doc]:
         """The webhook's recent attempts, newest first."""

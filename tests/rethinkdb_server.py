@@ -291,3 +291,23 @@ class OwnCluster:
     def remove(self) -> None:
         for node in self.nodes:
             node.remove()
+
+
+async def make_earlier_layout(db: str, stamped: dict[str, Any] | None = None, seq: int = 500) -> None:
+    """Database ``db`` as the earlier layout left it: the one counter of every event, at ``seq``
+    (and, if given, an email it stamped with that seq)."""
+    from rethinkdb import RethinkDB
+
+    driver = RethinkDB()
+    driver.set_loop_type("asyncio")
+    conn = await driver.connect(*server_address())
+    try:
+        await driver.db_create(db).run(conn)
+        await driver.db(db).table_create("counters").run(conn)
+        await driver.db(db).table("counters").insert({"id": "events", "seq": seq, "pruned": 0}).run(conn)
+        if stamped is not None:
+            await driver.db(db).table_create("emails").run(conn)
+            await driver.db(db).table("emails").insert({**stamped, "_event": {"seq": seq, "kind": "receipt"}}).run(conn)
+    finally:
+        await conn.close()
+

@@ -10,7 +10,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from rethinkdb import RethinkDB
 
 from gateway.app.server import Gateway
 from gateway.ids import new_id, now_iso
@@ -64,16 +63,7 @@ async def test_a_cursor_of_the_earlier_layout_resumes_as_pruned(start_gateway: A
     one of its cursors resumes with ``recovered: false`` and gets what the log has; a number that
     layout never issued is refused."""
     url = rethinkdb_server.store_url()
-    db = url.rsplit("/", 1)[1]
-    driver = RethinkDB()
-    driver.set_loop_type("asyncio")
-    conn = await driver.connect(*rethinkdb_server.server_address())
-    try:
-        await driver.db_create(db).run(conn)
-        await driver.db(db).table_create("counters").run(conn)
-        await driver.db(db).table("counters").insert({"id": "events", "seq": 500, "pruned": 0}).run(conn)
-    finally:
-        await conn.close()
+    await rethinkdb_server.make_earlier_layout(url.rsplit("/", 1)[1])
     gateway: Gateway = await start_gateway(store=url)
     api = api_for(gateway)
     _, token = await api.register("alice")

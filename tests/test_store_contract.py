@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.store import Change, Conflict, Contains, In, Query, Store, Substring
+from tests import rethinkdb_server
 from tests.stores import BACKENDS, make_store
 
 
@@ -300,22 +301,9 @@ async def test_rethinkdb_cursors_of_the_earlier_layout_read_as_pruned(tmp_path: 
     """A database of the earlier layout (one counter for every event, at 500 here): its cursors,
     up to 500, read as pruned (a resume says recovered: false and replays what the log has), never
     as a position in an account's events; a larger number was never issued, and is refused."""
-    from rethinkdb import RethinkDB
-
     store = make_store("rethinkdb", tmp_path)
-    r = RethinkDB()
-    r.set_loop_type("asyncio")
-    conn = await r.connect(host=store.host, port=store.port)  # type: ignore[attr-defined]
-    try:  # what the earlier version left: the counter of every event, and an email it stamped
-        await r.db_create(store.db).run(conn)  # type: ignore[attr-defined]
-        for table in ("counters", "emails"):
-            await r.db(store.db).table_create(table).run(conn)  # type: ignore[attr-defined]
-        await r.db(store.db).table("counters").insert(  # type: ignore[attr-defined]
-            {"id": "events", "seq": 500, "pruned": 0}).run(conn)
-        await r.db(store.db).table("emails").insert(  # type: ignore[attr-defined]
-            {**inbound("r0"), "_event": {"seq": 500, "kind": "receipt"}}).run(conn)
-    finally:
-        await conn.close()
+    # what the earlier version left: the counter of every event, and an email it stamped
+    await rethinkdb_server.make_earlier_layout(store.db, stamped=inbound("r0"))  # type: ignore[attr-defined]
     await store.open()
     try:
         assert await store.get("emails", "r0") == inbound("r0")  # the earlier stamp never shows

@@ -26,6 +26,19 @@ def email(owner: str, subject: str) -> dict[str, Any]:
             "thread": new_id(), "labels": ["inbox"], "created": now_iso()}
 
 
+async def file_email(store: RethinkStore, owner: str, subject: str) -> str:
+    """File an inbound email with its raw message first, as SMTP intake does; its id."""
+    doc = email(owner, subject)
+    await store.insert_with("emails", doc, before=[("messages", {"id": doc["id"], "owner": owner,
+                                                                   "raw": f"Subject: {subject}\r\n\r\n"})])
+    return str(doc["id"])
+
+
+def log_of(owner: str) -> Any:
+    """The owner's entries in the event log."""
+    return r.table(LOG).between([owner, r.minval], [owner, r.maxval])
+
+
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.parametrize("first_stamp", ["never", "right-after"])
 async def test_an_event_reported_before_the_one_it_follows_waits_for_it(start_gateway: Any,
@@ -112,7 +125,7 @@ async def test_an_insert_interrupted_after_logging_its_event_is_retried_as_one_e
         assert [store.cursor_key(e["cursor"]) for e in [before, *events]] == [1, 2, 3]
         stored = await store.get("emails", retried["id"])
         assert stored is not None and STAMP not in stored  # (the stamp is the backend's own)
-        entries = await store._run(r.table(LOG).between([alice["id"], r.minval], [alice["id"], r.maxval]).count())
+        entries = await store._run(log_of(alice["id"]).count())
         assert entries == 3
     finally:
         await client.close()
@@ -121,30 +134,19 @@ async def test_an_insert_interrupted_after_logging_its_event_is_retried_as_one_e
 @pytest.mark.gen_test(timeout=30)
 async def test_two_processes_filing_one_accounts_mail_at_once_log_each_email_once() -> None:
     """Two processes (two stores on one database) file inbound emails of one account at once,
-    each with its raw message first, as SMTP intake does: their guesses at the account's next seq
-    collide and are taken again.  Every email is logged once, numbered 1 to n with no gap."""
+    each with its raw message first, as SMTP intake does: their takes of the account's next seq
+    collide and are tried again.  Every email is logged once, numbered 1 to n with no gap."""
     url = rethinkdb_server.store_url()
     stores = [RethinkStore.from_url(url), RethinkStore.from_url(url)]
     for store in stores:
         await store.open()
     try:
-        def filed(subject: str) -> tuple[dict[str, Any], dict[str, Any]]:
-            doc = email("alice", subject)
-            return doc, {"id": doc["id"], "owner": "alice", "raw": f"Subject: {subject}\r\n\r\n"}
-
-        written = []
-        for n, store in enumerate(stores):  # each knows a newest seq, and the first's is stale
-            doc, message = filed(f"first {n}")
-            await store.insert_with("emails", doc, before=[("messages", message)])
-            written.append(doc["id"])
-        batch = [(stores[i % 2], *filed(f"m{i}")) for i in range(30)]
-        await asyncio.gather(*(store.insert_with("emails", doc, before=[("messages", message)])
-                               for store, doc, message in batch))
-        written += [doc["id"] for _, doc, _ in batch]
+        written = [await file_email(store, "alice", f"first {n}") for n, store in enumerate(stores)]
+        written += await asyncio.gather(*(file_email(stores[i % 2], "alice", f"m{i}") for i in range(30)))
         history = (await stores[0].event_history("alice", None, 100)).changes
         assert [stores[0].cursor_key(c.cursor) for c in history] == list(range(1, 33))
         assert sorted(c.new["id"] for c in history) == sorted(written)
-        entries = await stores[0]._run(r.table(LOG).between(["alice", r.minval], ["alice", r.maxval]).count())
+        entries = await stores[0]._run(log_of("alice").count())
         assert entries == 32  # no entry left over by a collision
     finally:
         for store in stores:
@@ -162,18 +164,12 @@ async def test_a_seq_freed_by_pruning_is_never_taken_again() -> None:
     for store in (first, second):
         await store.open()
     try:
-        async def file(store: RethinkStore, subject: str) -> None:
-            doc = email("alice", subject)
-            await store.insert_with("emails", doc, before=[("messages", {"id": doc["id"], "owner": "alice",
-                                                                           "raw": f"Subject: {subject}\r\n\r\n"})])
-
-        await file(first, "one")
+        await file_email(first, "alice", "one")
         for n in range(2, 12):
-            await file(second, f"n{n}")
-        kept = await first._run(r.table(LOG).between(["alice", r.minval], ["alice", r.maxval])
-                                .map(lambda e: e["id"].nth(1)).coerce_to("array"))
+            await file_email(second, "alice", f"n{n}")
+        kept = await first._run(log_of("alice").map(lambda e: e["id"].nth(1)).coerce_to("array"))
         assert 2 not in kept and max(kept) == 11  # pruned: seq 2 is free again
-        await file(first, "again")
+        await file_email(first, "alice", "again")
         history = (await first.event_history("alice", None, 100)).changes
         assert [(first.cursor_key(c.cursor), c.new["subject"]) for c in history][-1] == (12, "again")
     finally:

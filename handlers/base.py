@@ -256,10 +256,8 @@ class APIHandler(tornado.web.RequestHandler):
             raise APIError(400, "invalid_parameter", f"'{name}' must be {limit}")
         return value
 
-    def page(self, where: dict[str, Any], sortable: Iterable[str], default_sort: str, omit: tuple[str, ...] = ()
-             ) -> Query:
-        """A query for one page of a list, from ``limit``, ``offset`` and ``sort`` (``field`` or ``-field``);
-        ``omit``: fields the list never shows (see :class:`Query`)."""
+    def page(self, where: dict[str, Any], sortable: Iterable[str], default_sort: str) -> Query:
+        """A query for one page of a list, from ``limit``, ``offset`` and ``sort`` (``field`` or ``-field``)."""
         sort = self.get_query_argument("sort", default_sort)
         name = sort.removeprefix("-")
         if name not in sortable:
@@ -269,7 +267,6 @@ class APIHandler(tornado.web.RequestHandler):
             order_by=[(name, sort.startswith("-"))],
             limit=self.int_argument("limit", DEFAULT_PAGE, 1, MAX_PAGE),
             offset=self.int_argument("offset", 0, 0),
-            omit=omit,
         )
 
     async def list_page(self, table: str, query: Query) -> list[Doc]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.mail import outbox
 from gateway.mail.addresses import control_problem, normalized
-from gateway.mail.documents import LISTED_WITHOUT, Draft, public_email
+from gateway.mail.documents import Draft, public_email
 from gateway.mail.mailbox import delete_email, load_message, update_email
 from gateway.mail.mime import Attachment, attachment
 from gateway.store import Contains, Substring
@@ -144,7 +144,7 @@ class EmailsHandler(APIHandler):
         search = search_filter(self)
         if search is not None:
             where["search"] = search
-        query = self.page(where, {"created", "subject"}, "-created", omit=LISTED_WITHOUT)
+        query = self.page(where, {"created", "subject"}, "-created")
         emails = await self.list_page("emails", query)
         self.reply(emails=[public_email(e) for e in emails])
 

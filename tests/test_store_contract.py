@@ -368,23 +368,3 @@ async def test_pages_of_an_accounts_emails_in_created_order(store: Store) -> Non
             page = await store.find("emails", Query({"owner": "a", "labels": Contains("x")}, [("created", desc)],
                                                     limit=2, offset=offset))
             assert ids(page) == labelled[offset:offset + 2], (desc, offset)
-
-
-@pytest.mark.gen_test
-async def test_find_may_leave_out_omitted_fields_and_keeps_the_rest(store: Store) -> None:
-    """``Query.omit``: the named fields may be missing from what ``find`` returns; every other field
-    is as stored (nested values, nulls, non-ASCII text), in the same order and page."""
-    for n in range(3):
-        await store.insert("emails", doc(f"e{n}", created=f"2026-01-0{n + 1}", search="big text \u00e9",
-                                         headers=[["Subject", "caf\u00e9"]], structure={"size": n}, labels=["x"],
-                                         claimed_at=1796059793.5765386, ratio=0.1 + n, big=2**53 + 1,
-                                         subject=None, text="\u2603 \"quoted\" \\ line\n"))
-    query = Query({"owner": "a"}, [("created", True)], limit=2)
-    whole = await store.find("emails", query)
-    cut = await store.find("emails", Query(query.where, query.order_by, limit=2, omit=("search", "headers", "owner")))
-    assert [d["id"] for d in cut] == ["e2", "e1"] == [d["id"] for d in whole]
-    for full, part in zip(whole, cut):
-        assert list(part.items()) == [(k, v) for k, v in full.items() if k in part]
-        assert set(full) - set(part) <= {"search", "headers", "owner"}
-    with pytest.raises(ValueError):
-        await store.find("emails", Query({"owner": "a"}, omit=("a') --",)))

@@ -21,8 +21,6 @@ BUILTIN_LABELS: dict[str, str] = {"inbox": "Inbox", "sent": "Sent", "trash": "Tr
 EMAIL_INTERNAL = ("claimed_at", "search")
 #: Large fields left out of lists; ``GET /emails/{id}`` has them.
 EMAIL_DETAIL = ("raw", "raw_encoding", "headers", "structure")
-#: What :func:`public_email` leaves out of a list's emails: a store need not even read them (``Query.omit``).
-LISTED_WITHOUT = ("owner", *EMAIL_INTERNAL, *EMAIL_DETAIL)
 #: What a message's bytes tell, kept with every email (:func:`gateway.mail.parse.parse_message` gives them).
 MESSAGE_CONTENT = ("raw", "raw_encoding", "size", "headers", "structure", "attachments")
 #: The fields kept in the ``messages`` table beside the email rather than in it (see :func:`split_message`).

@@ -60,19 +60,16 @@ class Query:
 
     ``where`` maps field names to a value (equality), :class:`In`,
     :class:`Contains` or :class:`Substring`.  ``order_by`` is a list of ``(field, descending)``;
-    ties are broken by ``id`` so paging is stable.  ``omit`` names top-level fields the caller
-    will not read: a backend may leave them out of the documents it returns (SQLite does, so
-    large fields a list never shows are not decoded); every other field is as stored.
+    ties are broken by ``id`` so paging is stable.
     """
 
     where: dict[str, Any] = field(default_factory=dict)
     order_by: list[tuple[str, bool]] = field(default_factory=list)
     limit: int | None = None
     offset: int = 0
-    omit: tuple[str, ...] = ()
 
     def check(self) -> None:
-        for name in [*self.where, *(name for name, _ in self.order_by), *self.omit]:
+        for name in list(self.where) + [name for name, _ in self.order_by]:
             if not FIELD_NAME.match(name):
                 raise ValueError(f"bad field name {name!r}")
 

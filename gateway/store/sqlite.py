@@ -216,9 +216,7 @@ class SQLiteStore(Store):
         query.check()
         where, params = where_sql(table, query.where)
         order = [f"{json_field(name)} {'DESC' if desc else 'ASC'}" for name, desc in query.order_by]
-        # the omitted fields are cut by SQLite, in C, so they are never decoded here (``check`` vetted the names)
-        doc = f"json_remove(doc, {', '.join(repr(f'$.{name}') for name in query.omit)})" if query.omit else "doc"
-        sql = f"SELECT {doc} FROM {table}{where} ORDER BY {', '.join(order + ['id ASC'])}"
+        sql = f"SELECT doc FROM {table}{where} ORDER BY {', '.join(order + ['id ASC'])}"
         if query.limit is not None or query.offset:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if query.limit is None else query.limit, query.offset]

@@ -41,9 +41,9 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 #: A request id a client may choose (X-Request-Id); anything else is replaced by one of ours.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-#: The headers every API response starts with (the request id and CORS ones are added per request).
+#: The API's media type, and the ``Server`` header Tornado's ``clear()`` sets (:meth:`APIHandler.clear`).
 JSON_TYPE = "application/json; charset=utf-8"
-SERVER = f"TornadoServer/{tornado.version}"  # what Tornado's clear() sets
+SERVER = f"TornadoServer/{tornado.version}"
 #: The HTTP status of each kind of refusal the services raise.
 REFUSED_STATUS: dict[type[Refused], int] = {Invalid: 400, Forbidden: 403, NotFound: 404, Taken: 409, TooLarge: 413}
 

@@ -5,6 +5,7 @@ every API response carries."""
 from __future__ import annotations
 
 import json
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -71,3 +72,18 @@ async def test_every_api_response_says_nosniff_and_a_strict_csp(api: Api) -> Non
     for reply in (await api.get("/"), await api.get("/nowhere"), await api.post("/accounts", {})):
         assert reply.headers["X-Content-Type-Options"] == "nosniff"
         assert reply.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+@pytest.mark.gen_test
+async def test_api_responses_start_with_tornados_headers_then_the_apis_in_order(api: Api) -> None:
+    """``APIHandler.clear()`` makes them at once: Tornado's three, then the API's, as Tornado's ``clear()``
+    and ``set_default_headers()`` gave them; an error (which clears the headers) keeps the request id."""
+    for reply in (await api.get("/", headers={"X-Request-Id": "abc.1"}),
+                  await api.get("/nowhere", headers={"X-Request-Id": "abc.1"})):
+        names = [name for name in reply.headers if name not in ("Content-Length", "Connection")]
+        assert names == ["Server", "Content-Type", "Date", "X-Request-Id", "Cache-Control", "X-Content-Type-Options",
+                         "Content-Security-Policy"], reply.status
+        assert reply.headers["Server"].startswith("TornadoServer/")
+        assert reply.headers["Content-Type"] == "application/json; charset=utf-8"
+        assert reply.headers["Date"].endswith(" GMT") and parsedate_to_datetime(reply.headers["Date"]).tzinfo
+        assert reply.headers["X-Request-Id"] == "abc.1"

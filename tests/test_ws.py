@@ -171,7 +171,7 @@ async def test_tunnel_answers_byte_for_byte_like_http(api: Api, gateway: Gateway
 
 @pytest.mark.parametrize("body", [
     b"", b'{"success":true,"emails":[{"subject":"a \\"quoted\\" \\\\ path"}]}', "caf\u00e9 \u2603 \U0001f600".encode(),
-    bytes(range(128)), b"\xff\xfe invalid utf-8 \xc3", b"</script>\\u2028", bytes(range(0x20, 0x7F)), b"a\x7f",
+    bytes(range(128)), bytes(range(127)), b"\xff\xfe invalid utf-8 \xc3", b"</script>\\u2028", bytes(range(0x20, 0x7F)), b"a\x7f",
     b"line\n", json.dumps({"s": 'a "b" \\ c \\" \\\\', "u": "\u00e9\n\x00", "list": [1, None, "x"]}).encode(),
 ])
 def test_response_message_is_exactly_what_json_dumps_gives(body: bytes) -> None:

@@ -21,6 +21,15 @@ RATE_LIMITED_BODY = compact_json(
 PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
+def json_string_of(text: str) -> str:
+    """``json_string(text)`` (``json.dumps`` of a string), by orjson when that gives the same text: when
+    ``text`` is ASCII without DEL (orjson writes non-ASCII and DEL as they are, ``json`` escapes them;
+    every other character both escape alike).  One pass in C at about a quarter of the escaper's cost."""
+    if text.isascii() and "\x7f" not in text:
+        return orjson.dumps(text).decode("ascii")
+    return json_string(text)
+
+
 def headers_json(headers: dict[str, list[str]]) -> str:
     """``compact_json(headers)`` (names to lists of strings), by orjson when that gives the same text:
     when it is printable ASCII only (orjson writes non-ASCII and DEL as they are, ``json`` escapes them)."""
@@ -86,11 +95,8 @@ def json_body_message(message_id: str, response: TunneledResponse) -> str:
 
 
 def json_body_frame_string(message_id: str, response: TunneledResponse) -> str:
-    """``json.dumps(json_body_message(...))``, with the printable-ASCII shortcut of :func:`response_frame_string`."""
-    message = json_body_message(message_id, response)
-    if not message.isascii() or not message.isprintable():
-        return json_string(message)
-    return '"' + message.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """``json.dumps(json_body_message(...))``: the message escaped once, by orjson when it is ASCII (:func:`json_string_of`)."""
+    return json_string_of(json_body_message(message_id, response))
 
 
 def response_frame_string(message_id: str, response: TunneledResponse) -> str:

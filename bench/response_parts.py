@@ -1,0 +1,112 @@
+"""Process time per call of the parts of a listed page's response, for whichever tree is imported.
+
+Reads one page of ``GET /emails?limit=20`` from a gateway database (one kept
+by ``python bench/tunnel.py --variants http --requests 500 --rounds 1 --keep``:
+40 emails composed through the API) and times, in this process, best of 7
+repeats:
+
+- ``store.find``: the page's read (SQL and decoding the rows), as the list's
+  handler asks for it;
+- ``decode``: ``orjson.loads`` of the page's 20 stored rows alone;
+- ``frame``: the tunnel's frame strings for the page's response, plain (the
+  body escaped twice) and as a JSON value (``accept_json_body``: escaped once);
+- ``clear``: an API handler's ``clear()``, which every request runs (its
+  starting headers).
+
+To compare trees, run it with each one first on ``PYTHONPATH`` (an export of
+main made with ``git archive``), alternately::
+
+    PYTHONPATH=/tmp/main python bench/response_parts.py --db /tmp/gateway-bench-XXXX/gateway.db
+    python bench/response_parts.py --db /tmp/gateway-bench-XXXX/gateway.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import sys
+import time
+import timeit
+from pathlib import Path
+from typing import Any, Callable
+from unittest import mock
+
+# bench/events.py would stand in for the events package: this folder off the path, as bench/smtp_intake.py does
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import orjson  # noqa: E402
+import tornado.web  # noqa: E402
+from tornado import httputil  # noqa: E402
+
+import gateway  # noqa: E402
+from gateway.mail.documents import public_email  # noqa: E402
+from gateway.store import Query  # noqa: E402
+from gateway.store.sqlite import SQLiteStore  # noqa: E402
+from gateway.ws import frames  # noqa: E402
+from gateway.ws.tunnel import TunneledResponse  # noqa: E402
+from handlers.emails import EmailsHandler  # noqa: E402
+
+PAGE = 20
+REPEATS = 7
+
+
+def best_us(call: Callable[[], Any], number: int) -> float:
+    """The best of REPEATS runs of ``number`` calls, in µs of process time per call."""
+    return min(timeit.repeat(call, number=number, repeat=REPEATS, timer=time.process_time)) / number * 1e6
+
+
+async def find_us(path: Path, owner: str, number: int) -> float:
+    store = SQLiteStore(str(path))
+    await store.open()
+    try:
+        query = Query({"owner": owner}, [("created", True)], limit=PAGE)
+        best = float("inf")
+        for _ in range(REPEATS):
+            start = time.process_time()
+            for _ in range(number):
+                await store.find("emails", query)
+            best = min(best, time.process_time() - start)
+        return best / number * 1e6
+    finally:
+        await store.close()
+
+
+def a_handler() -> EmailsHandler:
+    """A list handler on a request that names an id, as a tunneled one does, without a server."""
+    config = mock.Mock(allowed_origins=None)
+    app = tornado.web.Application([], state=mock.Mock(config=config))
+    request = httputil.HTTPServerRequest(
+        start_line=httputil.RequestStartLine("GET", "/emails?limit=20", "HTTP/1.1"),
+        headers=httputil.HTTPHeaders({"Host": "127.0.0.1", "Authorization": "Bearer x", "X-Request-Id": "abcd1234.7"}),
+        connection=mock.Mock())
+    return EmailsHandler(app, request)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, required=True, help="a gateway's SQLite database with emails")
+    parser.add_argument("--number", type=int, default=2000, help="calls per repeat (default 2000; find: a fifth)")
+    args = parser.parse_args()
+    db = sqlite3.connect(args.db)
+    rows = [text for (text,) in db.execute(
+        "SELECT doc FROM emails ORDER BY json_extract(doc, '$.created') DESC, id LIMIT ?", (PAGE,))]
+    db.close()
+    if len(rows) < PAGE:
+        raise SystemExit(f"{args.db} has {len(rows)} emails; {PAGE} are needed")
+    docs = [orjson.loads(text) for text in rows]
+    body = orjson.dumps({"success": True, "emails": [public_email(doc) for doc in docs]})
+    response = TunneledResponse(200, {"Content-Type": ["application/json; charset=utf-8"], "X-Total-Count": ["40"]},
+                                body)
+    handler = a_handler()
+    print(f"gateway from {Path(gateway.__file__).parent.parent}; a page of {PAGE} emails, body {len(body)} bytes")
+    print(f"  store.find   {asyncio.run(find_us(args.db, docs[0]['owner'], args.number // 5)):8.1f} us")
+    print(f"  decode       {best_us(lambda: [orjson.loads(text) for text in rows], args.number):8.1f} us")
+    print(f"  frame plain  {best_us(lambda: frames.response_frame_string('7', response), args.number):8.1f} us")
+    print(f"  frame json   {best_us(lambda: frames.json_body_frame_string('7', response), args.number):8.1f} us")
+    print(f"  clear        {best_us(handler.clear, args.number * 10):8.2f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from gateway.mail.mailbox import add_email
-from gateway.store import Conflict, StoreError
+from gateway.store import Conflict, StoreError, StoreUnavailable
 from gateway.store.rethink import RethinkStore, r
 from gateway.store.rethink.group_commit import MAX_BATCH
 from gateway.store.rethink.recording import LOG
@@ -114,7 +114,8 @@ async def test_an_email_id_taken_in_a_batch_voids_its_entry_and_is_a_conflict() 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_write_that_fails_in_a_batch_fails_that_email_only() -> None:
     """An email the database refuses (a key longer than RethinkDB takes) among others filed at once:
-    it alone gets the error (SMTP answers it 451), the others are written."""
+    it alone gets the error (SMTP answers it 451), the others are written.  A query that fails
+    fails each email of its batch."""
     async with opened() as store:
         bad = email("alice", "bad")
         bad["id"] = "x" * 200
@@ -125,6 +126,10 @@ async def test_a_write_that_fails_in_a_batch_fails_that_email_only() -> None:
         logged = await entries(store, "alice")
         assert sorted(e["email"] for e in logged) == sorted([results[0], results[1], results[3]])
         assert [e["seq"] for e in logged] == [1, 2, 3]
+
+        await store.close()  # now the batch's query fails: each of its emails is answered with the failure
+        failures = await answers(*(file_email(store, "alice", f"late {n}") for n in range(3)))
+        assert all(isinstance(failure, StoreUnavailable) for failure in failures)
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -37,6 +37,9 @@ from gateway.store.rethink.template import Template
 
 #: At most this many emails in one query (each of its inserts stays small; more saves little).
 MAX_BATCH = 16
+#: Queries of inbound emails at once, per process: more waits less for the one in flight (its disk
+#: flush, say), in smaller batches, which cost the server more a message.
+IN_FLIGHT = 1
 
 
 def _batch(items: Any, owners: Any, before_table: Any, other_table: Any) -> Any:
@@ -106,14 +109,15 @@ class GroupCommit:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
         self._waiting: list[tuple[tuple[Any, ...], asyncio.Future[Doc]]] = []
-        self._writer: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference
+        self._writers: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
 
     async def insert_next(self, doc: Doc, event: Doc, others: list[Doc], before: list[Doc]) -> Doc:
         """What ``INSERTED_NEXT(doc, event, others, before)`` answers, written alone or in a batch."""
         future: asyncio.Future[Doc] = asyncio.get_running_loop().create_future()
         self._waiting.append(((doc, event, others, before), future))
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+        if len(self._writers) < IN_FLIGHT:
+            writer = asyncio.get_running_loop().create_task(self._write_all())
+            self._writers.add(writer)
         return await asyncio.shield(future)  # a cancelled caller leaves the batch as it is
 
     async def _write_all(self) -> None:
@@ -137,8 +141,8 @@ class GroupCommit:
                 for (_, future), answer in zip(batch, answers):
                     if not future.done():
                         future.set_result(answer)
-        finally:
-            self._writer = None
+        finally:  # at once, not in a done callback: an email that comes meanwhile must start a writer
+            self._writers.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     def _next_batch(self) -> list[tuple[tuple[Any, ...], asyncio.Future[Doc]]]:
         """The first waiting email, and those after it that can go in one query with it: the same

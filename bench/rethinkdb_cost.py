@@ -3,9 +3,14 @@
     python bench/rethinkdb_cost.py --messages 400
     python bench/rethinkdb_cost.py --messages 400 --without thread-lookup
     python bench/rethinkdb_cost.py --messages 400 --without raw-table
+    python bench/rethinkdb_cost.py --messages 800 --concurrency 8
+    python bench/rethinkdb_cost.py --messages 800 --concurrency 8 --source /tmp/before   # an earlier commit's gateway
 
 A RethinkDB server of its own and a gateway in this process; mail is sent over SMTP one message after
-another (after 50 to warm up), and the server's CPU time (from /proc) is divided by the messages.
+another (after 50 to warm up), or over ``--concurrency`` connections at once (as many senders, each
+one message after another: the gateway's group commit then writes those that arrive together in one
+query), and the server's CPU time (from /proc) is divided by the messages.  ``--source`` runs the
+gateway of another checkout (a ``git archive`` export), with this script.
 ``--without`` leaves one part of the work out, to see its share (the results are then not what the
 gateway promises: a measurement only):
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import os
 import smtplib
 import sys
@@ -26,6 +32,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if "--source" in sys.argv[:-1]:  # before the gateway is imported
+    ROOT = Path(sys.argv[sys.argv.index("--source") + 1]).resolve()
 sys.path.insert(0, str(ROOT))
 
 import gateway.mail.mailbox as mailbox  # noqa: E402
@@ -52,7 +60,7 @@ def leave_out(part: str) -> None:
         raise SystemExit(f"unknown part {part!r}")
 
 
-async def run(messages: int) -> None:
+async def run(messages: int, concurrency: int) -> None:
     server = OwnServer()
     server.start()
     gateway = Gateway(make_config(Path(tempfile.mkdtemp()), store=server.url))
@@ -70,10 +78,13 @@ async def run(messages: int) -> None:
         await loop.run_in_executor(None, send, 50, "warm")
         assert server.process is not None
         cpu, started = cpu_seconds(server.process.pid), time.monotonic()
-        await loop.run_in_executor(None, send, messages, "m")
+        each = messages // concurrency
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as senders:
+            await asyncio.gather(*(loop.run_in_executor(senders, send, each, f"m{n}-") for n in range(concurrency)))
         cpu, took = cpu_seconds(server.process.pid) - cpu, time.monotonic() - started
-        print(f"RethinkDB server CPU per inbound message: {cpu / messages * 1000:.2f} ms "
-              f"({messages / took:.0f} messages/s, one after another)")
+        how = "one after another" if concurrency == 1 else f"{concurrency} senders at once"
+        print(f"RethinkDB server CPU per inbound message: {cpu / (each * concurrency) * 1000:.2f} ms "
+              f"({each * concurrency / took:.0f} messages/s, {how}; gateway {ROOT})")
     finally:
         await gateway.stop()
         server.remove()
@@ -83,10 +94,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--without", action="append", default=[], help="thread-lookup or raw-table")
+    parser.add_argument("--concurrency", type=int, default=1, help="SMTP senders at once (default 1)")
+    parser.add_argument("--source", type=Path, metavar="DIR", help="the checkout whose gateway to run")
     args = parser.parse_args()
     for part in args.without:
         leave_out(part)
-    asyncio.run(run(args.messages))
+    asyncio.run(run(args.messages, max(1, args.concurrency)))
 
 
 if __name__ == "__main__":

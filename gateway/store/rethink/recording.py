@@ -32,7 +32,7 @@ one is in the log already.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence, overload
+from typing import Any, Awaitable, Callable, Sequence, overload
 
 from gateway.store.base import Change
 from gateway.store.documents import Doc, StoreError
@@ -271,10 +271,17 @@ PRUNE = Template(lambda limit: r.table(LOG).count().sub(limit).do(lambda excess:
 class Recorder:
     """Runs writes to the emails table with their events logged, and prunes the log."""
 
-    def __init__(self, pool: Pool, history_limit: int) -> None:
+    def __init__(self, pool: Pool, history_limit: int,
+                 insert_next: Callable[[Doc, Doc, list[Doc], list[Doc]], Awaitable[Doc]] | None = None) -> None:
         self._pool = pool
         self.history_limit = history_limit
         self._events_since_prune = 0
+        #: What runs :data:`INSERTED_NEXT` for a new email (group_commit.GroupCommit writes several in one query).
+        self._insert_next = insert_next or self._run_inserted_next
+
+    async def _run_inserted_next(self, doc: Doc, event: Doc, others: list[Doc], before: list[Doc]) -> Doc:
+        reply: Doc = await self._pool.run(INSERTED_NEXT(doc, event, others, before))
+        return reply
 
     async def write(self, table: str, write: Any) -> tuple[Doc, list[Change]]:
         """Run a write made with ``return_changes``; its result and its changes.
@@ -313,7 +320,7 @@ class Recorder:
         reply: Doc = {"state": "again"}
         attempts = 0
         if first:  # the usual case, in a smaller query
-            reply = await self._pool.run(INSERTED_NEXT(doc, event, rest, first))
+            reply = await self._insert_next(doc, event, rest, first)
             accepted = reply["before"]
             while reply.get("collided") and attempts < LOG_ATTEMPTS:  # another writer took the seq
                 attempts += 1

@@ -31,6 +31,7 @@ from gateway.store.documents import Conflict, Doc, Query, StoreError, StoreUnava
 from gateway.store.rethink import query as q
 from gateway.store.rethink.cursors import cursor, parse
 from gateway.store.rethink.feeds import EventFeed, Feed, TableFeed
+from gateway.store.rethink.group_commit import GroupCommit
 from gateway.store.rethink.pool import DEFAULT_DB, DEFAULT_PORT, POOL_SIZE, Pool, close_quietly, r
 from gateway.store.rethink.recording import (LEGACY_COUNTERS, LOG, Recorder, insert_each, is_event,
                                              is_stamp_only, newest_seq, public)
@@ -89,7 +90,7 @@ class RethinkStore(Store):
         self.host, self.port, self.db = host, port, db
         self.history_limit = history_limit
         self._pool = Pool([(host, port), *(more_hosts or [])], db, user, password, pool_size, replicas)
-        self._recorder = Recorder(self._pool, history_limit)
+        self._recorder = Recorder(self._pool, history_limit, GroupCommit(self._pool).insert_next)
         self._feeds: set[Feed] = set()
         #: The last cursor the earlier layout (one sequence for every event) issued in this database.
         self._legacy_seq = 0

@@ -60,7 +60,8 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
             db.execute(statement)
     db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
     db.execute("CREATE INDEX emails_owner ON emails (json_extract(doc, '$.owner'))")
-    db.execute("INSERT INTO emails VALUES ('e1', '{\"id\": \"e1\", \"owner\": \"a\", \"created\": \"2026\"}')")
+    old = {"id": "e1", "owner": "a", "created": "2026", "subject": "caf\u00e9 \U0001f600"}
+    db.execute("INSERT INTO emails VALUES ('e1', ?)", (json.dumps(old),))  # as written then: \\u escapes
     db.close()
 
     store = SQLiteStore(path)
@@ -78,8 +79,11 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
     assert "emails_owner" not in indexes and {"emails_owner_thread", "emails_owner_message_id", "emails_status"} <= indexes
     store = SQLiteStore(path)
     await store.open()
-    try:  # the email written before is still found by its owner
-        assert [e["id"] for e in await store.find("emails", Query({"owner": "a"}))] == ["e1"]
+    try:  # the email written before is still found by its owner, and by its subject beside one written now
+        assert await store.find("emails", Query({"owner": "a"})) == [old]
         assert await store.count("emails", {"owner": "a"}) == 1
+        await store.insert("emails", {**old, "id": "e2"})
+        assert [e["id"] for e in await store.find("emails", Query({"subject": old["subject"]}, [("id", False)]))] == [
+            "e1", "e2"]
     finally:
         await store.close()

@@ -113,7 +113,8 @@ class TextFormatter(logging.Formatter):
         if second != self._second:
             self._text = time.strftime(self.default_time_format, self.converter(second))
             self._second = second
-        return self.default_msec_format % (self._text, record.msecs)
+        msec_format = self.default_msec_format
+        return msec_format % (self._text, record.msecs) if msec_format else self._text
 
 
 def cheap_records() -> None:

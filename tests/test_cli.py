@@ -92,3 +92,18 @@ def test_default_config_is_localhost_5000_and_sqlite_in_cwd() -> None:
     config = Config.from_env({})
     assert (config.host, config.port, config.store) == ("127.0.0.1", 5000, "sqlite:gateway.db")
     assert secret_file(config) == os.path.abspath("gateway.secret")
+
+
+def test_the_text_log_line_is_the_standard_formatters() -> None:
+    """The serve log's formatter makes the time's text once a second: every line is still what
+    ``logging.Formatter`` makes of the record (same second, next second, a datefmt)."""
+    import logging
+
+    from gateway.app.cli import TEXT_FORMAT, TextFormatter
+
+    ours, standard = TextFormatter(TEXT_FORMAT), logging.Formatter(TEXT_FORMAT)
+    record = logging.LogRecord("gateway.smtp", logging.INFO, __file__, 1, "accepted a %d-byte message", (312,), None)
+    for created in (1764500000.001, 1764500000.999, 1764500001.5, 1764499999.25, 1764500001.5):
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == standard.format(record)
+        assert ours.formatTime(record, "%H:%M") == standard.formatTime(record, "%H:%M")

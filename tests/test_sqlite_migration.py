@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway.store import Query
 from gateway.store.sqlite import SQLiteStore
 from gateway.store.sqlite_schema import MIGRATIONS
 
@@ -50,13 +51,17 @@ async def test_a_version_2_changelog_becomes_the_event_history(tmp_path: Any) ->
 @pytest.mark.gen_test
 async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_path: Any) -> None:
     """A database made before the (owner, created) index opens with it, and the email list's query
-    (an account's emails, newest first, one page) reads its page from it instead of sorting them all."""
+    (an account's emails, newest first, one page) reads its page from it instead of sorting them all;
+    the owner-only index, which it and two others begin with, is dropped."""
     path = str(tmp_path / "old.db")
     db = sqlite3.connect(path, isolation_level=None)
     for statements in MIGRATIONS:
         for statement in statements:
             db.execute(statement)
     db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    db.execute("CREATE INDEX emails_owner ON emails (json_extract(doc, '$.owner'))")
+    old = {"id": "e1", "owner": "a", "created": "2026", "subject": "caf\u00e9 \U0001f600"}
+    db.execute("INSERT INTO emails VALUES ('e1', ?)", (json.dumps(old),))  # as written then: \\u escapes
     db.close()
 
     store = SQLiteStore(path)
@@ -67,6 +72,18 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
         plan = " ".join(row[3] for row in db.execute(
             "EXPLAIN QUERY PLAN SELECT doc FROM emails WHERE json_extract(doc, '$.owner') = ? "
             "ORDER BY json_extract(doc, '$.created') DESC, id ASC LIMIT 20", ("a",)))
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'emails'")}
     finally:
         db.close()
     assert "USING INDEX emails_owner_created" in plan and "TEMP B-TREE FOR ORDER BY" not in plan
+    assert "emails_owner" not in indexes and {"emails_owner_thread", "emails_owner_message_id", "emails_status"} <= indexes
+    store = SQLiteStore(path)
+    await store.open()
+    try:  # the email written before is still found by its owner, and by its subject beside one written now
+        assert await store.find("emails", Query({"owner": "a"})) == [old]
+        assert await store.count("emails", {"owner": "a"}) == 1
+        await store.insert("emails", {**old, "id": "e2"})
+        assert [e["id"] for e in await store.find("emails", Query({"subject": old["subject"]}, [("id", False)]))] == [
+            "e1", "e2"]
+    finally:
+        await store.close()

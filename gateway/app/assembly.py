@@ -18,6 +18,7 @@ from gateway.app.web import make_app, sockjs_settings
 from gateway.auth import Accounts, Passwords, Tokens
 from gateway.config import WEBHOOK_CONCURRENCY_EACH, Config
 from gateway.mail.delivery import DeliveryWorker
+from gateway.mail.recipients import Recipients
 from gateway.mail.relay import Relay
 from gateway.metrics import Metrics
 from gateway.sockjs import Router
@@ -44,6 +45,7 @@ class Services:
     router: Router
     app: tornado.web.Application
     metrics: Metrics
+    recipients: Recipients
 
 
 def secret_file(config: Config) -> str:
@@ -59,11 +61,13 @@ def secret_file(config: Config) -> str:
 def build(config: Config, store: Store, secret: bytes) -> Services:
     """Every service over an opened ``store``; call inside the running loop (the SockJS router needs it)."""
     tokens = Tokens(store, secret, config.token_ttl)
-    accounts = Accounts(store, Passwords(config.argon2_memory), tokens, config.mail_domain)
+    recipients = Recipients(store, config.mail_domain)
+    accounts = Accounts(store, Passwords(config.argon2_memory), tokens, config.mail_domain, [recipients.forget])
     metrics = Metrics()
     time_operations(store, lambda operation: metrics.store_seconds.labels(store.backend, operation).observe)
     registry = SubscriptionRegistry(store)
     tokens.watch(registry.followers)  # the tokens and accounts feeds: verified identities kept until they change
+    recipients.watch(registry.followers)  # the same feeds: inbound mail's recipients kept until their account changes
     dispatcher = EventDispatcher(store, registry, metrics)
     delivery = DeliveryWorker(store, config.mail_domain, Relay.from_url(config.relay), config.delivery_attempts,
                               config.delivery_backoff, config.delivery_lease, metrics)
@@ -84,7 +88,7 @@ def build(config: Config, store: Store, secret: bytes) -> Services:
                    websocket_max_message_size=4 * config.ws_max_message + 65536)
     endpoint.app = app
     watch(metrics, endpoint, registry, delivery, webhook_queue, followers)
-    return Services(state, registry, dispatcher, delivery, webhook_queue, endpoint, router, app, metrics)
+    return Services(state, registry, dispatcher, delivery, webhook_queue, endpoint, router, app, metrics, recipients)
 
 
 def watch(metrics: Metrics, endpoint: Endpoint, registry: SubscriptionRegistry, delivery: DeliveryWorker,

@@ -122,7 +122,7 @@ class Gateway:
         if smtp is not None:
             try:
                 self.smtp, self.smtp_handler = await start_smtp(store, self.config.mail_domain, smtp[0], smtp[1],
-                                                                self.config.smtp_max_size)
+                                                                self.config.smtp_max_size, services.recipients)
             except OSError as exc:
                 await self.stop()
                 raise listen_error("SMTP", smtp[0], smtp[1], exc) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Callable, Sequence
 
 from gateway.auth.passwords import Passwords, password_problem
 from gateway.auth.tokens import Identity, Tokens
@@ -29,11 +30,15 @@ def public_account(account: Doc) -> Doc:
 class Accounts:
     """Registering, logging in, changing and deleting accounts, with ``user@domain`` addresses."""
 
-    def __init__(self, store: Documents, passwords: Passwords, tokens: Tokens, domain: str) -> None:
+    def __init__(self, store: Documents, passwords: Passwords, tokens: Tokens, domain: str,
+                 forget: Sequence[Callable[[str], None]] = ()) -> None:
         self.store = store
         self.passwords = passwords
         self.tokens = tokens
         self.domain = domain
+        #: Called with an account's id once it is deleted, before the response: other things this
+        #: process keeps about accounts (inbound mail's recipients) drop it, as the token cache does.
+        self.forget = list(forget)
 
     async def register(self, username: str, password: str, display_name: str | None = None) -> Doc:
         """A new account; :class:`Invalid` for a bad name or weak password, :class:`Taken` for a name in use."""
@@ -111,6 +116,8 @@ class Accounts:
             await self.store.delete("accounts", account["id"])
         finally:
             self.tokens.forget_account(account["id"])
+            for forget in self.forget:
+                forget(account["id"])
         for table in OWNED_TABLES:
             await self.store.delete_where(table, {"owner": account["id"]})
         await self.store.delete("usernames", account["username"])

@@ -28,7 +28,7 @@ import jwt
 
 from gateway.ids import iso_from_epoch, new_id
 from gateway.store import Change, Doc, Documents
-from gateway.store.follow import Follower
+from gateway.store.follow import FeedGuard, Follower
 
 log = logging.getLogger("gateway.auth")
 
@@ -106,18 +106,16 @@ class Tokens:
         # token string and the secret never change, so neither does that verdict. Expiry is
         # checked against the clock on every use, revocation against the store in verify().
         self._decoded: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
-        # jti -> the identity verified from the store, trusted only while every feed in _feeds is
-        # live and has not been reopened since (_epoch): a reopened feed may have missed changes.
+        # jti -> the identity verified from the store, trusted only while every watched feed is live
+        # and has not been reopened since (the guard): a reopened feed may have missed changes.
         self._identities: collections.OrderedDict[str, Identity] = collections.OrderedDict()
-        self._feeds: list[Follower] = []
-        self._epoch: tuple[int, ...] | None = None
-        # Bumped by every invalidation: a verify whose store reads straddle one keeps nothing.
-        self._invalidations = 0
+        # a verify whose store reads straddle an invalidation keeps nothing
+        self._guard = FeedGuard(self._identities.clear)
 
     def watch(self, feeds: list[Follower]) -> None:
         """Keep verified identities, dropped on these followers' changes to ``tokens`` and ``accounts``
         (before :meth:`Follower.start`; their other readers see each change after this cache does)."""
-        self._feeds = feeds
+        self._guard.feeds = feeds
         for feed in feeds:
             feed.add("token cache", self._changed, first=True)
 
@@ -129,28 +127,14 @@ class Tokens:
         elif change.table == "accounts":
             self.forget_account(change.old["id"])
 
-    def _trusted(self) -> bool:
-        """Whether kept identities may be used now (dropping them all when not)."""
-        if not self._feeds:
-            return False
-        live = all(feed.live for feed in self._feeds)
-        epoch = tuple(feed.opened for feed in self._feeds)
-        if live and epoch == self._epoch:
-            return True
-        if self._identities:
-            self._identities.clear()
-        self._invalidations += 1
-        self._epoch = epoch if live else None
-        return live
-
     def forget(self, token_id: str) -> None:
         """Drop what is kept about one token (revoked here or elsewhere)."""
-        self._invalidations += 1
+        self._guard.invalidated()
         self._identities.pop(token_id, None)
 
     def forget_account(self, account_id: str) -> None:
         """Drop what is kept about every token of an account (changed or deleted here or elsewhere)."""
-        self._invalidations += 1
+        self._guard.invalidated()
         for token_id in [t for t, i in self._identities.items() if i.token["owner"] == account_id]:
             del self._identities[token_id]
 
@@ -211,13 +195,13 @@ class Tokens:
         """
         claims = self.decode(token)
         token_id: str = claims["jti"]
-        trusted = self._trusted()
+        trusted = self._guard.trusted()
         if trusted:
             kept = self._identities.get(token_id)
             if kept is not None and kept.token["owner"] == claims["sub"]:
                 self._identities.move_to_end(token_id)
                 return kept
-        invalidations = self._invalidations
+        invalidations = self._guard.invalidations
         record = await self.store.get("tokens", token_id)
         if record is None or record["owner"] != claims["sub"]:
             raise InvalidToken("revoked", "Token revoked")
@@ -225,7 +209,7 @@ class Tokens:
         if account is None:
             raise InvalidToken("revoked", "Account deleted")
         identity = Identity(account, record)
-        if trusted and self._trusted() and invalidations == self._invalidations:
+        if trusted and self._guard.trusted() and invalidations == self._guard.invalidations:
             self._identities[token_id] = identity
             if len(self._identities) > self.IDENTITY_CACHE:
                 self._identities.popitem(last=False)

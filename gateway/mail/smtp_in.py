@@ -16,8 +16,9 @@ from aiosmtpd.smtp import Session as SMTPSession
 
 from gateway.mail.addresses import PLAIN_ADDRESS
 from gateway.mail.documents import inbound_copy
-from gateway.mail.mailbox import add_email, copy_id, local_account
+from gateway.mail.mailbox import add_email, copy_id
 from gateway.mail.parse import TooComplex, parse_message
+from gateway.mail.recipients import Recipients
 from gateway.store import Conflict, Documents, StoreError
 
 log = logging.getLogger("gateway.smtp")
@@ -31,9 +32,11 @@ TRY_LATER = "451 4.3.0 Mail store unavailable, try again later"
 class InboundHandler:
     """aiosmtpd handler: accepts recipients that are local accounts, stores one copy per recipient."""
 
-    def __init__(self, store: Documents, domain: str) -> None:
+    def __init__(self, store: Documents, domain: str, recipients: Recipients | None = None) -> None:
         self.store = store
         self.domain = domain.lower()
+        #: Local accounts by address (without a watched feed, each lookup asks the store).
+        self.recipients = recipients or Recipients(store, domain)
         #: Messages being filed right now (a draining gateway waits for them).
         self.active = 0
 
@@ -47,7 +50,7 @@ class InboundHandler:
     async def handle_RCPT(self, server: SMTP, session: SMTPSession, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         try:
-            account = await local_account(self.store, address, self.domain)
+            account = await self.recipients.account(address)
         except StoreError as exc:
             log.warning("RCPT %s deferred: %s", address, exc)
             return TRY_LATER
@@ -91,8 +94,9 @@ class InboundHandler:
         stored = 0
         for address in dict.fromkeys(envelope.rcpt_tos):
             # looked up again, not taken from RCPT: an account deleted since then must get no copy
-            # (its deletion has removed what it owned; a copy filed now would never be removed)
-            owner = await local_account(self.store, address, self.domain)
+            # (its deletion has removed what it owned; a copy filed now would never be removed).
+            # Kept in memory while the accounts feed is live, and dropped by a deletion before it answers
+            owner = await self.recipients.account(address)
             if owner is None:
                 continue
             copy = copy_id(digest, owner)
@@ -169,10 +173,10 @@ class GatewaySMTP(SMTP):
         return addr, rest
 
 
-async def start_smtp(store: Documents, domain: str, host: str, port: int, max_size: int
-                     ) -> tuple[asyncio.Server, InboundHandler]:
+async def start_smtp(store: Documents, domain: str, host: str, port: int, max_size: int,
+                     recipients: Recipients | None = None) -> tuple[asyncio.Server, InboundHandler]:
     """Listen for SMTP on the running loop; the server (its socket tells the bound port) and its handler."""
-    handler = InboundHandler(store, domain)
+    handler = InboundHandler(store, domain, recipients)
 
     def protocol() -> Any:
         return GatewaySMTP(handler, data_size_limit=max_size, hostname=domain, ident="gateway SMTP", decode_data=False)

@@ -123,3 +123,37 @@ class Follower:
                 except Exception:
                     log.exception("%s (%s): catching up failed", self.name, reader)
             return
+
+
+class FeedGuard:
+    """Whether what a cache kept from the store may be used: while every feed it watches is live and
+    has not been reopened since the entries were made (a reopened feed may have missed changes).
+
+    ``clear`` empties the cache; :meth:`trusted` calls it whenever that stops holding.  A cache
+    notes every invalidation with :meth:`invalidated`, and keeps what it read from the store only
+    if :attr:`invalidations` is what it was before the read (the read did not straddle one).
+    """
+
+    def __init__(self, clear: Callable[[], None]) -> None:
+        self.clear = clear
+        self.feeds: list[Follower] = []
+        self._epoch: tuple[int, ...] | None = None
+        #: Bumped by every invalidation (and every loss of trust).
+        self.invalidations = 0
+
+    def trusted(self) -> bool:
+        """Whether kept entries may be used now (clearing them all when not)."""
+        if not self.feeds:
+            return False
+        live = all(feed.live for feed in self.feeds)
+        epoch = tuple(feed.opened for feed in self.feeds)
+        if live and epoch == self._epoch:
+            return True
+        self.clear()
+        self.invalidations += 1
+        self._epoch = epoch if live else None
+        return live
+
+    def invalidated(self) -> None:
+        """Note that an entry was dropped: a store read in progress must not keep what it read."""
+        self.invalidations += 1

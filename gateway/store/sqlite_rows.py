@@ -4,7 +4,6 @@ the one write transaction every write runs in."""
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 from typing import Any, Iterator, overload
 
@@ -32,13 +31,11 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-#: One encoder for every document (``json.dumps`` with options makes a new one per call).
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-
-
 def json_text(value: Any) -> str:
-    """JSON as stored: compact."""
-    return _encode(value)
+    """JSON as stored: compact, by :func:`gateway.jsontext.dumps` (orjson: non-ASCII characters as
+    they are; what it refuses, with ``\\uXXXX`` escapes), which is 6-8x faster than the standard
+    library's encoder. Rows written before, with escapes, read back the same."""
+    return jsontext.dumps(value).decode()
 
 
 def dump(doc: Doc | None) -> str | None:

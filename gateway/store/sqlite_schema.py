@@ -42,16 +42,34 @@ ORDER_INDEXES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+def declared_indexes() -> dict[str, dict[str, tuple[str, ...]]]:
+    """Table -> index name -> fields: :data:`~gateway.store.schema.INDEXES` and :data:`ORDER_INDEXES`."""
+    tables: dict[str, dict[str, tuple[str, ...]]] = {}
+    for declared in (INDEXES, ORDER_INDEXES):
+        for table, indexes in declared.items():
+            tables.setdefault(table, {}).update(indexes)
+    return tables
+
+
 def index_statements() -> list[str]:
-    """``CREATE INDEX`` for every index :data:`~gateway.store.schema.INDEXES` declares, and for
-    :data:`ORDER_INDEXES`, as ``TABLE_NAME`` on the fields' JSON values; run on every open (each is
-    IF NOT EXISTS, so a database made before an index was declared gets it on its next open)."""
-    return [
-        f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table} "
-        f"({', '.join(json_field(f) for f in fields)})"
-        for declared in (INDEXES, ORDER_INDEXES) for table, indexes in declared.items()
-        for name, fields in indexes.items()
-    ]
+    """``CREATE INDEX`` for every index :func:`declared_indexes` names, as ``TABLE_NAME`` on the
+    fields' JSON values; run on every open (each is IF NOT EXISTS, so a database made before an index
+    was declared gets it on its next open).
+
+    An index whose fields begin another index of its table (``emails``: ``owner``, which
+    ``owner_created`` and two more begin with) is not made, and dropped from a database made
+    before: SQLite reads that prefix of the longer index as well, and every stored row would
+    otherwise write one more index page.
+    """
+    statements = []
+    for table, indexes in declared_indexes().items():
+        for name, fields in indexes.items():
+            if any(other[:len(fields)] == fields and len(other) > len(fields) for other in indexes.values()):
+                statements.append(f"DROP INDEX IF EXISTS {table}_{name}")
+            else:
+                statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table} "
+                                  f"({', '.join(json_field(f) for f in fields)})")
+    return statements
 
 
 #: Schema migrations, applied in order; ``PRAGMA user_version`` records how many ran.

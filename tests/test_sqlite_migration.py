@@ -50,9 +50,10 @@ async def test_a_version_2_changelog_becomes_the_event_history(tmp_path: Any) ->
 
 @pytest.mark.gen_test
 async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_path: Any) -> None:
-    """A database made before the (owner, created) index opens with it, and the email list's query
-    (an account's emails, newest first, one page) reads its page from it instead of sorting them all;
-    the owner-only index, which it and two others begin with, is dropped."""
+    """A database made before the (owner, created) and (owner, thread, created) indexes opens with them:
+    the email list's query (an account's emails, newest first, one page) reads its page from the first
+    instead of sorting them all, and a thread's emails are read from the second (not the whole mailbox
+    from the first); the owner-only and (owner, thread) indexes, which they begin, are dropped."""
     path = str(tmp_path / "old.db")
     db = sqlite3.connect(path, isolation_level=None)
     for statements in MIGRATIONS:
@@ -60,6 +61,7 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
             db.execute(statement)
     db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
     db.execute("CREATE INDEX emails_owner ON emails (json_extract(doc, '$.owner'))")
+    db.execute("CREATE INDEX emails_owner_thread ON emails (json_extract(doc, '$.owner'), json_extract(doc, '$.thread'))")
     old = {"id": "e1", "owner": "a", "created": "2026", "subject": "caf\u00e9 \U0001f600"}
     db.execute("INSERT INTO emails VALUES ('e1', ?)", (json.dumps(old),))  # as written then: \\u escapes
     db.close()
@@ -72,11 +74,17 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
         plan = " ".join(row[3] for row in db.execute(
             "EXPLAIN QUERY PLAN SELECT doc FROM emails WHERE json_extract(doc, '$.owner') = ? "
             "ORDER BY json_extract(doc, '$.created') DESC, id ASC LIMIT 20", ("a",)))
+        # a thread's emails, oldest first (mailbox.refresh_thread): from the thread's index, not the mailbox's
+        thread_plan = " ".join(row[3] for row in db.execute(
+            "EXPLAIN QUERY PLAN SELECT doc FROM emails WHERE json_extract(doc, '$.owner') = ? "
+            "AND json_extract(doc, '$.thread') = ? ORDER BY json_extract(doc, '$.created') ASC, id ASC", ("a", "t")))
         indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'emails'")}
     finally:
         db.close()
     assert "USING INDEX emails_owner_created" in plan and "TEMP B-TREE FOR ORDER BY" not in plan
-    assert "emails_owner" not in indexes and {"emails_owner_thread", "emails_owner_message_id", "emails_status"} <= indexes
+    assert "USING INDEX emails_owner_thread_created" in thread_plan and "TEMP B-TREE FOR ORDER BY" not in thread_plan
+    assert not {"emails_owner", "emails_owner_thread"} & indexes
+    assert {"emails_owner_thread_created", "emails_owner_message_id", "emails_status"} <= indexes
     store = SQLiteStore(path)
     await store.open()
     try:  # the email written before is still found by its owner, and by its subject beside one written now

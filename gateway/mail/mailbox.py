@@ -52,10 +52,16 @@ async def find_thread(store: Documents, owner: str, references: list[str]) -> st
     (each email refers to itself too, so the copies of one message share a thread)."""
     if not references:
         return None
-    found = await store.find(
-        "emails", Query({"owner": owner, "message_id": In(references)}, [("created", True)], limit=1)
-    )
-    return found[0]["thread"] if found else None
+    # Unordered, the newest picked here: ordered by ``created`` the query is read in that order from
+    # the account's whole mailbox on SQLite (its planner prefers the order to the Message-ID index).
+    # A Message-ID names one message, filed a copy or two per account, so the matches are few.
+    found = await store.find("emails", Query({"owner": owner, "message_id": In(references)}))
+    if not found:
+        return None
+    # the store's order: newest first, ties by ascending id
+    newest = max(sorted(found, key=lambda email: email["id"]), key=lambda email: str(email.get("created") or ""))
+    thread: str = newest["thread"]
+    return thread
 
 
 async def add_email(store: Documents, email: Doc) -> Doc:

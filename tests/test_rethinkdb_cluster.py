@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.ids import new_id, now_iso
-from gateway.store import store_from_url
+from gateway.store import StoreUnavailable, store_from_url
 from gateway.store.rethink import r
 from tests import rethinkdb_server
 from tests.conftest import Api, api_for, restart, wait_ready, wait_until
@@ -201,3 +201,29 @@ async def test_a_delivery_claimed_by_a_dead_process_is_taken_over(start_gateway:
     await wait_until(taken_over, timeout=30)
     assert [r[1] for r in relay.received] == [["dan@example.org"]]
     assert (await gateway.store.get("emails", fresh["id"]))["status"] == "sending"
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_write_the_cluster_cannot_take_is_unavailable_not_a_failure() -> None:
+    """A table whose primary has lost its majority refuses writes: the store says it is unavailable
+    for now (the API's 503, SMTP's 451: try again), not that the write itself failed (a 500) — for a
+    plain insert and for an inbound email with its raw message, event and thread."""
+    cluster = rethinkdb_server.OwnCluster(2)  # skips without rethinkdb
+    await in_thread(cluster.start)
+    store = store_from_url(cluster.url("gateway", first=0, replicas=2))
+    try:
+        await store.open()
+        await in_thread(cluster.make_primary, "gateway", cluster.nodes[0])
+        await store.insert("contacts", {"id": "c0", "owner": "a", "name": "before"})
+        await in_thread(cluster.nodes[1].kill)  # node1 keeps every primary, without a majority
+        with pytest.raises(StoreUnavailable):
+            await store.insert("contacts", {"id": "c1", "owner": "a", "name": "after"})
+        email = {"id": "e1", "owner": "a", "direction": "in", "thread": "t1", "created": now_iso()}
+        with pytest.raises(StoreUnavailable):
+            await store.insert_with("emails", email, ("threads", {"id": "t1", "owner": "a"}),
+                                    before=[("messages", {"id": "e1", "owner": "a", "raw": "x"})])
+        with pytest.raises(StoreUnavailable):  # and reads: the primary may no longer be up to date
+            await store.get("contacts", "c0")
+    finally:
+        await store.close()
+        await in_thread(cluster.remove)

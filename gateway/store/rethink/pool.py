@@ -45,6 +45,20 @@ def translated_errors() -> Iterator[None]:
         raise StoreError(f"rethinkdb: {exc}") from exc
 
 
+#: What a write's ``first_error`` says when a table's primary replica cannot take it (down, failing
+#: over, cut off from a majority): the store is unavailable for now, not refusing that document.
+UNAVAILABLE_WRITE = ("primary replica", "quorum of replicas")
+
+
+def write_failed(what: str, first_error: str | None) -> StoreError:
+    """The error for a write the server refused (``first_error`` from its result): StoreUnavailable
+    while the table has no primary that can take writes (a client may try again: 503, SMTP 451)."""
+    error = first_error or "refused"
+    if any(marker in error for marker in UNAVAILABLE_WRITE):
+        return StoreUnavailable(f"rethinkdb: {what}: {error}")
+    return StoreError(f"rethinkdb: {what}: {error}")
+
+
 async def close_quietly(conn: Any) -> None:
     """Close a connection without waiting for replies; a failure to close is no news."""
     with contextlib.suppress(Exception):

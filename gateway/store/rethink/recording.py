@@ -36,7 +36,7 @@ from typing import Any, Awaitable, Callable, Sequence, overload
 
 from gateway.store.base import Change
 from gateway.store.documents import Doc, StoreError
-from gateway.store.rethink.pool import Pool, r
+from gateway.store.rethink.pool import Pool, r, write_failed
 from gateway.store.rethink.template import Template
 
 log = logging.getLogger("gateway.store.rethink")
@@ -355,4 +355,4 @@ def _collisions(failed: list[list[Any]]) -> None:
     """Raise for a failure to log that is not a collision with another writer (which is tried again)."""
     for _, error in failed:
         if "Duplicate primary key" not in error:
-            raise StoreError(f"rethinkdb: logging an event failed: {error}")
+            raise write_failed("logging an event", error)

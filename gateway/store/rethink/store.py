@@ -32,7 +32,7 @@ from gateway.store.rethink import query as q
 from gateway.store.rethink.cursors import cursor, parse
 from gateway.store.rethink.feeds import EventFeed, Feed, TableFeed
 from gateway.store.rethink.group_commit import GroupCommit
-from gateway.store.rethink.pool import DEFAULT_DB, DEFAULT_PORT, POOL_SIZE, Pool, close_quietly, r
+from gateway.store.rethink.pool import DEFAULT_DB, DEFAULT_PORT, POOL_SIZE, Pool, close_quietly, r, write_failed
 from gateway.store.rethink.recording import (LEGACY_COUNTERS, LOG, Recorder, insert_each, is_event,
                                              is_stamp_only, newest_seq, public)
 from gateway.store.rethink.schema import Schema
@@ -171,11 +171,11 @@ class RethinkStore(Store):
                 reply["before"].get("failed", [])
         for other_table, error in (*refused, *failed):
             if "Duplicate primary key" not in error:
-                raise StoreError(f"insert into {other_table}: {error}")
+                raise write_failed(f"insert into {other_table}", error)
         if result["errors"]:
             if "Duplicate primary key" in result.get("first_error", ""):
                 raise Conflict(f"{table}/{doc_id} exists")
-            raise StoreError(f"insert into {table}: {result.get('first_error')}")
+            raise write_failed(f"insert into {table}", result.get("first_error"))
         return [other_table for other_table, _ in failed]
 
     async def update(self, table: str, id: str, changes: Doc, only_if: dict[str, Any] | None = None) -> Doc | None:
@@ -184,11 +184,14 @@ class RethinkStore(Store):
         if result["errors"]:
             if result.get("first_error") == NOT_MATCHED:
                 return None
-            raise StoreError(f"update of {table}/{id}: {result.get('first_error')}")
+            raise write_failed(f"update of {table}/{id}", result.get("first_error"))
         return logged[0].new if logged else None
 
     async def delete(self, table: str, id: str) -> Doc | None:
-        _, changes = await self._recorder.write(table, r.table(q.table_name(table)).get(id).delete(return_changes=True))
+        result, changes = await self._recorder.write(table, r.table(q.table_name(table)).get(id).delete(
+            return_changes=True))
+        if result["errors"]:  # not "no such document": that is no error, and no change
+            raise write_failed(f"delete of {table}/{id}", result.get("first_error"))
         return changes[0].old if changes else None
 
     async def find(self, table: str, query: Query) -> list[Doc]:

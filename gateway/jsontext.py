@@ -1,9 +1,12 @@
 """JSON the fast way (orjson), with the standard library behind it for what orjson refuses.
 
 orjson encodes compactly and writes non-ASCII characters as raw UTF-8; it refuses
-what is not strict JSON or not valid Unicode: a lone surrogate, an integer beyond
-64 bits, a NaN, a non-string key.  Those rare values go through :mod:`json`
+to encode what is not valid Unicode or JSON's types: a lone surrogate, an integer
+beyond 64 bits, a non-string key.  Those rare values go through :mod:`json`
 instead (compact, ``\\uXXXX`` escapes), so nothing that worked before fails now.
+A NaN or an infinity it encodes as ``null`` (:mod:`json` would write ``NaN``,
+which is not JSON).  Decoding, it refuses ``NaN`` and the like, which :mod:`json`
+reads: :func:`loads` falls back to it.
 """
 
 from __future__ import annotations

@@ -209,6 +209,7 @@ class ClientTally:
     """What one client process saw, across its sessions."""
 
     latencies: array = field(default_factory=lambda: array("d"))  # seconds, one per event received
+    stamps: array = field(default_factory=lambda: array("d"))  # when each of those was written (epoch seconds)
     duplicates: int = 0
     out_of_order: int = 0
     foreign: int = 0  # events whose subject is not a bench stamp
@@ -345,6 +346,7 @@ class SockJSClient(asyncio.Protocol):
         self.seen.add(seq)
         self.seqs.append(seq)
         tally.latencies.append(now - stamp)
+        tally.stamps.append(stamp)
         tally.last_event = now
         self.counter.value += 1
 
@@ -421,6 +423,7 @@ async def _client(host: str, port: int, sessions: list[tuple[int, str]],
     errors = [e for c in clients for e in c.errors]
     pipe.send(("done", {
         "latencies": tally.latencies.tobytes(),
+        "stamps": tally.stamps.tobytes(),
         "received": {c.index: c.seqs for c in clients},
         "duplicates": tally.duplicates,
         "out_of_order": tally.out_of_order,
@@ -613,6 +616,18 @@ def percentile_ms(ordered: Sequence[float], q: float) -> float:
     return percentile(ordered, q) * 1000
 
 
+def print_timeline(started: float, tallies: list[dict[str, Any]]) -> None:
+    """Each second of the writes: how many events, and their p50, p99 and max latency."""
+    seconds: dict[int, list[float]] = {}
+    for t in tallies:
+        for stamp, latency in zip(array("d", t["stamps"]), array("d", t["latencies"])):
+            seconds.setdefault(int(stamp - started), []).append(latency)
+    for second, inside in sorted(seconds.items()):
+        inside.sort()
+        print(f"    second {second:3d}: {len(inside):6d} events  p50 {percentile(inside, 0.5) * 1000:7.1f} ms  "
+              f"p99 {percentile(inside, 0.99) * 1000:7.1f} ms  max {inside[-1] * 1000:7.1f} ms")
+
+
 def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str = "sqlite",
             rethinkdb: RethinkServer | None = None, peer: Any = None) -> Result:
     """Fresh server (and database), N subscribed sessions, the writes, the drain; the figures.
@@ -698,6 +713,8 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
             tallies.append(message[1])
 
         latencies = sorted(x for t in tallies for x in array("d", t["latencies"]))
+        if args.timeline:
+            print_timeline(writes.started, tallies)
         received: dict[int, list[int]] = {}
         for t in tallies:
             received.update(t["received"])
@@ -853,6 +870,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run the gateway of another checkout (an earlier commit, say: git worktree add), "
                              "to compare two versions under the same load generator")
     parser.add_argument("--keep", action="store_true", help="keep each run's temporary folder (server log, db)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="also print each second's latencies (by when the message was written): a stall shows "
+                             "as one second's max")
     args = parser.parse_args(argv)
     try:
         args.session_counts = [int(x) for x in args.sessions.split(",") if x.strip()]

@@ -33,6 +33,13 @@ log = logging.getLogger("gateway")
 #: Waiting for a shared store at start: the first retry, and the longest pause between two.
 STORE_FIRST_RETRY = 0.5
 STORE_MAX_RETRY = 5.0
+#: Allocations (less deallocations) between two of the garbage collector's young passes.  Python's
+#: 700 makes a busy server run one every few hundred microseconds, and each promotes what is merely
+#: in flight (frames, futures, events) to the old generation; the old generation seems to grow, and a
+#: full pass over every session's objects follows: 150-210 ms at 5,000 sessions, stalling every
+#: session (docs/benchmarks.md, "The garbage collector at 5,000 sessions").  At 50,000, in-flight
+#: objects die young and full passes are rare; a young pass costs more, and runs far less often.
+GC_YOUNG_THRESHOLD = 50_000
 
 
 class CannotListen(Exception):
@@ -229,6 +236,7 @@ def run(config: Config) -> int:
         # Everything made at startup lives as long as the process: keep it out of the garbage
         # collector's full passes, whose pauses are the worst event latencies under load.
         gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         await stop.wait()
         log.info("shutting down (draining for up to %.1fs)", config.drain)
         await gateway.drain(config.drain)

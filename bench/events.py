@@ -616,6 +616,13 @@ def percentile_ms(ordered: Sequence[float], q: float) -> float:
     return percentile(ordered, q) * 1000
 
 
+def add_timeline_option(parser: argparse.ArgumentParser) -> None:
+    """``--timeline`` (for :func:`run_one`; bench/fanout.py takes it too)."""
+    parser.add_argument("--timeline", action="store_true",
+                        help="also print each second's latencies (by when the message was written): a stall shows "
+                             "as one second's max")
+
+
 def print_timeline(started: float, tallies: list[dict[str, Any]]) -> None:
     """Each second of the writes: how many events, and their p50, p99 and max latency."""
     seconds: dict[int, list[float]] = {}
@@ -870,9 +877,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run the gateway of another checkout (an earlier commit, say: git worktree add), "
                              "to compare two versions under the same load generator")
     parser.add_argument("--keep", action="store_true", help="keep each run's temporary folder (server log, db)")
-    parser.add_argument("--timeline", action="store_true",
-                        help="also print each second's latencies (by when the message was written): a stall shows "
-                             "as one second's max")
+    add_timeline_option(parser)
     args = parser.parse_args(argv)
     try:
         args.session_counts = [int(x) for x in args.sessions.split(",") if x.strip()]

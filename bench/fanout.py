@@ -180,6 +180,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--smtp-connections", type=int, default=16, help="writer connections (default 16)")
     events.add_pipelining_option(parser)
+    events.add_timeline_option(parser)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--source", type=Path, metavar="DIR",
                         help="run the gateway of another checkout (as bench/events.py --source)")

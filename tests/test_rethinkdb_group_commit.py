@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from typing import Any, AsyncIterator
 
 import pytest
@@ -21,6 +22,7 @@ from gateway.store.rethink import group_commit
 from gateway.store.rethink.group_commit import MAX_BATCH
 from gateway.store.rethink.recording import LOG
 from tests import rethinkdb_server
+from tests.conftest import wait_until
 from tests.test_rethinkdb_events import email, file_email, log_of
 
 
@@ -160,3 +162,39 @@ async def test_two_copies_of_one_message_in_a_batch_share_its_thread() -> None:
         assert thread is not None and thread["email_count"] == 2
         assert [e["seq"] for e in await entries(store, "alice")] == [1, 2, 3]
         assert await store._run(r.table(LOG).count()) == 3
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_query_left_unanswered_fails_its_email_and_a_retry_files_it_once(own_rethinkdb: Any,
+                                                                                monkeypatch: Any) -> None:
+    """The database stops answering (as behind a partition with no reset; here it is sent SIGSTOP): an
+    email waiting on a recording query is answered StoreUnavailable once ``QUERY_TIMEOUT`` passes (SMTP
+    says 451), so a hung query holds up no email for longer, and the next one is written.  The query
+    completes once the database answers again, and the sender's retry then files nothing twice."""
+    monkeypatch.setattr(group_commit, "QUERY_TIMEOUT", 1.0)
+    store = RethinkStore.from_url(own_rethinkdb.url)
+    await store.open()
+    try:
+        doc = email("alice", "a")
+
+        def filing() -> Any:  # as SMTP intake files it, each attempt with the same raw message
+            return store.insert_with("emails", dict(doc), before=[("messages", {
+                "id": doc["id"], "owner": "alice", "raw": "Subject: a\r\n\r\n"})])
+
+        own_rethinkdb.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreUnavailable, match="no answer"):
+                await filing()
+        finally:
+            own_rethinkdb.process.send_signal(signal.SIGCONT)
+
+        async def written() -> bool:  # the query that got no answer in time completes now (the email last)
+            return await store.get("emails", doc["id"]) is not None
+        await wait_until(written, timeout=30)
+        with pytest.raises(Conflict):  # the retry: there already, filed once
+            await filing()
+        assert [(e["seq"], e["email"]) for e in await entries(store, "alice")] == [(1, doc["id"])]
+        await file_email(store, "alice", "b")  # and the next email goes in as usual
+        assert [e["seq"] for e in await entries(store, "alice")] == [1, 2]
+    finally:
+        await store.close()

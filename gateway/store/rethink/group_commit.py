@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.store.documents import Doc
+from gateway.store.documents import Doc, StoreUnavailable
 from gateway.store.rethink.pool import Pool, r
 from gateway.store.rethink.recording import INSERTED_NEXT, LOG, STAMP, newest_seq
 from gateway.store.rethink.template import Template
@@ -42,6 +42,12 @@ MAX_BATCH = 16
 #: against one at 200 emails a second (docs/benchmarks.md, "Main after the fifth round's merges"):
 #: p50 write-to-client 14-19 against 22-30 ms, p99 48-61 against 62-67 ms, the server's CPU 88-90 against 79-81 %.
 IN_FLIGHT = 2
+#: Seconds a recording query may go unanswered before its emails are answered "try again later"
+#: (SMTP 451).  A query that hangs (a network partition with no reset, a stopped server) would
+#: otherwise hold up every inbound email of the process, not only its own.  It may still complete;
+#: a sender's retry then finds its raw message there and takes the careful query, which files
+#: nothing twice.
+QUERY_TIMEOUT = 30.0
 
 
 def _batch(items: Any, owners: Any, before_table: Any, other_table: Any) -> Any:
@@ -128,11 +134,16 @@ class GroupCommit:
             while self._waiting:
                 batch = self._next_batch()
                 try:
-                    if len(batch) == 1:
-                        (args, _), = batch
-                        answers = [await self._pool.run(INSERTED_NEXT(*args))]
-                    else:
-                        answers = await self._write(batch)
+                    try:
+                        async with asyncio.timeout(QUERY_TIMEOUT):  # the query itself runs on (Pool.run shields it)
+                            if len(batch) == 1:
+                                (args, _), = batch
+                                answers = [await self._pool.run(INSERTED_NEXT(*args))]
+                            else:
+                                answers = await self._write(batch)
+                    except TimeoutError:
+                        raise StoreUnavailable(f"rethinkdb: no answer to the query of {len(batch)} inbound "
+                                               f"email(s) within {QUERY_TIMEOUT:g} s") from None
                 except BaseException as exc:  # each email of the batch fails with it
                     for _, future in batch:
                         if not future.done():

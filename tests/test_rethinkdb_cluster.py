@@ -8,10 +8,12 @@ import time
 from typing import Any
 
 import pytest
+from rethinkdb.errors import ReqlInternalError, ReqlOpFailedError, ReqlQueryLogicError
 
 from gateway.ids import new_id, now_iso
-from gateway.store import StoreUnavailable, store_from_url
+from gateway.store import StoreError, StoreUnavailable, store_from_url
 from gateway.store.rethink import r
+from gateway.store.rethink.pool import translated_errors
 from tests import rethinkdb_server
 from tests.conftest import Api, api_for, restart, wait_ready, wait_until
 from tests.sockjs_clients import Client, connect, next_event, subscribed
@@ -227,3 +229,20 @@ async def test_a_write_the_cluster_cannot_take_is_unavailable_not_a_failure() ->
     finally:
         await store.close()
         await in_thread(cluster.remove)
+
+
+@pytest.mark.parametrize("error, unavailable", [
+    # what a gateway got during test_cluster.py's failover, as a 500: an *internal* error by its class
+    (ReqlInternalError("Unexpected exception: The attempt to read or modify the table's configuration failed because "
+                       "none of the servers were accessible.  If it was an attempt to modify, the modification did "
+                       "not take place"), True),
+    (ReqlOpFailedError("Cannot perform write: primary replica for shard [\"\", +inf) not available"), True),
+    (ReqlQueryLogicError("Expected type STRING but found NUMBER."), False),
+])
+def test_what_the_cluster_says_when_it_cannot_serve_is_unavailable(error: Exception, unavailable: bool) -> None:
+    """The server's errors that mean "not now" are StoreUnavailable (503, SMTP 451: try again), whatever
+    their class; the others are failures of the query itself."""
+    with pytest.raises(StoreError) as raised:
+        with translated_errors():
+            raise error
+    assert isinstance(raised.value, StoreUnavailable) == unavailable

@@ -13,7 +13,7 @@ import itertools
 from typing import Any, Iterator
 
 from rethinkdb import RethinkDB
-from rethinkdb.errors import ReqlAuthError, ReqlAvailabilityError, ReqlDriverError, ReqlError, ReqlRuntimeError
+from rethinkdb.errors import ReqlAuthError, ReqlAvailabilityError, ReqlDriverError, ReqlError
 
 from gateway.store.documents import StoreError, StoreUnavailable
 from gateway.store.rethink.template import Decoder, Encoder
@@ -28,6 +28,18 @@ POOL_SIZE = 4
 CONNECT_TIMEOUT = 5.0
 
 
+#: What the server or the driver says when the cluster cannot serve a query or take a write for now
+#: (a lost connection; a table's primary down, failing over or cut off from a majority; a table's
+#: configuration out of reach, which RethinkDB reports as an *internal* error): the store is
+#: unavailable, and a client may try again (503, SMTP 451).
+UNAVAILABLE = ("Connection is closed", "primary replica", "quorum of replicas", "none of the servers were accessible")
+
+
+def unavailable(message: str) -> bool:
+    """Whether an error message of the server or driver is one of :data:`UNAVAILABLE`."""
+    return any(marker in message for marker in UNAVAILABLE)
+
+
 @contextlib.contextmanager
 def translated_errors() -> Iterator[None]:
     """Driver errors as store errors: lost connections and unavailable tables are StoreUnavailable."""
@@ -37,24 +49,17 @@ def translated_errors() -> Iterator[None]:
         raise
     except (ReqlDriverError, ReqlAvailabilityError, OSError) as exc:
         raise StoreUnavailable(f"rethinkdb: {exc}") from exc
-    except ReqlRuntimeError as exc:
-        if "Connection is closed" in str(exc):
+    except ReqlError as exc:
+        if unavailable(str(exc)):
             raise StoreUnavailable(f"rethinkdb: {exc}") from exc
         raise StoreError(f"rethinkdb: {exc}") from exc
-    except ReqlError as exc:
-        raise StoreError(f"rethinkdb: {exc}") from exc
-
-
-#: What a write's ``first_error`` says when a table's primary replica cannot take it (down, failing
-#: over, cut off from a majority): the store is unavailable for now, not refusing that document.
-UNAVAILABLE_WRITE = ("primary replica", "quorum of replicas")
 
 
 def write_failed(what: str, first_error: str | None) -> StoreError:
     """The error for a write the server refused (``first_error`` from its result): StoreUnavailable
     while the table has no primary that can take writes (a client may try again: 503, SMTP 451)."""
     error = first_error or "refused"
-    if any(marker in error for marker in UNAVAILABLE_WRITE):
+    if unavailable(error):
         return StoreUnavailable(f"rethinkdb: {what}: {error}")
     return StoreError(f"rethinkdb: {what}: {error}")
 

@@ -103,7 +103,11 @@ async def test_a_cluster_behind_nginx_survives_node_failover_and_a_dead_gateway(
             await in_thread(cluster.wait_ready, db, "ready_for_writes")
             assert "node1" not in await in_thread(cluster.primaries, db)
             await flow.more(15)
-            sent_out = await outbound
+            try:
+                sent_out = await outbound
+            except AssertionError:  # show what the gateways logged about it
+                print("\n".join(fleet.logs("ERROR", "Traceback", "Error", "  File ", "    ")))
+                raise
 
             # the gateway holding the most sessions dies; its clients come back through nginx to the others
             counts = [await fleet.sessions(i) for i in range(3)]

@@ -21,11 +21,11 @@ def option(default: Any, help: str, env: str, metavar: str | None = None) -> Any
     return field(default=default, metadata={"help": help, "env": env, "metavar": metavar})
 
 
-#: The sockjs-client the iframe transports load by default.  sockjs-client refuses an iframe
-#: whose script is not its own exact version, and sockjs-tornado's default is 0.3.
 #: Webhook POSTs in flight at once to one webhook (of ``--webhook-concurrency`` in all).
 WEBHOOK_CONCURRENCY_EACH = 4
 
+#: The sockjs-client the iframe transports load by default.  sockjs-client refuses an iframe
+#: whose script is not its own exact version, and sockjs-tornado's default is 0.3.
 DEFAULT_SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
 
 

@@ -27,12 +27,16 @@ async def label_ids_exist(store: Documents, owner: str, label_ids: Iterable[str]
 
 
 async def local_account(store: Documents, address: str, domain: str) -> str | None:
-    """The id of the account behind ``user@domain``, or None (another domain, no such user)."""
+    """The id of the account behind ``user@domain``, or None (another domain, no such user, or an
+    account being deleted: a deletion removes the account first and its name last)."""
     local, _, at = address.rpartition("@")
     if at.lower() != domain.lower() or not local:
         return None
     entry = await store.get("usernames", local.lower())
-    return entry["account"] if entry else None
+    if entry is None or await store.get("accounts", entry["account"]) is None:
+        return None
+    account_id: str = entry["account"]
+    return account_id
 
 
 def copy_id(source: str, account_id: str) -> str:

@@ -12,6 +12,7 @@ store every time, so a new account is found at once.
 
 from __future__ import annotations
 
+from gateway.mail.mailbox import local_account
 from gateway.store import Change, Documents
 from gateway.store.follow import FeedGuard, Follower
 
@@ -25,7 +26,7 @@ class Recipients:
     def __init__(self, store: Documents, domain: str) -> None:
         self.store = store
         self.domain = domain.lower()
-        # local part (lowercased) -> account id, trusted only while every watched feed is live and has
+        # address (lowercased) -> account id, trusted only while every watched feed is live and has
         # not been reopened since (the guard): a reopened feed may have missed a deletion. A lookup
         # whose store reads straddle an invalidation keeps nothing.
         self._kept: dict[str, str] = {}
@@ -45,28 +46,23 @@ class Recipients:
     def forget(self, account_id: str) -> None:
         """Drop every address of an account (changed or deleted, here or elsewhere)."""
         self._guard.invalidated()
-        for local in [name for name, kept in self._kept.items() if kept == account_id]:
-            del self._kept[local]
+        for address in [name for name, kept in self._kept.items() if kept == account_id]:
+            del self._kept[address]
 
     async def account(self, address: str) -> str | None:
         """The id of the account behind ``user@domain``, or None (another domain, no such user)."""
-        local, _, at = address.rpartition("@")
-        if at.lower() != self.domain or not local:
-            return None
-        local = local.lower()
+        key = address.lower()
         trusted = self._guard.trusted()
         if trusted:
-            kept = self._kept.get(local)
+            kept = self._kept.get(key)
             if kept is not None:
                 return kept
         invalidations = self._guard.invalidations
-        entry = await self.store.get("usernames", local)
-        # the account itself too: a deletion removes the account first and its name last
-        if entry is None or await self.store.get("accounts", entry["account"]) is None:
+        account_id = await local_account(self.store, address, self.domain)
+        if account_id is None:
             return None
-        account_id: str = entry["account"]
         if trusted and self._guard.trusted() and invalidations == self._guard.invalidations:
-            self._kept[local] = account_id
+            self._kept[key] = account_id
             if len(self._kept) > self.KEPT:
                 del self._kept[next(iter(self._kept))]
         return account_id

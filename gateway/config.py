@@ -37,8 +37,9 @@ class Config:
     port: int = option(5000, "HTTP port (0 picks a free one)", "GATEWAY_PORT")
     store: str = option(
         "sqlite:gateway.db",
-        "storage: sqlite:PATH (embedded, the default) or rethinkdb://HOST:PORT[,HOST:PORT...]/DB[?replicas=N] "
-        "(a cluster's nodes, the preferred first)",
+        "storage: sqlite:PATH (embedded, the default) or "
+        "rethinkdb://HOST:PORT[,HOST:PORT...]/DB[?replicas=N][&timeout=S] "
+        "(a cluster's nodes, the preferred first; S: seconds a query may go unanswered, 30)",
         "GATEWAY_STORE",
         "URL",
     )

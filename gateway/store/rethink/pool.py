@@ -2,7 +2,10 @@
 
 The driver runs on asyncio (Tornado's loop).  A pooled connection that
 dropped (the server restarted, say) is reconnected on its next use; lost
-connections and unavailable tables surface as :class:`StoreUnavailable`.
+connections and unavailable tables surface as :class:`StoreUnavailable`, and
+so does a query left unanswered for the pool's ``query_timeout`` (a server
+stopped, or cut off by a partition that sends no reset, answers nothing and
+closes nothing: without a limit every request waiting on it would hang).
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ DEFAULT_PORT = 28015
 DEFAULT_DB = "gateway"
 POOL_SIZE = 4
 CONNECT_TIMEOUT = 5.0
+#: Seconds a query may go unanswered before its caller gets StoreUnavailable (HTTP 503, SMTP 451);
+#: the store URL's ``?timeout=`` sets it.  The query itself is not withdrawn (the protocol cannot
+#: take back a write): it may still complete, so a client that retries a write should say so
+#: (``Idempotency-Key``; a sender's retry of an inbound email files it once).
+QUERY_TIMEOUT = 30.0
+#: Seconds the schema's set-up may take per step (creating tables waits for them to be ready).
+SCHEMA_TIMEOUT = 120.0
 
 
 #: What the server or the driver says when the cluster cannot serve a query or take a write for now
@@ -80,8 +90,9 @@ class Pool:
     """
 
     def __init__(self, hosts: list[tuple[str, int]], db: str, user: str, password: str, size: int = POOL_SIZE,
-                 replicas: int = 1) -> None:
+                 replicas: int = 1, query_timeout: float = QUERY_TIMEOUT) -> None:
         self.hosts = list(hosts)
+        self.query_timeout = query_timeout
         self.host, self.port = self.hosts[0]
         self.db = db
         self.replicas = replicas
@@ -143,11 +154,27 @@ class Pool:
                 self._slots[slot] = conn
             return conn
 
-    async def run(self, query: Any, conn: Any = None) -> Any:
-        """Run a query (on ``conn``, or a pooled connection); driver failures become store errors."""
+    async def run(self, query: Any, conn: Any = None, timeout: float | None = None) -> Any:
+        """Run a query (on ``conn``, or a pooled connection); driver failures become store errors, and
+        so does no answer within ``timeout`` seconds (the pool's ``query_timeout`` unless given)."""
+        limit = self.query_timeout if timeout is None else timeout
         with translated_errors():
             if conn is None:
                 conn = await self.connection()
             # Shielded: the driver resolves the query's future when the answer arrives, and an
             # answer to a cancelled caller would make it close the whole (shared) connection.
-            return await asyncio.shield(query.run(conn))
+            running = asyncio.ensure_future(query.run(conn))
+            try:
+                async with asyncio.timeout(limit):
+                    return await asyncio.shield(running)
+            except TimeoutError:
+                if not running.done():
+                    running.add_done_callback(_ignored)  # its late answer (or failure) has no one to go to
+                    raise StoreUnavailable(f"rethinkdb: no answer within {limit:g} s") from None
+                raise
+
+
+def _ignored(late: asyncio.Future[Any]) -> None:
+    """Take a late query's outcome, so a failure is not reported as never retrieved."""
+    if not late.cancelled():
+        late.exception()

@@ -12,7 +12,7 @@ from typing import Any
 from rethinkdb.errors import ReqlOpFailedError
 
 from gateway.store.documents import StoreError, StoreUnavailable
-from gateway.store.rethink.pool import Pool, r
+from gateway.store.rethink.pool import SCHEMA_TIMEOUT, Pool, r
 from gateway.store.rethink.query import ORDER_INDEXES, index_function, order_index_function
 from gateway.store.rethink.recording import LOG
 from gateway.store.schema import INDEXES, TABLES
@@ -71,7 +71,7 @@ class Schema:
         raise failure or StoreError(f"rethinkdb: the schema of {self.db!r} did not settle")
 
     async def _run(self, query: Any, conn: Any = None) -> Any:
-        return await self.pool.run(query, conn)
+        return await self.pool.run(query, conn, timeout=SCHEMA_TIMEOUT)
 
     async def _create_tables(self, conn: Any) -> bool:
         """Create the database and tables that are missing; whether any table was."""

@@ -1,4 +1,4 @@
-"""The shared store: a RethinkDB database (``rethinkdb://HOST:PORT[,HOST:PORT...]/DB[?replicas=N]``), for
+"""The shared store: a RethinkDB database (``rethinkdb://HOST:PORT[,HOST:PORT...]/DB[?replicas=N][&timeout=S]``), for
 several gateway processes.
 
 Each table of :data:`~gateway.store.schema.TABLES` holds the documents as they
@@ -32,7 +32,8 @@ from gateway.store.rethink import query as q
 from gateway.store.rethink.cursors import cursor, parse
 from gateway.store.rethink.feeds import EventFeed, Feed, TableFeed
 from gateway.store.rethink.group_commit import GroupCommit
-from gateway.store.rethink.pool import DEFAULT_DB, DEFAULT_PORT, POOL_SIZE, Pool, close_quietly, r, write_failed
+from gateway.store.rethink.pool import (DEFAULT_DB, DEFAULT_PORT, POOL_SIZE, QUERY_TIMEOUT, Pool, close_quietly, r,
+                                        write_failed)
 from gateway.store.rethink.recording import (LEGACY_COUNTERS, LOG, Recorder, insert_each, is_event,
                                              is_stamp_only, newest_seq, public)
 from gateway.store.rethink.schema import Schema
@@ -43,6 +44,8 @@ DB_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 #: delete_where on emails deletes this many documents per query (each returned to be checked
 #: for events), keeping each query's returned changes well under RethinkDB's array limit.
 DELETE_BATCH = 1000
+#: Seconds :meth:`RethinkStore.ping` waits for the tables (a health probe must answer soon).
+PING_TIMEOUT = 2
 #: The error a conditional update raises inside ReQL when ``only_if`` does not hold.
 NOT_MATCHED = "gateway: only_if did not match"
 
@@ -84,12 +87,13 @@ class RethinkStore(Store):
     def __init__(self, host: str = "localhost", port: int = DEFAULT_PORT, db: str = DEFAULT_DB,
                  user: str = "admin", password: str = "", history_limit: int = 100_000,
                  pool_size: int = POOL_SIZE, more_hosts: list[tuple[str, int]] | None = None,
-                 replicas: int = 1) -> None:
+                 replicas: int = 1, query_timeout: float = QUERY_TIMEOUT) -> None:
         if not DB_NAME.match(db):
             raise ValueError(f"bad RethinkDB database name {db!r}: use A-Z, a-z, 0-9, _ and - only")
         self.host, self.port, self.db = host, port, db
         self.history_limit = history_limit
-        self._pool = Pool([(host, port), *(more_hosts or [])], db, user, password, pool_size, replicas)
+        self._pool = Pool([(host, port), *(more_hosts or [])], db, user, password, pool_size, replicas,
+                          query_timeout)
         self._recorder = Recorder(self._pool, history_limit, GroupCommit(self._pool).insert_next)
         self._feeds: set[Feed] = set()
         #: The last cursor the earlier layout (one sequence for every event) issued in this database.
@@ -97,22 +101,31 @@ class RethinkStore(Store):
 
     @classmethod
     def from_url(cls, url: str, history_limit: int = 100_000) -> RethinkStore:
-        """``rethinkdb://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]...][/DB][?replicas=N]``: the
-        nodes this process may use, the preferred first, and how many replicas each table gets
-        when this process creates it; ValueError when malformed."""
+        """``rethinkdb://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]...][/DB][?replicas=N][&timeout=S]``:
+        the nodes this process may use, the preferred first, how many replicas each table gets
+        when this process creates it, and the seconds a query may go unanswered (:data:`QUERY_TIMEOUT`);
+        ValueError when malformed."""
         parts = urlsplit(url)
         query = parse_qs(parts.query, keep_blank_values=True)
-        if parts.scheme != "rethinkdb" or parts.fragment or set(query) - {"replicas"}:
-            raise ValueError(f"bad store URL {url!r}: expected rethinkdb://HOST:PORT[,HOST:PORT...]/DB[?replicas=N]")
+        if parts.scheme != "rethinkdb" or parts.fragment or set(query) - {"replicas", "timeout"}:
+            raise ValueError(f"bad store URL {url!r}: expected "
+                             "rethinkdb://HOST:PORT[,HOST:PORT...]/DB[?replicas=N][&timeout=SECONDS]")
         userinfo, _, hostlist = parts.netloc.rpartition("@")
         user, _, password = userinfo.partition(":")
         hosts = [_host_port(item, url) for item in hostlist.split(",")] if hostlist else [("localhost", DEFAULT_PORT)]
         replicas = query.get("replicas", ["1"])[-1]
         if not replicas.isdigit() or not 1 <= int(replicas) <= 9:
             raise ValueError(f"bad store URL {url!r}: replicas must be a number from 1 to 9")
+        timeout = query.get("timeout", [str(QUERY_TIMEOUT)])[-1]
+        try:
+            query_timeout = float(timeout)
+        except ValueError:
+            query_timeout = 0.0
+        if not 0.1 <= query_timeout <= 3600:  # (also refuses nan and inf)
+            raise ValueError(f"bad store URL {url!r}: timeout must be a number of seconds from 0.1 to 3600")
         db = parts.path.strip("/") or DEFAULT_DB
         return cls(hosts[0][0], hosts[0][1], db, unquote(user or "admin"), unquote(password), history_limit,
-                   more_hosts=hosts[1:], replicas=int(replicas))
+                   more_hosts=hosts[1:], replicas=int(replicas), query_timeout=query_timeout)
 
     async def _run(self, query: Any, conn: Any = None) -> Any:
         return await self._pool.run(query, conn)
@@ -139,7 +152,8 @@ class RethinkStore(Store):
     async def ping(self) -> bool:
         """Whether the tables answer (a server that just restarted takes connections before its tables are ready)."""
         try:
-            await self._run(r.db(self.db).wait(wait_for="ready_for_writes", timeout=2))
+            await self._pool.run(r.db(self.db).wait(wait_for="ready_for_writes", timeout=PING_TIMEOUT),
+                                 timeout=min(PING_TIMEOUT + 1, self._pool.query_timeout))
             return True
         except StoreError:
             return False

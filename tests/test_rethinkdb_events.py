@@ -14,6 +14,7 @@ import pytest
 from gateway.app.server import Gateway
 from gateway.ids import new_id, now_iso
 from gateway.store.rethink import RethinkStore, r
+from gateway.store.rethink import recording
 from gateway.store.rethink.recording import LOG, STAMP
 from tests import rethinkdb_server
 from tests.conftest import api_for
@@ -175,3 +176,31 @@ async def test_a_seq_freed_by_pruning_is_never_taken_again() -> None:
     finally:
         for store in (first, second):
             await store.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_email_id_taken_meanwhile_voids_the_entry_unless_the_email_carries_it() -> None:
+    """The end of an inbound email's query, after its entry is logged: the email's insert is refused
+    (its id was taken meanwhile).  When the email that took it is stamped with that very entry (another
+    attempt at it, the careful query, found the entry as an interrupted attempt's and got there first),
+    the entry is that email's event and stays; otherwise it is voided (no event, no gap)."""
+    url = rethinkdb_server.store_url()
+    store = RethinkStore.from_url(url)
+    await store.open()
+    try:
+        shared, other = email("alice", "shared"), email("alice", "other")
+        for seq, doc in enumerate((shared, other), 1):
+            await store._run(r.table(LOG).insert({"id": ["alice", seq], "kind": "receipt", "doc": doc,
+                                                  "email": doc["id"], "at": 0}))
+        await store._run(r.table("emails").insert({**shared, STAMP: {"seq": 1, "kind": "receipt"}}))
+        await store._run(r.table("emails").insert(other))  # taken by a write of no event
+        for seq, doc in enumerate((shared, other), 1):
+            reply = await store._run(recording._stamped(r.expr(doc), r.expr({"owner": "alice", "kind": "receipt"}),
+                                                        seq, r.expr([])))
+            assert reply["state"] == "done" and reply["result"]["errors"] == 1
+        kinds = await store._run(log_of("alice").order_by(index="id").map(lambda e: e["kind"]).coerce_to("array"))
+        assert kinds == ["receipt", None]
+        history = await store.event_history("alice", None, 10)
+        assert [c.new["id"] for c in history.changes] == [shared["id"]] and history.complete
+    finally:
+        await store.close()

@@ -195,13 +195,18 @@ def _orphan(owner: Any, email_id: Any, kind: Any) -> Any:
 
 
 def _stamped(doc: Any, event: Any, seq: Any, others: Any) -> Any:
-    """Insert the email with the stamp of its logged entry ``seq``, then ``others``; a refused
-    insert (the id was taken meanwhile) voids the entry."""
-    return r.table("emails").insert(doc.merge({STAMP: {"seq": seq, "kind": event["kind"]}}), conflict="error").do(
+    """Insert the email with the stamp of its logged entry ``seq``, then ``others``; a refused insert
+    (the id was taken meanwhile) voids the entry, unless the email that took the id carries that
+    very stamp: another attempt at this email (the careful query, :func:`_inserted`) found the entry
+    as an interrupted attempt's (:func:`_orphan`) and inserted the email with it first, so the entry
+    is that email's event (the batch query, group_commit, voids by the same rule)."""
+    emails = r.table("emails")
+    return emails.insert(doc.merge({STAMP: {"seq": seq, "kind": event["kind"]}}), conflict="error").do(
         lambda result: r.branch(
             result["inserted"].eq(1),
             {"state": "inserted", "result": result, "seq": seq, "others": insert_each(others)},
-            r.table(LOG).get([event["owner"], seq]).update({"kind": None, "doc": None}).do(
+            r.branch(emails.get(doc["id"])[STAMP]["seq"].default(None).eq(seq), None,
+                     r.table(LOG).get([event["owner"], seq]).update({"kind": None, "doc": None})).do(
                 lambda _: {"state": "done", "result": result}),
         ))
 
@@ -229,8 +234,9 @@ def _inserted(doc: Any, event: Any, others: Any, before: Any) -> Any:
 
     ``state`` is ``inserted``; or ``done`` (nothing logged: the id was taken, ``result`` says so);
     or ``collided`` (nothing written: another writer took the seq, ``failed`` says so).  An insert
-    that loses a race for the id after its event was logged voids that entry; one that finds an
-    entry an interrupted attempt left (see :func:`_orphan`) uses it.
+    that loses a race for the id after its event was logged voids that entry (unless the winner
+    carries it, see :func:`_stamped`); one that finds an entry an interrupted attempt left (see
+    :func:`_orphan`) uses it.
     """
     emails, owner = r.table("emails"), event["owner"]
 

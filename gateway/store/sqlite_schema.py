@@ -11,6 +11,10 @@ from gateway.store.schema import INDEXES, TABLES
 log = logging.getLogger("gateway.store.sqlite")
 
 
+#: The tables whose rows may keep their listed view, encoded, beside the document (a ``listed`` column).
+LISTED_TABLES: tuple[str, ...] = ("emails",)
+
+
 def json_field(name: str) -> str:
     """A document field in SQL (documents are JSON text in ``doc``)."""
     return f"json_extract(doc, '$.{name}')"
@@ -103,6 +107,11 @@ MIGRATIONS: list[list[str]] = [
     ],
     [
         "CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+    ],
+    [
+        # each email's listed view, encoded (SQLiteStore's ``listed``): a list page joins these
+        # instead of decoding and encoding its rows; NULL until written (filled on open)
+        *(f"ALTER TABLE {table} ADD COLUMN listed BLOB" for table in LISTED_TABLES),
     ],
 ]
 

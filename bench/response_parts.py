@@ -6,7 +6,12 @@ by ``python bench/tunnel.py --variants http --requests 500 --rounds 1 --keep``:
 repeats:
 
 - ``store.find``: the page's read (SQL and decoding the rows), as the list's
-  handler asks for it;
+  handler asked for it before the listed views;
+- ``page body``: the page's whole body as the list's handler makes it: where
+  the tree keeps listed views (``gateway.mail.documents.LISTED``), the store
+  opened with them and the page joined from ``find_listed``'s fragments, else
+  ``find``, ``public_email`` of each and ``jsontext.dumps`` (both give the same
+  bytes, which the script checks);
 - ``decode``: ``orjson.loads`` of the page's 20 stored rows alone;
 - ``frame``: the tunnel's frame strings for the page's response, plain (the
   body escaped twice) and as a JSON value (``accept_json_body``: escaped once);
@@ -40,6 +45,8 @@ import tornado.web  # noqa: E402
 from tornado import httputil  # noqa: E402
 
 import gateway  # noqa: E402
+from gateway import jsontext  # noqa: E402
+from gateway.mail import documents  # noqa: E402
 from gateway.mail.documents import public_email  # noqa: E402
 from gateway.store import Query  # noqa: E402
 from gateway.store.sqlite import SQLiteStore  # noqa: E402
@@ -68,6 +75,37 @@ async def find_us(path: Path, owner: str, number: int) -> float:
                 await store.find("emails", query)
             best = min(best, time.process_time() - start)
         return best / number * 1e6
+    finally:
+        await store.close()
+
+
+async def page_us(path: Path, owner: str, number: int) -> tuple[float, bytes, str]:
+    """µs per page body as the list's handler makes it (joined where the tree keeps listed views),
+    the body, and which way it was made."""
+    listed = getattr(documents, "LISTED", None)
+    store = SQLiteStore(str(path), listed=listed) if listed else SQLiteStore(str(path))
+    await store.open()
+    query = Query({"owner": owner}, [("created", True)], limit=PAGE)
+
+    async def joined() -> bytes | None:
+        encoded = await store.find_listed("emails", query)
+        return None if encoded is None else b'{"success":true,"emails":[' + b",".join(encoded) + b"]}"
+
+    async def encoded() -> bytes:
+        return jsontext.dumps({"success": True, "emails": [public_email(e) for e in await store.find("emails", query)]})
+
+    try:
+        way = "joined" if listed and await joined() is not None else "decoded and encoded"
+        page = joined if way == "joined" else encoded
+        best = float("inf")
+        for _ in range(REPEATS):
+            start = time.process_time()
+            for _ in range(number):
+                await page()
+            best = min(best, time.process_time() - start)
+        body = await page()
+        assert body is not None and body == await encoded(), "the joined page differs from the encoded one"
+        return best / number * 1e6, body, way
     finally:
         await store.close()
 
@@ -101,6 +139,9 @@ def main() -> int:
     handler = a_handler()
     print(f"gateway from {Path(gateway.__file__).parent.parent}; a page of {PAGE} emails, body {len(body)} bytes")
     print(f"  store.find   {asyncio.run(find_us(args.db, docs[0]['owner'], args.number // 5)):8.1f} us")
+    page, page_body, way = asyncio.run(page_us(args.db, docs[0]["owner"], args.number // 5))
+    assert page_body == body, "the page body is not the one encoded from the rows"
+    print(f"  page body    {page:8.1f} us ({way})")
     print(f"  decode       {best_us(lambda: [orjson.loads(text) for text in rows], args.number):8.1f} us")
     print(f"  frame plain  {best_us(lambda: frames.response_frame_string('7', response), args.number):8.1f} us")
     print(f"  frame json   {best_us(lambda: frames.json_body_frame_string('7', response), args.number):8.1f} us")

@@ -158,17 +158,25 @@ class Tunnel:
               on_response: ResponseCallback) -> Awaitable[None] | None:
         """Start one request (``target`` is path plus query); ``on_response`` gets what the application answers.
 
+        ``headers`` must be valid HTTP header names and values (as :func:`gateway.ws.messages.parse` leaves them).
+
         The common case runs synchronously up to the handler's own task, with no
         task or future of its own.  When the application must be waited for first
         (a ``@stream_request_body`` handler sets up before its body arrives) it
         returns a coroutine that delivers the rest; the caller runs it and handles its errors.
         ``on_response`` is not called once :meth:`close` has aborted the request.
         """
+        # each header set as it comes (add() only for a name given again): add() checks every name and
+        # value against HTTP's grammar, which the message's parse has checked already (messages.py's
+        # HEADER_NAME and HEADER_VALUE, on values stripped as HTTP parsers strip them): half the cost
         request_headers = httputil.HTTPHeaders()
-        request_headers.add("Host", self.host)
+        request_headers["Host"] = self.host
         for name, value in headers:
             if name.lower() not in DROPPED_REQUEST_HEADERS:
-                request_headers.add(name, value)
+                if name in request_headers:
+                    request_headers.add(name, value)
+                else:
+                    request_headers[name] = value
         if body or method in BODY_METHODS:
             request_headers.add("Content-Length", str(len(body)))
         connection = CapturingConnection(self, on_response)

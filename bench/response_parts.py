@@ -16,7 +16,10 @@ repeats:
 - ``frame``: the tunnel's frame strings for the page's response, plain (the
   body escaped twice) and as a JSON value (``accept_json_body``: escaped once);
 - ``clear``: an API handler's ``clear()``, which every request runs (its
-  starting headers).
+  starting headers);
+- ``access log``: the access log's line for a request and its metrics (the
+  application's ``log_function``), as ``gateway serve`` logs, at ``info`` to a
+  file (``/dev/null``; the text format), with request metrics.
 
 To compare trees, run it with each one first on ``PYTHONPATH`` (an export of
 main made with ``git archive``), alternately::
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sqlite3
 import sys
 import time
@@ -47,7 +51,10 @@ from tornado import httputil  # noqa: E402
 import gateway  # noqa: E402
 from gateway import jsontext  # noqa: E402
 from gateway.mail import documents  # noqa: E402
+from gateway.app import cli  # noqa: E402
+from gateway.app.web import observed  # noqa: E402
 from gateway.mail.documents import public_email  # noqa: E402
+from gateway.metrics import Metrics  # noqa: E402
 from gateway.store import Query  # noqa: E402
 from gateway.store.sqlite import SQLiteStore  # noqa: E402
 from gateway.ws import frames  # noqa: E402
@@ -121,6 +128,22 @@ def a_handler() -> EmailsHandler:
     return EmailsHandler(app, request)
 
 
+def log_us(handler: EmailsHandler, number: int) -> float:
+    """µs per access log line and request metrics, logged as ``gateway serve`` sets logging up (to /dev/null)."""
+    cli.cheap_records()
+    stream = open("/dev/null", "w")
+    logging.basicConfig(level=logging.INFO, stream=stream, force=True)
+    for log_handler in logging.getLogger().handlers:
+        log_handler.setFormatter(cli.TextFormatter(cli.TEXT_FORMAT))
+    handler.request_id = "abcd1234.7"
+    log_function = observed(Metrics())
+    try:
+        return best_us(lambda: log_function(handler), number)
+    finally:
+        logging.getLogger().handlers.clear()
+        stream.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, required=True, help="a gateway's SQLite database with emails")
@@ -146,6 +169,7 @@ def main() -> int:
     print(f"  frame plain  {best_us(lambda: frames.response_frame_string('7', response), args.number):8.1f} us")
     print(f"  frame json   {best_us(lambda: frames.json_body_frame_string('7', response), args.number):8.1f} us")
     print(f"  clear        {best_us(handler.clear, args.number * 10):8.2f} us")
+    print(f"  access log   {log_us(handler, args.number * 5):8.2f} us")
     return 0
 
 

@@ -17,6 +17,11 @@ repeats:
   body escaped twice) and as a JSON value (``accept_json_body``: escaped once);
 - ``clear``: an API handler's ``clear()``, which every request runs (its
   starting headers);
+- ``message parse``: a tunneled request's message (``GET /emails?limit=20``
+  with a bearer token) parsed (``gateway.ws.messages.parse``);
+- ``tunnel start``: ``Tunnel.start`` of that request on an application of one
+  bare handler, up to the handler's task (the request's headers, the request,
+  its route, the handler made; the tasks run after the timing);
 - ``access log``: the access log's line for a request and its metrics (the
   application's ``log_function``), as ``gateway serve`` logs, at ``info`` to a
   file (``/dev/null``; the text format), with request metrics.
@@ -57,12 +62,14 @@ from gateway.mail.documents import public_email  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
 from gateway.store import Query  # noqa: E402
 from gateway.store.sqlite import SQLiteStore  # noqa: E402
-from gateway.ws import frames  # noqa: E402
-from gateway.ws.tunnel import TunneledResponse  # noqa: E402
+from gateway.ws import frames, messages  # noqa: E402
+from gateway.ws.tunnel import Tunnel, TunneledResponse  # noqa: E402
 from handlers.emails import EmailsHandler  # noqa: E402
 
 PAGE = 20
 REPEATS = 7
+#: Tunneled requests started at once, then run, by ``tunnel start``.
+BATCH = 16
 
 
 def best_us(call: Callable[[], Any], number: int) -> float:
@@ -128,6 +135,36 @@ def a_handler() -> EmailsHandler:
     return EmailsHandler(app, request)
 
 
+MESSAGE = orjson.dumps({"type": "request", "id": "17", "method": "GET", "path": "/emails?limit=20",
+                        "headers": {"Authorization": "Bearer " + "a" * 43}}).decode()
+
+
+class _Bare(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.finish(b"{}")
+
+
+async def start_us(number: int) -> float:
+    """µs per ``Tunnel.start`` of :data:`MESSAGE`'s request, up to the handler's task (run after the timing)."""
+    tunnel = Tunnel(tornado.web.Application([("/emails", _Bare)]), "127.0.0.1", "127.0.0.1:8080")
+    headers = [("Authorization", "Bearer " + "a" * 43), ("X-Request-Id", "abcd1234.17")]
+    answered: list[TunneledResponse] = []
+    best = float("inf")
+    batches = max(1, number // BATCH)
+    for _ in range(REPEATS):
+        took = 0.0
+        for _ in range(batches):  # a few at a time, as a session has them: no pile of pending handlers
+            start = time.process_time()
+            for _ in range(BATCH):
+                tunnel.start("GET", "/emails?limit=20", headers, b"", answered.append)
+            took += time.process_time() - start
+            while len(answered) < BATCH:  # let the handlers run, untimed
+                await asyncio.sleep(0)
+            answered.clear()
+        best = min(best, took)
+    return best / (batches * BATCH) * 1e6
+
+
 def log_us(handler: EmailsHandler, number: int) -> float:
     """µs per access log line and request metrics, logged as ``gateway serve`` sets logging up (to /dev/null)."""
     cli.cheap_records()
@@ -169,6 +206,8 @@ def main() -> int:
     print(f"  frame plain  {best_us(lambda: frames.response_frame_string('7', response), args.number):8.1f} us")
     print(f"  frame json   {best_us(lambda: frames.json_body_frame_string('7', response), args.number):8.1f} us")
     print(f"  clear        {best_us(handler.clear, args.number * 10):8.2f} us")
+    print(f"  msg parse    {best_us(lambda: messages.parse(MESSAGE, 65536, '/ws'), args.number * 5):8.2f} us")
+    print(f"  tunnel start {asyncio.run(start_us(args.number)):8.2f} us")
     print(f"  access log   {log_us(handler, args.number * 5):8.2f} us")
     return 0
 

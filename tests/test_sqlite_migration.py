@@ -57,14 +57,16 @@ async def test_a_version_2_changelog_becomes_the_event_history(tmp_path: Any) ->
 
 @pytest.mark.gen_test
 async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_path: Any) -> None:
-    """A database made before the (owner, created) and (owner, thread, created) indexes opens with them:
-    the email list's query (an account's emails, newest first, one page) reads its page from the first
-    instead of sorting them all, and a thread's emails are read from the second (not the whole mailbox
-    from the first); the owner-only and (owner, thread) indexes, which they begin, are dropped."""
+    """A database made before the (owner, created desc, id) and (owner, thread, created) indexes opens with
+    them: the email list's query (an account's emails, newest first and ties by id, one page) reads its
+    page from the first without sorting anything, and a thread's emails are read from the second (not the
+    whole mailbox from the first); the owner-only and (owner, thread) indexes, which they begin, and the
+    (owner, created) index, which the first replaces, are dropped."""
     path = str(tmp_path / "old.db")
     db = older_database(path, len(MIGRATIONS))
     db.execute("CREATE INDEX emails_owner ON emails (json_extract(doc, '$.owner'))")
     db.execute("CREATE INDEX emails_owner_thread ON emails (json_extract(doc, '$.owner'), json_extract(doc, '$.thread'))")
+    db.execute("CREATE INDEX emails_owner_created ON emails (json_extract(doc, '$.owner'), json_extract(doc, '$.created'))")
     old = {"id": "e1", "owner": "a", "created": "2026", "subject": "caf\u00e9 \U0001f600"}
     db.execute("INSERT INTO emails (id, doc) VALUES ('e1', ?)", (json.dumps(old),))  # as written then: \\u escapes
     db.close()
@@ -84,9 +86,9 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
         indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'emails'")}
     finally:
         db.close()
-    assert "USING INDEX emails_owner_created" in plan and "TEMP B-TREE FOR ORDER BY" not in plan
+    assert "USING INDEX emails_owner_created_id" in plan and "TEMP B-TREE" not in plan
     assert "USING INDEX emails_owner_thread_created" in thread_plan and "TEMP B-TREE FOR ORDER BY" not in thread_plan
-    assert not {"emails_owner", "emails_owner_thread"} & indexes
+    assert not {"emails_owner", "emails_owner_thread", "emails_owner_created"} & indexes
     assert {"emails_owner_thread_created", "emails_owner_message_id", "emails_status"} <= indexes
     store = SQLiteStore(path)
     await store.open()

@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import tornado
 import tornado.web
@@ -274,6 +274,21 @@ class APIHandler(tornado.web.RequestHandler):
         total = await self.store.count(table, query.where)
         self.set_header("X-Total-Count", str(total))
         return await self.store.find(table, query) if query.offset < total else []
+
+    async def reply_listed(self, table: str, query: Query, name: str, view: Callable[[Doc], Doc]) -> None:
+        """Finish with one page of a list as ``{"success": true, name: [...]}``, its full count in
+        ``X-Total-Count``: the store's encoded views of the page joined when it keeps them
+        (:meth:`~gateway.store.Documents.find_listed`: each is orjson's encoding of ``view(doc)``, so
+        the body is the very bytes :meth:`reply` would write), else each document found, through ``view``."""
+        total = await self.store.count(table, query.where)
+        self.set_header("X-Total-Count", str(total))
+        if query.offset < total:
+            encoded = await self.store.find_listed(table, query)
+            if encoded is not None:
+                self.finish(jsontext.dumps({"success": True, name: []})[:-2] + b",".join(encoded) + b"]}")
+                return
+        docs = await self.store.find(table, query) if query.offset < total else []
+        self.reply(**{name: [view(doc) for doc in docs]})
 
     # -- response -----------------------------------------------------------
 

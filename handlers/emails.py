@@ -145,8 +145,7 @@ class EmailsHandler(APIHandler):
         if search is not None:
             where["search"] = search
         query = self.page(where, {"created", "subject"}, "-created")
-        emails = await self.list_page("emails", query)
-        self.reply(emails=[public_email(e) for e in emails])
+        await self.reply_listed("emails", query, "emails", public_email)
 
 
 class EmailHandler(APIHandler):

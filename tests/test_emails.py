@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway import jsontext
+from gateway.mail.documents import public_email
+from gateway.store import Query
 from tests.conftest import Api, settled
 
 
@@ -66,6 +69,24 @@ async def test_list_paging_sorting_and_label_filter(api: Api) -> None:
     trash = await api.get("/emails?label=trash", token=token)
     assert [e["id"] for e in trash.json["emails"]] == [sent[0]["id"]]
     assert (await api.get("/threads?label=trash", token=token)).headers["X-Total-Count"] == "1"
+
+
+@pytest.mark.gen_test
+async def test_a_list_page_is_its_emails_encoded(api: Api, gateway) -> None:
+    """A page of ``GET /emails`` is joined from the views the store keeps of each email (written with it,
+    made again when it changes): byte for byte the encoding of the emails as ``find`` reads them."""
+    account, token = await api.register("alice")
+    sent = [await send(api, token, subject=f"caf\u00e9 {n} \U0001f600", html="<p>\u2603</p>") for n in range(3)]
+    await settled(gateway)
+    await api.put(f"/emails/{sent[1]['id']}", {"labels": ["sent", "trash"], "read": False}, token=token)
+    store = gateway.store
+    for path, query in [("/emails?limit=2", Query({"owner": account["id"]}, [("created", True)], limit=2)),
+                        ("/emails?sort=subject&offset=1", Query({"owner": account["id"]}, [("subject", False)], offset=1))]:
+        assert await store.find_listed("emails", query) is not None  # joined, not found and encoded
+        page = await api.get(path, token=token)
+        emails = [public_email(email) for email in await store.find("emails", query)]
+        assert page.body == jsontext.dumps({"success": True, "emails": emails}), path
+    assert [e["read"] for e in (await api.get("/emails?sort=created", token=token)).json["emails"]] == [True, False, True]
 
 
 @pytest.mark.gen_test

@@ -8,19 +8,26 @@ from typing import Any
 
 import pytest
 
-from gateway.store import Query
+from gateway import jsontext
+from gateway.store import Query, public
 from gateway.store.sqlite import SQLiteStore
 from gateway.store.sqlite_schema import MIGRATIONS
+
+
+def older_database(path: str, version: int) -> sqlite3.Connection:
+    """A database at schema ``version``, as that version made it (its connection, open)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    for statements in MIGRATIONS[:version]:
+        for statement in statements:
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {version}")
+    return db
 
 
 @pytest.mark.gen_test
 async def test_a_version_2_changelog_becomes_the_event_history(tmp_path: Any) -> None:
     path = str(tmp_path / "old.db")
-    db = sqlite3.connect(path, isolation_level=None)
-    for statements in MIGRATIONS[:2]:
-        for statement in statements:
-            db.execute(statement)
-    db.execute("PRAGMA user_version = 2")
+    db = older_database(path, 2)
     inbound = {"id": "r1", "owner": "a", "direction": "in", "subject": "hi"}
     queued = {"id": "o1", "owner": "a", "direction": "out", "status": "queued"}
     delivered = {**queued, "status": "delivered"}
@@ -50,20 +57,18 @@ async def test_a_version_2_changelog_becomes_the_event_history(tmp_path: Any) ->
 
 @pytest.mark.gen_test
 async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_path: Any) -> None:
-    """A database made before the (owner, created) and (owner, thread, created) indexes opens with them:
-    the email list's query (an account's emails, newest first, one page) reads its page from the first
-    instead of sorting them all, and a thread's emails are read from the second (not the whole mailbox
-    from the first); the owner-only and (owner, thread) indexes, which they begin, are dropped."""
+    """A database made before the (owner, created desc, id) and (owner, thread, created) indexes opens with
+    them: the email list's query (an account's emails, newest first and ties by id, one page) reads its
+    page from the first without sorting anything, and a thread's emails are read from the second (not the
+    whole mailbox from the first); the owner-only and (owner, thread) indexes, which they begin, and the
+    (owner, created) index, which the first replaces, are dropped."""
     path = str(tmp_path / "old.db")
-    db = sqlite3.connect(path, isolation_level=None)
-    for statements in MIGRATIONS:
-        for statement in statements:
-            db.execute(statement)
-    db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    db = older_database(path, len(MIGRATIONS))
     db.execute("CREATE INDEX emails_owner ON emails (json_extract(doc, '$.owner'))")
     db.execute("CREATE INDEX emails_owner_thread ON emails (json_extract(doc, '$.owner'), json_extract(doc, '$.thread'))")
+    db.execute("CREATE INDEX emails_owner_created ON emails (json_extract(doc, '$.owner'), json_extract(doc, '$.created'))")
     old = {"id": "e1", "owner": "a", "created": "2026", "subject": "caf\u00e9 \U0001f600"}
-    db.execute("INSERT INTO emails VALUES ('e1', ?)", (json.dumps(old),))  # as written then: \\u escapes
+    db.execute("INSERT INTO emails (id, doc) VALUES ('e1', ?)", (json.dumps(old),))  # as written then: \\u escapes
     db.close()
 
     store = SQLiteStore(path)
@@ -81,9 +86,9 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
         indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'emails'")}
     finally:
         db.close()
-    assert "USING INDEX emails_owner_created" in plan and "TEMP B-TREE FOR ORDER BY" not in plan
+    assert "USING INDEX emails_owner_created_id" in plan and "TEMP B-TREE" not in plan
     assert "USING INDEX emails_owner_thread_created" in thread_plan and "TEMP B-TREE FOR ORDER BY" not in thread_plan
-    assert not {"emails_owner", "emails_owner_thread"} & indexes
+    assert not {"emails_owner", "emails_owner_thread", "emails_owner_created"} & indexes
     assert {"emails_owner_thread_created", "emails_owner_message_id", "emails_status"} <= indexes
     store = SQLiteStore(path)
     await store.open()
@@ -95,3 +100,50 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
             "e1", "e2"]
     finally:
         await store.close()
+
+
+@pytest.mark.gen_test
+async def test_an_older_database_gets_each_emails_listed_view(tmp_path: Any) -> None:
+    """A version 5 database (no ``listed`` column) opens with every email's listed view made; a page
+    of views is the encoding of the documents ``find`` gives, each without the listed-out fields; a row
+    orjson cannot encode keeps none (its page is found instead); a write by a store without ``listed``
+    leaves none, made on the next open; views made for other fields are all made again."""
+    path = str(tmp_path / "old.db")
+    db = older_database(path, 5)
+    emails = [{"id": f"e{n}", "owner": "a", "created": f"2026-0{n}", "subject": f"caf\u00e9 {n} \U0001f600",
+               "search": "x", "labels": ["inbox"], "read": False} for n in range(1, 5)]
+    emails[0]["subject"] = "lone \ud800"  # the oldest: json writes it escaped, orjson refuses it
+    for email in emails:
+        db.execute("INSERT INTO emails VALUES (?, ?)", (email["id"], json.dumps(email)))
+    db.close()
+    newest = Query({"owner": "a"}, [("created", True)], limit=3)
+
+    async def views(hidden: tuple[str, ...], query: Query = newest) -> tuple[list[bytes] | None, list[bytes]]:
+        store = SQLiteStore(path, listed={"emails": hidden})
+        await store.open()
+        try:
+            found = [jsontext.dumps(public(doc, *hidden)) for doc in await store.find("emails", query)]
+            return await store.find_listed("emails", query), found
+        finally:
+            await store.close()
+
+    listed, found = await views(("search",))
+    assert listed == found and b'"search"' not in listed[0] and b'"owner"' not in listed[0]
+    assert (await views(("search",), Query({"owner": "a"}, [("created", True)])))[0] is None  # e1 has none
+
+    plain = SQLiteStore(path)
+    await plain.open()
+    try:
+        await plain.update("emails", "e4", {"read": True})
+        assert await plain.find_listed("emails", newest) is None  # keeps no views: the caller finds the page
+    finally:
+        await plain.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT listed FROM emails WHERE id = 'e4'").fetchone() == (None,)
+    finally:
+        db.close()
+    listed, found = await views(("search",))
+    assert listed == found and b'"read":true' in listed[0]
+    listed, found = await views(("search", "labels"))  # other fields: every view made again
+    assert listed == found and b'"labels"' not in listed[0] and b'"search"' not in listed[0]

@@ -12,13 +12,14 @@ from typing import Any
 
 import jwt
 import pytest
+import tornado.httputil
 import tornado.web
 from sockjs.tornado import proto
 from tornado.tcpclient import TCPClient
 
 from gateway.ws.frames import json_body_frame_string, json_body_message, response_frame_string, response_message
 from gateway.app.server import Gateway
-from gateway.ws.tunnel import Tunnel, TunneledResponse
+from gateway.ws.tunnel import CapturingConnection, Tunnel, TunneledResponse
 from tests.conftest import Api, PASSWORD, api_for, settled, wait_until
 from tests.sockjs_clients import TRANSPORTS, connect, without_cursor
 
@@ -467,6 +468,41 @@ class _Hanging(tornado.web.RequestHandler):
 
     def on_connection_close(self) -> None:
         type(self).closed.set()
+
+
+class _Arguments(tornado.web.RequestHandler):
+    """What Tornado's request gives a handler, tunneled: its attributes' names and values, and the
+    arguments it parses into, as JSON."""
+
+    def get(self) -> None:
+        request = self.request
+        self.finish({"seen": sorted(vars(request)), "host": [request.host, request.host_name],
+                     "path": [request.path, request.query, request.uri, request.version, request.protocol,
+                              request.remote_ip], "labels": self.get_arguments("label"), "q": self.get_argument("q")})
+        request.arguments["label"].append(b"changed")  # a handler may change them: the next gets its own
+        request.query_arguments.clear()
+
+
+@pytest.mark.gen_test
+async def test_a_tunneled_request_is_the_request_tornado_makes() -> None:
+    """The tunnel's request (its host checked once, each target's query parsed once) has every
+    attribute Tornado's own has, with the same values, and each request its own arguments."""
+    app = tornado.web.Application([("/args", _Arguments)])
+    tunnel = Tunnel(app, "10.0.0.1", "Example.org:8080")
+    target = "/args?label=a&label=b&q=&x=%C3%A9"
+    tornados = tornado.httputil.HTTPServerRequest(
+        connection=CapturingConnection(tunnel, None), server_connection=tunnel,
+        start_line=tornado.httputil.RequestStartLine("GET", target, "HTTP/1.1"),
+        headers=tornado.httputil.HTTPHeaders({"Host": "Example.org:8080"}))
+    expected = {"seen": sorted(vars(tornados)), "host": [tornados.host, tornados.host_name],
+                "path": [tornados.path, tornados.query, tornados.uri, tornados.version, tornados.protocol,
+                         tornados.remote_ip], "labels": ["a", "b"], "q": ""}
+    for _ in range(2):
+        answered: asyncio.Future[TunneledResponse] = asyncio.get_running_loop().create_future()
+        assert tunnel.start("GET", target, [], b"", answered.set_result) is None
+        response = await answered
+        assert (response.status, json.loads(response.body)) == (200, expected)
+    assert tunnel.routes.targets.found[target][2] == tornados.arguments  # as parsed, whatever handlers did
 
 
 @pytest.mark.gen_test

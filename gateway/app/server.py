@@ -22,6 +22,7 @@ from gateway.app.web import metrics_route, sockjs_settings
 from gateway.auth import load_or_create_secret
 from gateway.config import Config
 from gateway.mail.delivery import DeliveryWorker
+from gateway.mail.documents import LISTED
 from gateway.mail.smtp_in import InboundHandler, start_smtp
 from gateway.sockjs.conformance import conformance_app
 from gateway.state import State
@@ -116,7 +117,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Open the store, start the services, and listen; :attr:`port` is the bound HTTP port."""
-        store = store_from_url(self.config.store, self.config.event_history)
+        store = store_from_url(self.config.store, self.config.event_history, LISTED)
         await self._open_store(store)
         self.store = store
         services = self.services = build(self.config, store, load_or_create_secret(secret_file(self.config)))

@@ -21,6 +21,11 @@ BUILTIN_LABELS: dict[str, str] = {"inbox": "Inbox", "sent": "Sent", "trash": "Tr
 EMAIL_INTERNAL = ("claimed_at", "search")
 #: Large fields left out of lists; ``GET /emails/{id}`` has them.
 EMAIL_DETAIL = ("raw", "raw_encoding", "headers", "structure")
+#: What a list of emails leaves out of each (besides the owner): the store keeps each email's
+#: view without these encoded (``store_from_url``'s ``listed``), and a page joins them.
+EMAIL_LISTED_OUT = (*EMAIL_INTERNAL, *EMAIL_DETAIL)
+#: The stored views of lists, for the store (:meth:`gateway.store.Documents.find_listed`).
+LISTED = {"emails": EMAIL_LISTED_OUT}
 #: What a message's bytes tell, kept with every email (:func:`gateway.mail.parse.parse_message` gives them).
 MESSAGE_CONTENT = ("raw", "raw_encoding", "size", "headers", "structure", "attachments")
 #: The fields kept in the ``messages`` table beside the email rather than in it (see :func:`split_message`).
@@ -135,7 +140,7 @@ def thread_summary(owner: str, emails: list[Doc]) -> Doc:
 
 def public_email(email: Doc, detail: bool = False) -> Doc:
     """An email as clients see it: in full with ``detail``, else without the raw message and headers."""
-    return public(email, *EMAIL_INTERNAL, *(() if detail else EMAIL_DETAIL))
+    return public(email, *(EMAIL_INTERNAL if detail else EMAIL_LISTED_OUT))
 
 
 def builtin_label(label_id: str) -> Doc:

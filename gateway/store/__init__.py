@@ -6,6 +6,8 @@ know SQL or ReQL.  Everything else speaks the roles in :mod:`gateway.store.base`
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from gateway.store.base import Change, ChangeFeed, Documents, EventLog, History, Store
 from gateway.store.documents import (Conflict, Contains, Doc, In, Query, StoreError, StoreUnavailable, Substring, matches,
                                     public)
@@ -26,14 +28,19 @@ def sqlite_path(url: str) -> str | None:
     return path[2:] if path.startswith("//") else path
 
 
-def store_from_url(url: str, history_limit: int = 100_000) -> Store:
+def store_from_url(url: str, history_limit: int = 100_000,
+                   listed: Mapping[str, Sequence[str]] | None = None) -> Store:
     """The backend for a store URL (``sqlite:PATH`` or ``rethinkdb://HOST:PORT/DB``), keeping about
-    ``history_limit`` events; not yet opened.  ValueError for a URL it cannot use."""
+    ``history_limit`` events; not yet opened.  ValueError for a URL it cannot use.
+
+    ``listed`` (table -> the fields a list leaves out): the views :meth:`Documents.find_listed`
+    gives, which SQLite keeps; RethinkDB keeps none (its callers find and encode the documents).
+    """
     path = sqlite_path(url)
     if path is not None:
         from gateway.store.sqlite import SQLiteStore
 
-        return SQLiteStore(path, history_limit)
+        return SQLiteStore(path, history_limit, listed)
     if url.startswith("rethinkdb://"):
         from gateway.store.rethink import RethinkStore
 

@@ -125,6 +125,13 @@ class Documents(abc.ABC):
     async def find(self, table: str, query: Query) -> list[Doc]:
         """The documents matching ``query``, ordered and paged."""
 
+    async def find_listed(self, table: str, query: Query) -> list[bytes] | None:
+        """What :meth:`find` gives, each document as its listed view already encoded (compact JSON
+        of :func:`~gateway.store.documents.public` without the fields the store was told lists
+        leave out), when this backend keeps those views for ``table`` and has every one of the
+        page's; None otherwise, and the caller finds and encodes the documents itself."""
+        return None
+
     @abc.abstractmethod
     async def count(self, table: str, where: dict[str, Any] | None = None) -> int:
         """How many documents match ``where``."""

@@ -25,27 +25,45 @@ import asyncio
 import logging
 import sqlite3
 import threading
+from collections.abc import Mapping
 from typing import Any, Callable, Sequence, TypeVar
+
+import orjson
 
 from events.model import event_kind
 from gateway.store.base import Change, ChangeFeed, History, Store, seq_cursor
-from gateway.store.documents import Conflict, Doc, Query, StoreError, StoreUnavailable, matches
+from gateway.store.documents import Conflict, Doc, Query, StoreError, StoreUnavailable, matches, public
 from gateway.store.schema import TABLES
 from gateway.store.sqlite_rows import dump, json_text, load, transaction, where_sql
-from gateway.store.sqlite_schema import connect, json_field
+from gateway.store.sqlite_schema import LISTED_TABLES, connect, json_field
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Rows given their listed view per transaction when a database is opened (:meth:`SQLiteStore._fill_listed`).
+FILL_BATCH = 500
 
 
 class SQLiteStore(Store):
-    """The default store, in one SQLite file (``:memory:`` works for tests)."""
+    """The default store, in one SQLite file (``:memory:`` works for tests).
+
+    With ``listed`` (table -> the fields a list leaves out, besides ``owner``), each row of those
+    tables keeps its listed view, encoded, beside the document: written with it, and made on open
+    for rows that lack it (rows written before, or by a store without ``listed``, which leaves it
+    NULL) or whose view was made for other fields.  :meth:`find_listed` then reads a page without
+    decoding its documents.  A document orjson cannot encode keeps no view (its page is found and
+    encoded as before), so a page joined from views is byte for byte what encoding it would give.
+    """
 
     backend = "sqlite"
 
-    def __init__(self, path: str, history_limit: int = 100_000) -> None:
+    def __init__(self, path: str, history_limit: int = 100_000,
+                 listed: Mapping[str, Sequence[str]] | None = None) -> None:
         self.path = path
         self.history_limit = history_limit
+        self.listed = {table: tuple(hidden) for table, hidden in (listed or {}).items()}
+        unknown = set(self.listed) - set(LISTED_TABLES)
+        if unknown:
+            raise ValueError(f"no listed views for {', '.join(sorted(unknown))}: only {', '.join(LISTED_TABLES)}")
         self._events_since_prune = 0
         self._db: sqlite3.Connection | None = None
         self._checkpointer: _Checkpointer | None = None
@@ -99,13 +117,59 @@ class SQLiteStore(Store):
         row = db.execute(f"SELECT doc FROM {table} WHERE id = ?", (id,)).fetchone()
         return load(row[0]) if row else None
 
+    def _listed_view(self, table: str, doc: Doc) -> bytes | None:
+        """``doc``'s listed view, encoded; None without ``listed`` for its table, or if orjson refuses
+        it (its encoding would then be :mod:`json`'s, with escapes throughout the page: not joinable)."""
+        hidden = self.listed.get(table)
+        if hidden is None:
+            return None
+        try:
+            return orjson.dumps(public(doc, *hidden))
+        except TypeError:  # orjson.JSONEncodeError
+            return None
+
+    def _insert_row(self, db: sqlite3.Connection, table: str, id: str, text: str, doc: Doc) -> None:
+        """``INSERT`` one row (``doc`` as ``text``), with its listed view where its table keeps one."""
+        if table in LISTED_TABLES:
+            db.execute(f"INSERT INTO {table} (id, doc, listed) VALUES (?, ?, ?)",
+                       (id, text, self._listed_view(table, doc)))
+        else:
+            db.execute(f"INSERT INTO {table} (id, doc) VALUES (?, ?)", (id, text))
+
+    def _fill_listed(self, db: sqlite3.Connection) -> None:
+        """Give every row of a ``listed`` table its view: all of them anew if they were made for other
+        fields (``meta`` records which), else those that have none."""
+        for table, hidden in self.listed.items():
+            name, fields = f"listed {table}", ",".join(hidden)
+            with transaction(db):
+                row = db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+                if row is None or row[0] != fields:
+                    db.execute(f"UPDATE {table} SET listed = NULL")
+                    db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, fields))
+            last = ""
+            while True:  # in batches, by id: a large mailbox is neither read at once nor one long transaction
+                with transaction(db):
+                    rows = db.execute(f"SELECT id, doc FROM {table} WHERE listed IS NULL AND id > ? ORDER BY id "
+                                      "LIMIT ?", (last, FILL_BATCH)).fetchall()
+                    db.executemany(f"UPDATE {table} SET listed = ? WHERE id = ?",
+                                   [(self._listed_view(table, load(text)), id) for id, text in rows])
+                if len(rows) < FILL_BATCH:
+                    break
+                last = rows[-1][0]
+
     # -- lifecycle --------------------------------------------------------
 
     async def open(self) -> None:
         try:
-            self._db = connect(self.path)
+            db = connect(self.path)
+            try:
+                self._fill_listed(db)
+            except BaseException:
+                db.close()
+                raise
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {self.path}: {exc}") from exc
+        self._db = db
         if self.path != ":memory:":
             self._checkpointer = _Checkpointer(self.path)
 
@@ -140,7 +204,7 @@ class SQLiteStore(Store):
             new = load(text)
             with transaction(db):
                 try:
-                    db.execute(f"INSERT INTO {table} (id, doc) VALUES (?, ?)", (doc["id"], text))
+                    self._insert_row(db, table, doc["id"], text, new)
                 except sqlite3.IntegrityError:
                     raise Conflict(f"{table}/{doc['id']} exists") from None
                 change = self._log(db, table, None, new, text)
@@ -156,7 +220,7 @@ class SQLiteStore(Store):
         transaction), so ``before`` and the others are skipped one by one as separate inserts
         would be; a taken ``doc`` commits what ``before`` inserted, then raises :class:`Conflict`.
         Any other failure (an event that cannot be logged) undoes all of it."""
-        rows = [(t, d["id"], json_text(d)) for t, d in (*before, (table, doc), *others)]
+        rows = [(t, d["id"], json_text(d), d) for t, d in (*before, (table, doc), *others)]
         main = len(before)
 
         def insert_with(db: sqlite3.Connection) -> list[str]:
@@ -164,9 +228,10 @@ class SQLiteStore(Store):
             taken: list[str] = []
             conflict = False
             with transaction(db):
-                for n, (row_table, id, text) in enumerate(rows):
+                for n, (row_table, id, text, row_doc) in enumerate(rows):
                     try:
-                        db.execute(f"INSERT INTO {row_table} (id, doc) VALUES (?, ?)", (id, text))
+                        # the view from the document given: it encodes as what ``text`` reads back as
+                        self._insert_row(db, row_table, id, text, row_doc)
                     except sqlite3.IntegrityError:
                         if n == main:
                             conflict = True  # the others are not inserted; what went in before stays
@@ -191,8 +256,12 @@ class SQLiteStore(Store):
                 if old is None or any(old.get(k) != v for k, v in (only_if or {}).items()):
                     return None
                 text = json_text({**old, **changes, "id": id})
-                db.execute(f"UPDATE {table} SET doc = ? WHERE id = ?", (text, id))
                 new = load(text)  # a copy of its own, as stored
+                if table in LISTED_TABLES:
+                    db.execute(f"UPDATE {table} SET doc = ?, listed = ? WHERE id = ?",
+                               (text, self._listed_view(table, new), id))
+                else:
+                    db.execute(f"UPDATE {table} SET doc = ? WHERE id = ?", (text, id))
                 change = self._log(db, table, old, new, text)
             self._publish(change)
             return new
@@ -212,15 +281,32 @@ class SQLiteStore(Store):
 
         return await self._run(delete)
 
-    async def find(self, table: str, query: Query) -> list[Doc]:
+    @staticmethod
+    def _find_sql(table: str, query: Query, column: str) -> tuple[str, list[Any]]:
+        """The ``SELECT`` of ``column`` for the rows of ``query``, in its order and page, and its parameters."""
         query.check()
         where, params = where_sql(table, query.where)
         order = [f"{json_field(name)} {'DESC' if desc else 'ASC'}" for name, desc in query.order_by]
-        sql = f"SELECT doc FROM {table}{where} ORDER BY {', '.join(order + ['id ASC'])}"
+        sql = f"SELECT {column} FROM {table}{where} ORDER BY {', '.join(order + ['id ASC'])}"
         if query.limit is not None or query.offset:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if query.limit is None else query.limit, query.offset]
+        return sql, params
+
+    async def find(self, table: str, query: Query) -> list[Doc]:
+        sql, params = self._find_sql(table, query, "doc")
         return await self._run(lambda db: [load(r[0]) for r in db.execute(sql, params)])
+
+    async def find_listed(self, table: str, query: Query) -> list[bytes] | None:
+        if table not in self.listed:
+            return None
+        sql, params = self._find_sql(table, query, "listed")
+
+        def find_listed(db: sqlite3.Connection) -> list[bytes] | None:
+            views = [row[0] for row in db.execute(sql, params)]
+            return None if None in views else views  # a row without one: the caller finds the page
+
+        return await self._run(find_listed)
 
     async def count(self, table: str, where: dict[str, Any] | None = None) -> int:
         Query(where or {}).check()

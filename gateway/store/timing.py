@@ -10,7 +10,7 @@ from typing import Any, Callable
 from gateway.store.base import Store
 
 #: The operations timed: every call that reads or writes the database (opening a feed is not one).
-OPERATIONS = ("get", "insert", "insert_with", "update", "delete", "find", "count", "delete_where",
+OPERATIONS = ("get", "insert", "insert_with", "update", "delete", "find", "find_listed", "count", "delete_where",
               "event_history", "latest_event_cursor", "ping")
 
 #: Set while a timed operation runs, so one a backend makes of another (insert of insert_with, say) counts once.

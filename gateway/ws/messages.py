@@ -140,7 +140,25 @@ def _request(message: dict[str, Any], forbidden_prefix: str) -> Request:
     return Request(message["id"], method, target, _headers(message.get("headers", {})), data, json_body)
 
 
+#: Targets :func:`_check_path` passed, by forbidden prefix (a session repeats its targets); at most
+#: :data:`PATHS_REMEMBERED`, then it starts over.
+_passed: dict[str, set[str]] = {}
+PATHS_REMEMBERED = 1024
+
+
 def _check_path(target: str, forbidden_prefix: str) -> None:
+    passed = _passed.get(forbidden_prefix)
+    if passed is not None and target in passed:
+        return
+    _check_new_path(target, forbidden_prefix)
+    if passed is None:
+        passed = _passed[forbidden_prefix] = set()
+    elif len(passed) >= PATHS_REMEMBERED:
+        passed.clear()
+    passed.add(target)
+
+
+def _check_new_path(target: str, forbidden_prefix: str) -> None:
     if not target.startswith("/") or target.startswith("//") or any(c in target for c in " \t\r\n\x00"):
         raise MessageError("invalid_field", "Field 'path' must be an absolute path such as /emails?limit=20")
     path = posixpath.normpath(unquote(urlsplit(target).path))
@@ -153,15 +171,21 @@ def _headers(headers: Any) -> list[tuple[str, str]]:
         raise MessageError("invalid_headers", "Field 'headers' must map names to a string or a list of strings")
     pairs: list[tuple[str, str]] = []
     for name, value in headers.items():
-        values = value if isinstance(value, list) else [value]
-        if not HEADER_NAME.fullmatch(name) or not all(isinstance(v, str) for v in values):
-            raise MessageError("invalid_headers", f"Header {name[:64]!r} must be a valid name with string values")
         # as an HTTP parser reads them: surrounding spaces and tabs are not part of the value
-        values = [v.strip(" \t") for v in values]
-        if not all(HEADER_VALUE.fullmatch(v) for v in values):
-            raise MessageError("invalid_headers", f"Header {name[:64]!r} has a value HTTP cannot carry "
-                                                  "(a control character, DEL, or a character outside Latin-1)")
-        pairs.extend((name, v) for v in values)
+        if isinstance(value, str):  # the common case: no lists made for it
+            values = [value.strip(" \t")]
+            valid = HEADER_NAME.fullmatch(name) is not None
+        else:
+            values = value if isinstance(value, list) else [value]
+            valid = HEADER_NAME.fullmatch(name) is not None and all(isinstance(v, str) for v in values)
+            values = [v.strip(" \t") for v in values] if valid else values
+        if not valid:
+            raise MessageError("invalid_headers", f"Header {name[:64]!r} must be a valid name with string values")
+        for v in values:
+            if not HEADER_VALUE.fullmatch(v):
+                raise MessageError("invalid_headers", f"Header {name[:64]!r} has a value HTTP cannot carry "
+                                                      "(a control character, DEL, or a character outside Latin-1)")
+            pairs.append((name, v))
     return pairs
 
 

@@ -1,6 +1,7 @@
 """Runs a tunneled request through the very same Tornado application, in-process.
 
-The request is built as Tornado's HTTP/1.1 server builds one, routed by the
+The request is the one Tornado's HTTP/1.1 server would build (:class:`TunneledRequest`:
+the same attributes, with what a session repeats parsed once), routed by the
 application's own table (``find_handler``) and served by the handler's
 delegate as if a connection had delivered it, so ``prepare``, auth, error
 handling and output are exactly those of plain HTTP; the response is captured
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -107,6 +109,7 @@ class Routes:
     def __init__(self, app: tornado.web.Application) -> None:
         self.app = app
         self.found: dict[str, tuple[type[tornado.web.RequestHandler], dict[str, Any], list[Any], dict[str, Any]]] = {}
+        self.targets = Targets()
 
     def delegate(self, request: httputil.HTTPServerRequest) -> httputil.HTTPMessageDelegate:
         """The delegate that serves ``request``, as ``app.find_handler`` would give it."""
@@ -121,6 +124,57 @@ class Routes:
             self.found[request.path] = (delegate.handler_class, delegate.handler_kwargs, list(delegate.path_args),
                                         dict(delegate.path_kwargs))
         return delegate
+
+
+class TunneledRequest(httputil.HTTPServerRequest):
+    """A tunneled request: the ``HTTPServerRequest`` Tornado's own ``__init__`` would make, with what does
+    not change between a session's requests found once: its ``Host`` (checked, and its name) by the
+    :class:`Tunnel`, its target's path, query and arguments by :class:`Targets`.  Tornado parses the
+    query and deep-copies its arguments on every request; here each request gets copies of the lists.
+    ``tests/test_ws.py`` holds the two to the same attributes."""
+
+    def __init__(self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders,
+                 connection: CapturingConnection, tunnel: Tunnel, host_name: str, found: Target) -> None:
+        # the attributes HTTPServerRequest.__init__ sets, in its order
+        self.method, self.uri, self.version = start_line
+        self.headers = headers
+        self.body = b""
+        self.remote_ip = tunnel.context.remote_ip
+        self.protocol = tunnel.context.protocol
+        self.host = tunnel.host
+        self.host_name = host_name
+        self.files = {}
+        self.connection = connection
+        self.server_connection = tunnel
+        self._start_time = time.time()
+        self._finish_time = None
+        self.path, self.query, arguments = found
+        self.arguments = {name: list(values) for name, values in arguments.items()}
+        self.query_arguments = {name: list(values) for name, values in arguments.items()}
+        self.body_arguments = {}
+
+
+#: A target's path, query and query arguments, as ``HTTPServerRequest`` parses them.
+Target = tuple[str, str, dict[str, list[bytes]]]
+
+
+class Targets:
+    """Each request target's parse, found once (sessions repeat their targets): at most
+    :data:`ROUTES_REMEMBERED`, then it starts over.  Nothing here is changed once found."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, Target] = {}
+
+    def parse(self, target: str) -> Target:
+        found = self.found.get(target)
+        if found is None:
+            # HTTPServerRequest's own parse (and its refusals: too many arguments), on a request of the target
+            request = httputil.HTTPServerRequest(start_line=httputil.RequestStartLine("GET", target, "HTTP/1.1"),
+                                                 headers=httputil.HTTPHeaders({"Host": "127.0.0.1"}))
+            if len(self.found) >= ROUTES_REMEMBERED:
+                self.found.clear()
+            found = self.found[target] = (request.path, request.query, request.arguments)
+        return found
 
 
 #: One :class:`Routes` per application, shared by its tunnels.
@@ -146,6 +200,12 @@ class Tunnel:
         self.context = SimpleNamespace(remote_ip=remote_ip, protocol="http")
         self.open: set[CapturingConnection] = set()
         self._resolved: asyncio.Future[None] | None = None
+        try:  # Tornado checks a request's Host on each; here once (a bad one: each request is made Tornado's way)
+            self.host_name: str | None = httputil.HTTPServerRequest(
+                start_line=httputil.RequestStartLine("GET", "/", "HTTP/1.1"),
+                headers=httputil.HTTPHeaders({"Host": host})).host_name
+        except httputil.HTTPInputError:
+            self.host_name = None
 
     def resolved(self) -> asyncio.Future[None]:
         """A finished future, for writes that completed at once (one per tunnel: a done future can be shared)."""
@@ -158,17 +218,25 @@ class Tunnel:
               on_response: ResponseCallback) -> Awaitable[None] | None:
         """Start one request (``target`` is path plus query); ``on_response`` gets what the application answers.
 
+        ``headers`` must be valid HTTP header names and values (as :func:`gateway.ws.messages.parse` leaves them).
+
         The common case runs synchronously up to the handler's own task, with no
         task or future of its own.  When the application must be waited for first
         (a ``@stream_request_body`` handler sets up before its body arrives) it
         returns a coroutine that delivers the rest; the caller runs it and handles its errors.
         ``on_response`` is not called once :meth:`close` has aborted the request.
         """
+        # each header set as it comes (add() only for a name given again): add() checks every name and
+        # value against HTTP's grammar, which the message's parse has checked already (messages.py's
+        # HEADER_NAME and HEADER_VALUE, on values stripped as HTTP parsers strip them): half the cost
         request_headers = httputil.HTTPHeaders()
-        request_headers.add("Host", self.host)
+        request_headers["Host"] = self.host
         for name, value in headers:
             if name.lower() not in DROPPED_REQUEST_HEADERS:
-                request_headers.add(name, value)
+                if name in request_headers:
+                    request_headers.add(name, value)
+                else:
+                    request_headers[name] = value
         if body or method in BODY_METHODS:
             request_headers.add("Content-Length", str(len(body)))
         connection = CapturingConnection(self, on_response)
@@ -176,8 +244,12 @@ class Tunnel:
         try:
             # what Application.start_request's delegate does with the request line and headers, minus its layer
             start_line = httputil.RequestStartLine(method, target, "HTTP/1.1")
-            request = httputil.HTTPServerRequest(connection=connection, server_connection=self, start_line=start_line,
-                                                 headers=request_headers)
+            if self.host_name is None:
+                request = httputil.HTTPServerRequest(connection=connection, server_connection=self,
+                                                     start_line=start_line, headers=request_headers)
+            else:
+                request = TunneledRequest(start_line, request_headers, connection, self, self.host_name,
+                                          self.routes.targets.parse(target))
             delegate = self.routes.delegate(request)
             started = delegate.headers_received(start_line, request_headers)
             if started is not None:

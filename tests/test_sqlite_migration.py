@@ -130,6 +130,16 @@ async def test_an_older_database_gets_each_emails_listed_view(tmp_path: Any) -> 
     listed, found = await views(("search",))
     assert listed == found and b'"search"' not in listed[0] and b'"owner"' not in listed[0]
     assert (await views(("search",), Query({"owner": "a"}, [("created", True)])))[0] is None  # e1 has none
+    db = sqlite3.connect(path)
+    try:  # an open finds the rows without a view in their own partial index, not by reading every row
+        assert [row[0] for row in db.execute("SELECT id FROM emails WHERE listed IS NULL")] == ["e1"]
+        for query, params in [("SELECT count(*) FROM emails WHERE listed IS NULL", ()),
+                              ("SELECT id, doc FROM emails WHERE listed IS NULL AND id > ? ORDER BY id LIMIT ?",
+                               ("", 500))]:
+            plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", params))
+            assert "USING INDEX emails_unlisted" in plan, plan
+    finally:
+        db.close()
 
     plain = SQLiteStore(path)
     await plain.open()

@@ -146,8 +146,11 @@ class SQLiteStore(Store):
                 if row is None or row[0] != fields:
                     db.execute(f"UPDATE {table} SET listed = NULL")
                     db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, fields))
+            missing = db.execute(f"SELECT count(*) FROM {table} WHERE listed IS NULL").fetchone()[0]
+            if missing >= FILL_BATCH:  # (read from the partial index of such rows: no row is read for it)
+                log.info("sqlite: making the listed view of %d %s (once, after an upgrade)", missing, table)
             last = ""
-            while True:  # in batches, by id: a large mailbox is neither read at once nor one long transaction
+            while missing:  # in batches, by id: a large mailbox is neither read at once nor one long transaction
                 with transaction(db):
                     rows = db.execute(f"SELECT id, doc FROM {table} WHERE listed IS NULL AND id > ? ORDER BY id "
                                       "LIMIT ?", (last, FILL_BATCH)).fetchall()

@@ -127,6 +127,12 @@ MIGRATIONS: list[list[str]] = [
         # instead of decoding and encoding its rows; NULL until written (filled on open)
         *(f"ALTER TABLE {table} ADD COLUMN listed BLOB" for table in LISTED_TABLES),
     ],
+    [
+        # the rows without a listed view, so opening a database finds them without reading every row
+        # (:meth:`SQLiteStore._fill_listed`); a row written with its view adds nothing to it
+        *(f"CREATE INDEX IF NOT EXISTS {table}_unlisted ON {table} (id) WHERE listed IS NULL"
+          for table in LISTED_TABLES),
+    ],
 ]
 
 

@@ -172,6 +172,9 @@ class Pool:
                     running.add_done_callback(_ignored)  # its late answer (or failure) has no one to go to
                     raise StoreUnavailable(f"rethinkdb: no answer within {limit:g} s") from None
                 raise
+            except asyncio.CancelledError:  # the caller went away (its client did): nor has the answer
+                running.add_done_callback(_ignored)
+                raise
 
 
 def _ignored(late: asyncio.Future[Any]) -> None:

@@ -24,6 +24,8 @@ class AccountsHandler(APIHandler):
 class MeHandler(APIHandler):
     """``/accounts/me``: the caller's own account."""
 
+    direct_methods = frozenset({"GET"})
+
     def get(self) -> None:
         self.reply(account=public_account(self.account))
 

@@ -76,6 +76,7 @@ class EmailsHandler(APIHandler):
     """``/emails``: ``POST`` composes and queues an email; ``GET`` lists and searches them."""
 
     multipart_methods = frozenset({"POST"})
+    direct_methods = frozenset({"GET"})
 
     def body_limit(self) -> int:
         # a message may be as large as SMTP takes one (attachments ride in the body)

@@ -524,3 +524,41 @@ async def test_tunnel_streams_bodies_and_aborts_requests_on_close() -> None:
     tunnel.close()
     await _Hanging.finished.wait()
     assert (responses, tunnel.open) == ([], set())
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_tunneled_read_is_answered_without_a_request_handler_and_logged_as_its_route(
+        api: Api, monkeypatch: Any, caplog: Any) -> None:
+    """``GET /accounts/me`` and ``GET /emails`` over the tunnel are answered without a Tornado
+    ``RequestHandler`` (none is made: checked) and logged as the route's handler would log them;
+    what that path does not take (a bad token, an Origin, a bad parameter) goes the usual way."""
+    from handlers.accounts import MeHandler
+    from handlers.emails import EmailsHandler
+
+    account, token = await api.register("alice")
+    made: list[str] = []
+    for handler in (MeHandler, EmailsHandler):
+        monkeypatch.setattr(handler, "initialize", lambda self, **kwargs: made.append(type(self).__name__))
+    client = await connect("websocket", api.base_url)
+    try:
+        caplog.set_level("INFO", logger="tornado.access")
+        me = await client.request("GET", "/accounts/me", token=token, headers={"X-Request-Id": "me-1"})
+        page = await client.request("GET", "/emails?limit=5", token=token)
+        assert (me["status"], json.loads(me["body"])["account"]["id"]) == (200, account["id"])
+        assert (page["status"], page["headers"]["X-Total-Count"]) == (200, ["0"])
+        assert made == []  # no RequestHandler was made for either
+        fields = [record.fields for record in caplog.records if record.name == "tornado.access"]
+        assert [(f["route"], f["status"], f["path"], f["account_id"]) for f in fields] == [
+            ("MeHandler", 200, "/accounts/me", account["id"]), ("EmailsHandler", 200, "/emails?***", account["id"])]
+        assert fields[0]["request_id"] == "me-1" and fields[1]["request_id"] == page["headers"]["X-Request-Id"][0]
+
+        # what it does not take goes the usual way: a RequestHandler is made, and answers as over HTTP
+        refused = await client.request("GET", "/accounts/me", token="forged.token.value")
+        assert (refused["status"], json.loads(refused["body"])["code"]) == (401, "invalid_token")
+        bad = await client.request("GET", "/emails?limit=abc", token=token)
+        assert (bad["status"], json.loads(bad["body"])["code"]) == (400, "invalid_parameter")
+        cors = await client.request("GET", "/accounts/me", token=token, headers={"Origin": "https://app.example"})
+        assert cors["status"] == 200 and "Access-Control-Allow-Origin" in cors["headers"]
+        assert made == ["MeHandler", "EmailsHandler", "MeHandler"]
+    finally:
+        await client.close()

@@ -14,7 +14,7 @@ from gateway.state import State
 from gateway.web import pages
 from gateway.ws.tunnel import CapturingConnection
 from handlers import api_routes
-from handlers.base import NotFoundHandler
+from handlers.base import NotFoundHandler, answer_directly
 
 
 def make_app(state: State, extra_routes: list[Any] | None = None, metrics: Metrics | None = None,
@@ -32,6 +32,7 @@ def make_app(state: State, extra_routes: list[Any] | None = None, metrics: Metri
         xsrf_cookies=False,  # bearer-token API: no cookies to forge, and tunneled POSTs must pass
         compress_response=False,
         log_function=log_request if metrics is None else observed(metrics),
+        direct_answer=answer_directly,  # tunneled reads answered without a RequestHandler (gateway/ws/tunnel.py)
         **settings,
     )
 

@@ -48,6 +48,10 @@ class TunneledResponse:
 
 #: Called once with what the application answered.
 ResponseCallback = Callable[[TunneledResponse], None]
+#: The application's ``direct_answer`` setting: answers a ``GET`` without a ``RequestHandler``
+#: (status, headers, body), or None to have it answered the usual way.
+DirectAnswer = Callable[[tornado.web.Application, type, httputil.HTTPServerRequest, list[Any]],
+                        Awaitable["tuple[int, list[tuple[str, str]], bytes] | None"]]
 
 
 class CapturingConnection(httputil.HTTPConnection):
@@ -251,6 +255,11 @@ class Tunnel:
                 request = TunneledRequest(start_line, request_headers, connection, self, self.host_name,
                                           self.routes.targets.parse(target))
             delegate = self.routes.delegate(request)
+            direct = self.app.settings.get("direct_answer")
+            if direct is not None and method == "GET" and not body and "Origin" not in request_headers \
+                    and isinstance(delegate, tornado.web._HandlerDelegate) and not delegate.path_kwargs \
+                    and "GET" in getattr(delegate.handler_class, "direct_methods", ()):
+                return self._direct(connection, delegate, start_line, request_headers, direct)
             started = delegate.headers_received(start_line, request_headers)
             if started is not None:
                 return self._continue(connection, delegate, started, body)
@@ -261,6 +270,38 @@ class Tunnel:
             self._drop(connection)
             raise
         return None
+
+    async def _direct(self, connection: CapturingConnection, delegate: Any, start_line: httputil.RequestStartLine,
+                      request_headers: httputil.HTTPHeaders, direct: DirectAnswer) -> None:
+        """Answer a ``GET`` through the application's ``direct_answer`` (no ``RequestHandler``:
+        ``handlers.base.answer_directly``), or, when it declines or fails, the usual way."""
+        try:
+            answer = await direct(self.app, delegate.handler_class, delegate.request, delegate.path_args)
+        except asyncio.CancelledError:
+            self._drop(connection)
+            raise
+        except Exception:  # whatever it was (a bad token, say), the usual way answers it as HTTP would
+            answer = None
+        if connection not in self.open:
+            return  # the session closed meanwhile: nobody takes the answer
+        if answer is None:
+            try:
+                started = delegate.headers_received(start_line, request_headers)
+                if started is None:
+                    delegate.finish()
+                    return
+            except BaseException:
+                self._drop(connection)
+                raise
+            await self._continue(connection, delegate, started, b"")
+            return
+        status, headers, body = answer
+        response = connection.response
+        response.status = status
+        for name, value in headers:
+            response.headers.setdefault(name, []).append(value)
+        connection.write(body)
+        connection.finish()
 
     def _drop(self, connection: CapturingConnection) -> None:
         connection.on_response = None  # the caller answers for the failure: never twice

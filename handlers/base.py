@@ -436,8 +436,9 @@ async def answer_directly(app: tornado.web.Application, handler_class: Any, requ
                           path_args: list[Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
     """Answer a tunneled ``GET`` without a ``RequestHandler``: status, headers and body, logged and
     counted as the handler's would be; None when ``handler_class`` does not take it this way.  Any
-    exception means "the usual way" (a ``GET`` changes nothing, so it can be run again).  The
-    tunnel calls this through the application's ``direct_answer`` setting."""
+    exception means "the usual way" (a ``GET`` changes nothing, so it can be run again; a store that
+    stops answering is then waited for twice, its query timeout each time).  The tunnel calls this
+    through the application's ``direct_answer`` setting."""
     if request.method != "GET" or "GET" not in getattr(handler_class, "direct_methods", ()):
         return None
     made = _direct_classes.get(handler_class)

@@ -21,6 +21,8 @@ def contact_fields(create: bool) -> dict[str, Field]:
 class ContactsHandler(APIHandler):
     """``/contacts``: list (paged) and create."""
 
+    direct_methods = frozenset({"GET"})
+
     async def get(self) -> None:
         query = self.page({"owner": self.account["id"]}, {"name", "email", "created"}, "name")
         self.reply(contacts=[public(c) for c in await self.list_page("contacts", query)])

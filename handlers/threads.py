@@ -14,6 +14,8 @@ from handlers.emails import email_changes, search_filter
 class ThreadsHandler(APIHandler):
     """``GET /threads``: the caller's threads, newest activity first; ``q`` keeps those with a matching email."""
 
+    direct_methods = frozenset({"GET"})
+
     async def get(self) -> None:
         where: dict[str, Any] = {"owner": self.account["id"]}
         label = self.get_query_argument("label", None)

@@ -23,6 +23,7 @@ class TokensHandler(APIHandler):
     """``/tokens``: ``POST`` logs in; ``GET`` lists; ``DELETE`` revokes the token in use."""
 
     public_methods = frozenset({"POST"})
+    direct_methods = frozenset({"GET"})
 
     async def post(self) -> None:
         body = self.body_fields({

@@ -529,15 +529,18 @@ async def test_tunnel_streams_bodies_and_aborts_requests_on_close() -> None:
 @pytest.mark.gen_test(timeout=30)
 async def test_a_tunneled_read_is_answered_without_a_request_handler_and_logged_as_its_route(
         api: Api, monkeypatch: Any, caplog: Any) -> None:
-    """``GET /accounts/me`` and ``GET /emails`` over the tunnel are answered without a Tornado
+    """``GET /accounts/me``, ``/emails`` and the other lists over the tunnel are answered without a Tornado
     ``RequestHandler`` (none is made: checked) and logged as the route's handler would log them;
     what that path does not take (a bad token, an Origin, a bad parameter) goes the usual way."""
     from handlers.accounts import MeHandler
+    from handlers.contacts import ContactsHandler
     from handlers.emails import EmailsHandler
+    from handlers.threads import ThreadsHandler
+    from handlers.tokens import TokensHandler
 
     account, token = await api.register("alice")
     made: list[str] = []
-    for handler in (MeHandler, EmailsHandler):
+    for handler in (MeHandler, EmailsHandler, ThreadsHandler, ContactsHandler, TokensHandler):
         monkeypatch.setattr(handler, "initialize", lambda self, **kwargs: made.append(type(self).__name__))
     client = await connect("websocket", api.base_url)
     try:
@@ -559,6 +562,9 @@ async def test_a_tunneled_read_is_answered_without_a_request_handler_and_logged_
         assert (bad["status"], json.loads(bad["body"])["code"]) == (400, "invalid_parameter")
         cors = await client.request("GET", "/accounts/me", token=token, headers={"Origin": "https://app.example"})
         assert cors["status"] == 200 and "Access-Control-Allow-Origin" in cors["headers"]
+        assert made == ["MeHandler", "EmailsHandler", "MeHandler"]
+        for path in ("/threads?label=inbox", "/contacts", "/tokens"):  # the other lists that take this path
+            assert (await client.request("GET", path, token=token))["status"] == 200, path
         assert made == ["MeHandler", "EmailsHandler", "MeHandler"]
     finally:
         await client.close()

@@ -12,6 +12,7 @@ import re
 import shutil
 import smtplib
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -298,6 +299,11 @@ class Deployment:
     flow: MailFlow
 
 
+#: Seconds a deployment's step (a subscriber's start or stop, the mail's stop) may take before the
+#: test says which one hung.
+STEP_TIMEOUT = 30
+
+
 @contextlib.asynccontextmanager
 async def deployment(fleet: Fleet, subscribers: Callable[[str, str], list[Any]],
                      prepare: Callable[[], Awaitable[Any]] | None = None) -> AsyncIterator[Deployment]:
@@ -314,16 +320,30 @@ async def deployment(fleet: Fleet, subscribers: Callable[[str, str], list[Any]],
             await prepare()
         await in_thread(nginx.start)
         _, token = await Api(nginx.url).register("alice")
-        for subscriber in subscribers(nginx.url, token):
+        for n, subscriber in enumerate(subscribers(nginx.url, token)):
             started.append(subscriber)
-            await subscriber.start()
+            try:
+                await asyncio.wait_for(subscriber.start(), STEP_TIMEOUT)
+            except TimeoutError:
+                raise AssertionError(f"subscriber {n} ({type(subscriber).__name__}) did not start; the gateways "
+                                     f"logged: {fleet.logs('WARNING', 'ERROR')}") from None
         flow = MailFlow(fleet, "alice@localhost")
         flow.start()
         yield Deployment(fleet, nginx, token, started, flow)
     finally:
-        if flow is not None:
-            await flow.stop()
-        for subscriber in started:
-            await subscriber.stop()
+        # each step bounded, so a hang says which it was, and the gateways and nginx are stopped all the same
+        hung = []
+        steps = [("stopping the mail", flow.stop())] if flow is not None else []
+        steps += [(f"stopping subscriber {n} ({type(s).__name__})", s.stop()) for n, s in enumerate(started)]
+        for name, step in steps:
+            try:
+                await asyncio.wait_for(step, STEP_TIMEOUT)
+            except TimeoutError:
+                hung.append(name)
         await fleet.stop()
         nginx.stop()
+        if hung:
+            report = f"the deployment's cleanup hung: {hung}; the gateways logged: {fleet.logs('WARNING', 'ERROR')}"
+            if sys.exc_info()[1] is None:
+                raise AssertionError(report)
+            print(report, file=sys.stderr)  # (the test's own failure goes on; this shows with it)

@@ -152,16 +152,27 @@ async def test_a_rolling_restart_behind_nginx_loses_nothing_and_clients_see_no_e
 
     async with deployment(fleet, clients) as run:
         nginx, token, subscribers, flow = run.nginx, run.token, run.subscribers, run.flow
-        await flow.more(10)
-        for i in range(3):  # one at a time: SIGTERM (drain), then start again on the same ports
-            await fleet.restart(i)
-            await flow.more(10)
-        await flow.stop()
-        accepted = len(flow.accepted)
-        await all_heard(subscribers, accepted, fleet=fleet)
-        inbox = await Api(nginx.url).get("/emails?label=inbox&limit=1", token=token)
-        assert int(inbox.headers["X-Total-Count"]) == accepted
-        order = await history(nginx.url, token, accepted)
+        phase = "sending the first mail"
+        try:  # (a bound of its own, so a hang says where it was and what the gateways logged)
+            async with asyncio.timeout(120):
+                await flow.more(10)
+                for i in range(3):  # one at a time: SIGTERM (drain), then start again on the same ports
+                    phase = f"restarting gateway {i}"
+                    await fleet.restart(i)
+                    phase = f"sending mail after restarting gateway {i}"
+                    await flow.more(10)
+                phase = "stopping the mail"
+                await flow.stop()
+                accepted = len(flow.accepted)
+                phase = "waiting for every subscriber's events"
+                await all_heard(subscribers, accepted, fleet=fleet)
+                phase = "reading the inbox and the history"
+                inbox = await Api(nginx.url).get("/emails?label=inbox&limit=1", token=token)
+                assert int(inbox.headers["X-Total-Count"]) == accepted
+                order = await history(nginx.url, token, accepted)
+        except TimeoutError:
+            raise AssertionError(f"the rolling restart hung while {phase}; the gateways logged: "
+                                 f"{fleet.logs('WARNING', 'ERROR')}") from None
         for n, subscriber in enumerate(subscribers):
             assert_once_and_in_order(f"subscriber {n}", subscriber.events, order)
             assert not subscriber.errors, subscriber.errors  # no request failed, no subscription ended

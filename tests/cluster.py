@@ -253,6 +253,7 @@ class PythonSubscriber:
         self.errors: list[str] = []
         self.requests = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     async def start(self) -> None:
         await self.client.start()
@@ -270,7 +271,7 @@ class PythonSubscriber:
 
     async def _ask(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
-        while True:
+        while not self._stopping:  # (not only the cancel: a cancel that lands as an answer does may be lost)
             try:
                 reply = await self.client.request("GET", "/accounts/me", headers=headers)
                 if reply.status != 200:
@@ -281,6 +282,7 @@ class PythonSubscriber:
             await asyncio.sleep(0.05)  # a client's own pace
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

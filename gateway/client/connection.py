@@ -203,8 +203,11 @@ class Client:
         self._queue.append(call)
         self._pump()
         try:
-            return await asyncio.wait_for(asyncio.shield(call.future), timeout or self.timeout)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that comes as
+            # the answer does (it returns the answer), and a caller's cancelled task then runs on
+            async with asyncio.timeout(timeout or self.timeout):
+                return await asyncio.shield(call.future)
+        except TimeoutError:
             sent = any(c is call for c in self._inflight.values())
             self._inflight = {i: c for i, c in self._inflight.items() if c is not call}
             if call in self._queue:

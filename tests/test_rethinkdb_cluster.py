@@ -168,7 +168,13 @@ async def test_a_database_that_stops_answering_gets_503_not_a_hung_request(start
             return False
 
     server.process.send_signal(signal.SIGSTOP)
+    pid = server.process.pid
+
+    def stopped() -> bool:  # the kernel stops it a moment after the signal: wait for the state, not a while
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "T"
     try:
+        await wait_until(stopped)
         down = await api.get("/emails", token=token)
         assert (down.status, down.json["code"]) == (503, "store_unavailable")
         ready = await api.get("/health/ready")

@@ -14,7 +14,8 @@ from gateway.state import State
 from gateway.web import pages
 from gateway.ws.tunnel import CapturingConnection
 from handlers import api_routes
-from handlers.base import NotFoundHandler, answer_directly
+from handlers.base import NotFoundHandler
+from handlers.direct import answer_directly
 
 
 def make_app(state: State, extra_routes: list[Any] | None = None, metrics: Metrics | None = None,

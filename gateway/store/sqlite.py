@@ -12,7 +12,7 @@ and back (which measured 0.9-1.5 ms at p50 under load, and cost GIL handoffs
 on every call).  Writes are applied in one order, which is also the order the
 change feed reports them.  The loop still never waits on the disk: in WAL
 mode with ``synchronous=NORMAL`` a commit does not fsync; only checkpoints
-do, and those run on a thread of their own (:class:`_Checkpointer`).
+do, and those run on a thread of their own (:class:`Checkpointer`).
 
 Durability: WAL with ``synchronous=NORMAL`` keeps every committed write across
 a crash of the process (the OS still holds it); a power loss may drop the last
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
 from collections.abc import Mapping
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -34,6 +33,7 @@ from events.model import event_kind
 from gateway.store.base import Change, ChangeFeed, History, Store, seq_cursor
 from gateway.store.documents import Conflict, Doc, Query, StoreError, StoreUnavailable, matches, public
 from gateway.store.schema import TABLES
+from gateway.store.sqlite_checkpoint import Checkpointer
 from gateway.store.sqlite_rows import dump, json_text, load, transaction, where_sql
 from gateway.store.sqlite_schema import LISTED_TABLES, connect, json_field
 
@@ -66,7 +66,7 @@ class SQLiteStore(Store):
             raise ValueError(f"no listed views for {', '.join(sorted(unknown))}: only {', '.join(LISTED_TABLES)}")
         self._events_since_prune = 0
         self._db: sqlite3.Connection | None = None
-        self._checkpointer: _Checkpointer | None = None
+        self._checkpointer: Checkpointer | None = None
         self._feeds: dict[str, set[_Feed]] = {t: set() for t in TABLES}
         self._event_feeds: set[_Feed] = set()
 
@@ -174,7 +174,7 @@ class SQLiteStore(Store):
             raise StoreError(f"sqlite {self.path}: {exc}") from exc
         self._db = db
         if self.path != ":memory:":
-            self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer = Checkpointer(self.path)
 
     async def close(self) -> None:
         db, self._db = self._db, None
@@ -392,37 +392,3 @@ class _Feed(ChangeFeed):
 
     async def aclose(self) -> None:
         self._feeds.discard(self)
-
-
-class _Checkpointer:
-    """Copies the WAL back into the database file every second, on a thread of its own connection.
-
-    A checkpoint is where SQLite fsyncs; keeping it off the loop keeps the loop off the disk.
-    PASSIVE never blocks writers: it copies what it can and tries again next time.
-    """
-
-    INTERVAL = 1.0
-
-    def __init__(self, path: str) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(path,), name="sqlite-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _run(self, path: str) -> None:
-        db = sqlite3.connect(path, isolation_level=None)
-        try:
-            db.execute("PRAGMA busy_timeout=5000")
-            while not self._stop.wait(self.INTERVAL):
-                try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error as exc:
-                    log.warning("sqlite checkpoint failed: %s", exc)
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # leave a short WAL behind
-        except sqlite3.Error as exc:
-            log.warning("sqlite checkpoint failed: %s", exc)
-        finally:
-            db.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()

@@ -72,10 +72,12 @@ def json_depth(text: str | bytes) -> int:
     return deepest
 
 
-def parse_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """``json.loads``, refusing nesting deeper than ``max_depth`` with :class:`TooDeep` (a ValueError)
-    before the parser recurses into it.  Text with few brackets is not scanned: it cannot nest deeper."""
+def parse_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH,
+               loads: Callable[[str | bytes], Any] = json.loads) -> Any:
+    """``loads`` (``json.loads``), refusing nesting deeper than ``max_depth`` with :class:`TooDeep` (a
+    ValueError) before the parser recurses into it.  Text with few brackets is not scanned: it cannot
+    nest deeper."""
     brackets = text.count(b"[") + text.count(b"{") if isinstance(text, bytes) else text.count("[") + text.count("{")
     if brackets > max_depth and json_depth(text) > max_depth:
         raise TooDeep(f"JSON nested deeper than {max_depth} levels")
-    return json.loads(text)
+    return loads(text)

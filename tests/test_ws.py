@@ -17,8 +17,10 @@ import tornado.web
 from sockjs.tornado import proto
 from tornado.tcpclient import TCPClient
 
+from gateway.sockjs.transports.common import decode_messages
 from gateway.ws.frames import json_body_frame_string, json_body_message, response_frame_string, response_message
 from gateway.app.server import Gateway
+from gateway.ws.messages import MessageError, Request, parse
 from gateway.ws.tunnel import CapturingConnection, Tunnel, TunneledResponse
 from tests.conftest import Api, PASSWORD, api_for, settled, wait_until
 from tests.sockjs_clients import TRANSPORTS, connect, without_cursor
@@ -199,6 +201,37 @@ def test_response_message_is_exactly_what_json_dumps_gives(body: bytes) -> None:
     else:  # a JSON body reads back as the generic envelope with the body as a value
         assert json.loads(as_value) == {**json.loads(generic), "body": value, "body_encoding": "json"}
     assert json_body_frame_string('id "7" \u00e9', response) == proto.json_encode(as_value)
+
+
+#: Frames and messages orjson reads differently from json (a huge integer: a float) or refuses (NaN, an
+#: infinity, a lone surrogate), and the usual kinds.
+ODD_JSON = ['["a","b"]', '"one"', "[]", "[1,2]", "[123456789012345678901234567890]", "[NaN]", "[1e400]",
+            '["\\ud800"]', '{"a":1}', "null", '["caf\u00e9 \\u2603"]']
+
+
+@pytest.mark.parametrize("text", ODD_JSON)
+def test_a_frame_reads_as_json_loads_reads_it(text: str) -> None:
+    """The transports read a client's frame by orjson where that gives json.loads's objects, else by json."""
+    expected = json.loads(text)
+    found = decode_messages(text)
+    assert (repr(found), type(found)) == (repr(expected), type(expected))
+
+
+@pytest.mark.parametrize("body", ['{"n":123456789012345678901234567890}', "[NaN, -0, 1.5e300]", '"\\ud800 x"',
+                                  '{"deep":[[[{"x":null}]]]}', '"text"'])
+def test_a_message_reads_as_json_loads_reads_it(body: str) -> None:
+    """A tunneled request's body given as JSON is passed on as json.loads would read it (a huge integer stays
+    an integer), and one orjson refuses is read all the same."""
+    raw = '{"type":"request","id":"r1","method":"POST","path":"/x","body":%s}' % body
+    value = json.loads(body)
+    try:
+        request = parse(raw, 65536, "/ws")
+    except MessageError as exc:  # the lone surrogate: refused with the same error as before
+        assert isinstance(value, str) and exc.code == "invalid_field"
+        return
+    assert isinstance(request, Request)
+    expected = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    assert request.body == expected.encode("utf-8")
 
 
 @pytest.mark.gen_test

@@ -17,6 +17,7 @@ from gateway.sockjs.transports.common import (
     NoTransformMixin,
     SinglePollResponseMixin,
     callback_error,
+    decode_messages,
 )
 
 
@@ -130,7 +131,7 @@ class JSONPSendHandler(OriginMixin, ClientBoundMixin, NoTransformMixin, jsonp.JS
             return
 
         try:
-            messages = proto.json_decode(data)
+            messages = decode_messages(data)
         except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             LOG.debug("jsonp_send: broken JSON encoding")
             self.set_status(500)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sockjs.tornado import proto
 from sockjs.tornado.transports import rawwebsocket, websocket
 from sockjs.tornado.util import bytes_to_str
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
@@ -12,7 +11,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketP
 from gateway.sockjs.hixie76 import WebSocketProtocol76
 from gateway.sockjs.rfc6455 import FrameProtocol
 from gateway.sockjs.rfc6455_upgrade import suits
-from gateway.sockjs.transports.common import LOG
+from gateway.sockjs.transports.common import LOG, decode_messages
 
 
 class WebSocketFixesMixin(WebSocketHandler):
@@ -83,7 +82,7 @@ class WebSocketTransport(WebSocketFixesMixin, websocket.WebSocketTransport):
             return
 
         try:
-            msg = proto.json_decode(bytes_to_str(message))
+            msg = decode_messages(bytes_to_str(message))
         except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             LOG.debug("WebSocket: broken JSON from client, aborting connection")
             self.abort_connection()

@@ -3,6 +3,9 @@ order across a gateway restart, and token renewal with no gap."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
 from typing import Any
 
 import pytest
@@ -120,3 +123,20 @@ async def test_token_renewal_moves_the_subscription_with_no_gap(start_gateway: A
         assert subscription.token == renewed[-1] and subscription.ended is None
         await mail(gateway, "after")
         assert await next_names(subscription, 1) == ["after"]
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_cancelled_request_leaves_no_error_behind_when_the_client_closes(caplog: Any) -> None:
+    """A caller that stops waiting (its task cancelled) takes its call with it: closing the client later
+    does not fail a future nobody awaits ("Future exception was never retrieved" in the asyncio log)."""
+    client = Client(f"http://127.0.0.1:{free_port()}")  # never started: the call waits in the queue
+    task = asyncio.ensure_future(client.request("GET", "/accounts/me"))
+    await asyncio.sleep(0)  # one turn of the loop: the task runs up to its wait for the answer
+    task.cancel()
+    await asyncio.wait([task])  # (not pytest.raises: its traceback would keep the call alive)
+    assert task.cancelled()
+    del task
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        await client.close()
+        gc.collect()  # a future is reported when it is freed
+    assert not [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]

@@ -208,13 +208,23 @@ class Client:
             async with asyncio.timeout(timeout or self.timeout):
                 return await asyncio.shield(call.future)
         except TimeoutError:
-            sent = any(c is call for c in self._inflight.values())
-            self._inflight = {i: c for i, c in self._inflight.items() if c is not call}
-            if call in self._queue:
-                self._queue.remove(call)
+            sent = self._forget(call)
             unknown = sent and call.method not in SAFE_METHODS
             raise GatewayError("timeout", "No answer in time" + (": the outcome is unknown" if unknown else ""),
                                unknown) from None
+        except asyncio.CancelledError:
+            # nobody waits for it now (shield dropped its callback): a late answer, or close(), would
+            # otherwise leave an exception on its future that is never retrieved
+            self._forget(call)
+            raise
+
+    def _forget(self, call: _Call) -> bool:
+        """Stop tracking a call nobody waits for (its answer, if one comes, is dropped); whether it was sent."""
+        sent = any(c is call for c in self._inflight.values())
+        self._inflight = {i: c for i, c in self._inflight.items() if c is not call}
+        if call in self._queue:
+            self._queue.remove(call)
+        return sent
 
     def _pump(self) -> None:
         while self.state == "open" and self._ws is not None and self._queue and len(self._inflight) < self._limit:

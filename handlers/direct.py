@@ -14,8 +14,10 @@ from typing import Any
 import tornado.web
 from tornado import httputil
 
+from gateway import jsontext
 from gateway.auth import Identity
-from handlers.base import REQUEST_ID, APIHandler, api_headers
+from gateway.store import StoreUnavailable
+from handlers.base import JSON_TYPE, REQUEST_ID, STORE_UNAVAILABLE, APIHandler, api_headers, log_store_unavailable
 
 
 #: The classes whose methods :class:`DirectCall` borrows (untyped: they are typed for their own ``self``).
@@ -88,10 +90,10 @@ _direct_classes: dict[type, type[DirectCall]] = {}
 async def answer_directly(app: tornado.web.Application, handler_class: Any, request: httputil.HTTPServerRequest,
                           path_args: list[Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
     """Answer a tunneled ``GET`` without a ``RequestHandler``: status, headers and body, logged and
-    counted as the handler's would be; None when ``handler_class`` does not take it this way.  Any
-    exception means "the usual way" (a ``GET`` changes nothing, so it can be run again; a store that
-    stops answering is then waited for twice, its query timeout each time).  The tunnel calls this
-    through the application's ``direct_answer`` setting."""
+    counted as the handler's would be; None when ``handler_class`` does not take it this way.  A store
+    that cannot serve it is answered 503 here, as HTTP answers it (run again, the request would wait
+    for the store twice); any other exception means "the usual way" (a ``GET`` changes nothing, so it
+    can be run again).  The tunnel calls this through the application's ``direct_answer`` setting."""
     if request.method != "GET" or "GET" not in getattr(handler_class, "direct_methods", ()):
         return None
     made = _direct_classes.get(handler_class)
@@ -106,9 +108,17 @@ async def answer_directly(app: tornado.web.Application, handler_class: Any, requ
         result = handler_class.get(call, *[call.decode_argument(arg) for arg in path_args])
         if result is not None:  # a coroutine (a method that is not async gives None, as Tornado allows)
             await result
+    except StoreUnavailable as problem:
+        # answered here, as write_error answers it: run again, the request would wait for the store twice
+        log_store_unavailable(request, problem)
+        call = made(app, request)  # the headers anew, as send_error's clear() makes them
+        call.set_status(503)
+        call.set_header("Content-Type", JSON_TYPE)
+        code, message = STORE_UNAVAILABLE
+        call.finish(jsontext.dumps({"success": False, "message": message, "code": code}))
     finally:
         state.inflight -= 1
-    if not call._finished or call.get_status() != 200:
+    if not call._finished or call.get_status() not in (200, 503):
         return None
     app.log_request(call)  # type: ignore[arg-type]
     return call.get_status(), list(call._headers.items()), call.body

@@ -601,3 +601,33 @@ async def test_a_tunneled_read_is_answered_without_a_request_handler_and_logged_
         assert made == ["MeHandler", "EmailsHandler", "MeHandler"]
     finally:
         await client.close()
+
+
+@pytest.mark.gen_test
+async def test_a_tunneled_read_the_store_cannot_serve_is_answered_503_once(
+        api: Api, gateway: Gateway, monkeypatch: Any, caplog: Any) -> None:
+    """With the store away, a tunneled ``GET`` on the direct path gets HTTP's own 503 there and then:
+    it is not run a second time the usual way, which would wait for the store again."""
+    from handlers.emails import EmailsHandler
+
+    _, token = await api.register("alice")
+    client = await connect("websocket", api.base_url)
+    made: list[str] = []
+    try:
+        await gateway.store.close()
+        over_http = await api.get("/emails?limit=5", token=token)
+        monkeypatch.setattr(EmailsHandler, "initialize", lambda self, **kwargs: made.append(type(self).__name__))
+        caplog.set_level("INFO")
+        caplog.clear()  # what the tunneled request logs, alone
+        tunneled = await client.request("GET", "/emails?limit=5", token=token)
+    finally:
+        await gateway.store.open()
+        await client.close()
+    assert (over_http.status, tunneled["status"]) == (503, 503)
+    assert tunneled["body"].encode() == over_http.body and json.loads(over_http.body)["code"] == "store_unavailable"
+    assert tunneled["headers"]["Content-Type"] == [over_http.headers["Content-Type"]]
+    assert made == []  # answered on the direct path: no RequestHandler ran it again
+    warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.api"]
+    access = [r.fields for r in caplog.records if r.name == "tornado.access"]
+    assert [w.startswith("GET /emails?***: ") for w in warnings] == [True]
+    assert [(f["route"], f["status"]) for f in access] == [("EmailsHandler", 503)]

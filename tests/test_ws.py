@@ -24,6 +24,8 @@ from gateway.ws.messages import MessageError, Request, parse
 from gateway.ws.tunnel import CapturingConnection, Tunnel, TunneledResponse
 from tests.conftest import Api, PASSWORD, api_for, settled, wait_until
 from tests.sockjs_clients import TRANSPORTS, connect, without_cursor
+from tests.peers import mail as smtp_mail
+from tests.stores import BACKENDS, store_option
 
 ALL = list(TRANSPORTS)
 
@@ -631,3 +633,33 @@ async def test_a_tunneled_read_the_store_cannot_serve_is_answered_503_once(
     access = [r.fields for r in caplog.records if r.name == "tornado.access"]
     assert [w.startswith("GET /emails?***: ") for w in warnings] == [True]
     assert [(f["route"], f["status"]) for f in access] == [("EmailsHandler", 503)]
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_direct_read_that_waits_for_its_store_is_answered_the_same(start_gateway: Any, backend: str,
+                                                                          monkeypatch: Any) -> None:
+    """A tunneled read on the direct path runs at once; one that waits for its store (RethinkDB) goes on
+    in the session's task, in the context it began in (the store's timing spans the wait), and answers
+    as HTTP does; on SQLite it never waits."""
+    from handlers.accounts import MeHandler
+    from handlers.emails import EmailsHandler
+
+    gateway = await start_gateway(**store_option(backend))
+    api = api_for(gateway)
+    _, token = await api.register("alice")
+    for subject in ("one", "two"):  # filed once SMTP accepts them: nothing changes them afterwards
+        await smtp_mail(gateway.smtp_port, "alice@localhost", subject)
+    paths = ("/accounts/me", "/emails?limit=5", "/emails?limit=5&offset=1")
+    over_http = [normalized((await api.get(path, token=token)).body) for path in paths]
+    made: list[str] = []
+    for handler in (MeHandler, EmailsHandler):
+        monkeypatch.setattr(handler, "initialize", lambda self, **kwargs: made.append(type(self).__name__))
+    client = await connect("websocket", api.base_url)
+    try:
+        for path, expected in zip(paths, over_http):
+            tunneled = await client.request("GET", path, token=token)
+            assert (tunneled["status"], normalized(tunneled["body"].encode())) == (200, expected)
+        assert made == []  # none was run again the usual way (a failure on the direct path would be)
+    finally:
+        await client.close()

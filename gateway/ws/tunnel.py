@@ -13,10 +13,11 @@ session repeats its paths.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -193,6 +194,49 @@ def routes(app: tornado.web.Application) -> Routes:
     return found
 
 
+def _eagerly(work: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
+    """Run ``work`` at once, up to its first wait: None when it finished without one (a read answered
+    from SQLite, which runs inline), else an awaitable of the rest (what Python 3.12's eager tasks do).
+
+    A request that never waits then costs no task, no wrapping coroutine and no turn of the loop.
+    It runs in a context of its own, as a task's work would, and so do its later steps
+    (:class:`_Resumed`), whichever task awaits them.
+    """
+    context = contextvars.copy_context()
+    try:
+        waiting = context.run(work.send, None)
+    except StopIteration:
+        return None
+    return _Resumed(work, waiting, context)
+
+
+class _Resumed:
+    """A coroutine run up to its first wait (``waiting``, what it yielded), awaited for the rest: what
+    the awaiting task sends or throws goes on to it, as ``await`` would pass them (``yield from``)."""
+
+    def __init__(self, work: Coroutine[Any, Any, None], waiting: Any, context: contextvars.Context) -> None:
+        self.work, self.waiting, self.context = work, waiting, context
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        work, waiting, run = self.work, self.waiting, self.context.run
+        while True:
+            try:
+                sent = yield waiting
+            except GeneratorExit:
+                run(work.close)
+                raise
+            except BaseException as exc:  # the task was cancelled, or what it waited for failed
+                try:
+                    waiting = run(work.throw, exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = run(work.send, sent)
+                except StopIteration:
+                    return
+
+
 class Tunnel:
     """Serves request messages through ``app`` on behalf of one client connection."""
 
@@ -225,9 +269,11 @@ class Tunnel:
         ``headers`` must be valid HTTP header names and values (as :func:`gateway.ws.messages.parse` leaves them).
 
         The common case runs synchronously up to the handler's own task, with no
-        task or future of its own.  When the application must be waited for first
-        (a ``@stream_request_body`` handler sets up before its body arrives) it
-        returns a coroutine that delivers the rest; the caller runs it and handles its errors.
+        task or future of its own; a read answered without a handler (``direct_answer``)
+        runs synchronously to its end unless it waits (:func:`_eagerly`).  When the
+        application must be waited for first (a ``@stream_request_body`` handler sets up
+        before its body arrives, or such a read waits for its store) it returns an
+        awaitable that delivers the rest; the caller runs it and handles its errors.
         ``on_response`` is not called once :meth:`close` has aborted the request.
         """
         # each header set as it comes (add() only for a name given again): add() checks every name and
@@ -259,7 +305,7 @@ class Tunnel:
             if direct is not None and method == "GET" and not body and "Origin" not in request_headers \
                     and isinstance(delegate, tornado.web._HandlerDelegate) and not delegate.path_kwargs \
                     and "GET" in getattr(delegate.handler_class, "direct_methods", ()):
-                return self._direct(connection, delegate, start_line, request_headers, direct)
+                return _eagerly(self._direct(connection, delegate, start_line, request_headers, direct))
             started = delegate.headers_received(start_line, request_headers)
             if started is not None:
                 return self._continue(connection, delegate, started, body)

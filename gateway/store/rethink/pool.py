@@ -161,20 +161,20 @@ class Pool:
         with translated_errors():
             if conn is None:
                 conn = await self.connection()
-            # Shielded: the driver resolves the query's future when the answer arrives, and an
-            # answer to a cancelled caller would make it close the whole (shared) connection.
+            # Waited for, never cancelled: the driver resolves the query's future when the answer
+            # arrives, and an answer to a cancelled caller would make it close the whole (shared)
+            # connection.  asyncio.wait rather than asyncio.timeout: it needs no current task, so a
+            # caller may run this eagerly, outside any (the tunnel's direct reads do).
             running = asyncio.ensure_future(query.run(conn))
             try:
-                async with asyncio.timeout(limit):
-                    return await asyncio.shield(running)
-            except TimeoutError:
-                if not running.done():
-                    running.add_done_callback(_ignored)  # its late answer (or failure) has no one to go to
-                    raise StoreUnavailable(f"rethinkdb: no answer within {limit:g} s") from None
-                raise
+                await asyncio.wait((running,), timeout=limit)
             except asyncio.CancelledError:  # the caller went away (its client did): nor has the answer
                 running.add_done_callback(_ignored)
                 raise
+            if not running.done():
+                running.add_done_callback(_ignored)  # its late answer (or failure) has no one to go to
+                raise StoreUnavailable(f"rethinkdb: no answer within {limit:g} s")
+            return running.result()
 
 
 def _ignored(late: asyncio.Future[Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway import jsontext
+from gateway.mail.delivery import QUEUED
 from gateway.store import Query, public
 from gateway.store.sqlite import SQLiteStore
 from gateway.store.sqlite_schema import MIGRATIONS
@@ -89,7 +90,7 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
     assert "USING INDEX emails_owner_created_id" in plan and "TEMP B-TREE" not in plan
     assert "USING INDEX emails_owner_thread_created" in thread_plan and "TEMP B-TREE FOR ORDER BY" not in thread_plan
     assert not {"emails_owner", "emails_owner_thread", "emails_owner_created"} & indexes
-    assert {"emails_owner_thread_created", "emails_owner_message_id", "emails_status"} <= indexes
+    assert {"emails_owner_thread_created", "emails_owner_message_id", "emails_status_out"} <= indexes
     store = SQLiteStore(path)
     await store.open()
     try:  # the email written before is still found by its owner, and by its subject beside one written now
@@ -100,6 +101,44 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
             "e1", "e2"]
     finally:
         await store.close()
+
+
+@pytest.mark.gen_test
+async def test_the_status_index_keeps_outbound_emails_only_and_serves_the_delivery_queue(tmp_path: Any) -> None:
+    """An older database's index of every email's status is replaced by one of outbound emails only
+    (what an inbound email stores writes no page of it), and both of the delivery queue's queries
+    (waiting and claimed emails) read that one; an inbound email's status is still found, by a scan."""
+    path = str(tmp_path / "old.db")
+    db = older_database(path, len(MIGRATIONS))
+    db.execute("CREATE INDEX emails_status ON emails (json_extract(doc, '$.status'))")
+    db.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        inbound = {"id": "i1", "owner": "a", "direction": "in", "status": "received"}
+        queued = {"id": "o1", "owner": "a", "direction": "out", "status": "queued"}
+        for doc in (inbound, queued):
+            await store.insert("emails", doc)
+        assert await store.find("emails", Query(QUEUED)) == [queued]
+        assert await store.find("emails", Query({"status": "received"})) == [inbound]
+    finally:
+        await store.close()
+    db = sqlite3.connect(path)
+    try:
+        indexes = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'emails' AND type = 'index'"))
+        plans = []
+        for where in (QUEUED, {**QUEUED, "status": "sending"}):
+            sql, params = SQLiteStore._find_sql("emails", Query(where), "doc")
+            plans.append(" ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)))
+        in_index = db.execute("SELECT count(*) FROM emails INDEXED BY emails_status_out "
+                              "WHERE json_extract(doc, '$.direction') = 'out' AND json_extract(doc, '$.status') IS NOT NULL"
+                              ).fetchone()[0]
+    finally:
+        db.close()
+    assert "emails_status" not in indexes
+    assert indexes["emails_status_out"].endswith("WHERE json_extract(doc, '$.direction') = 'out'")
+    assert all("USING INDEX emails_status_out" in plan for plan in plans), plans
+    assert in_index == 1
 
 
 @pytest.mark.gen_test

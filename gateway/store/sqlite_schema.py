@@ -161,7 +161,30 @@ MIGRATIONS: list[list[str]] = [
         *(f"CREATE INDEX IF NOT EXISTS {table}_unlisted ON {table} (id) WHERE listed IS NULL"
           for table in LISTED_TABLES),
     ],
+    [
+        # changelog without AUTOINCREMENT, whose counter (a row of sqlite_sequence) was one more page
+        # every event wrote; seqs are still never given twice (:data:`NEXT_SEQ_SQL`): the highest the
+        # counter gave is kept in meta (rows after the highest kept may have been deleted by migration 3)
+        "CREATE TABLE changelog_new (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, owner TEXT, old TEXT, new TEXT, "
+        "kind TEXT)",
+        "INSERT INTO changelog_new (seq, tbl, owner, old, new, kind) SELECT seq, tbl, owner, old, new, kind FROM changelog",
+        "INSERT OR REPLACE INTO meta (name, value) VALUES ('events_given', "
+        "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'changelog'))",
+        "DROP TABLE changelog",
+        "ALTER TABLE changelog_new RENAME TO changelog",
+        "CREATE INDEX IF NOT EXISTS changelog_owner ON changelog (tbl, owner, seq)",
+    ],
 ]
+
+#: The seq of the next event: after the highest in ``changelog``, and after any it ever held, so a
+#: cursor a client has is never given to another event, even once pruning emptied the table (the
+#: highest pruned is meta's ``events_pruned``) or for rows of an older version's counter
+#: (``events_given``, migration 8).  SQLite's rowid alone would take the highest in the table.
+#: (Two lookups by name: 1.5 us an insert, where one ``IN`` with an aggregate took 3.)
+#: (SQL's ``max`` of a NULL is NULL: hence each ``coalesce``.)
+NEXT_SEQ_SQL = ("max(coalesce((SELECT max(seq) FROM changelog), 0), "
+                "coalesce((SELECT value FROM meta WHERE name = 'events_pruned'), 0), "
+                "coalesce((SELECT value FROM meta WHERE name = 'events_given'), 0)) + 1")
 
 
 def connect(path: str) -> sqlite3.Connection:

@@ -24,12 +24,19 @@ Run (from the repository root, with the project and the peer installed:
 
     python bench/fanout.py
     python bench/fanout.py --rounds 3 --duration 10
+    python bench/fanout.py --rounds 4 --duration 5 --source EXPORT --compare OTHER_EXPORT
+
+``--compare DIR`` runs a second gateway (another checkout's) as a third server, ``compare``, in
+every round beside the other two: the two gateways' CPU per event, compared round by round in one
+run, is steadier than two runs' against each other, since this machine's speed drifts by 10-15 %
+over minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import os
 import re
@@ -185,6 +192,8 @@ def main() -> int:
     parser.add_argument("--source", type=Path, metavar="DIR",
                         help="run the gateway of another checkout (as bench/events.py --source)")
     parser.add_argument("--servers", default="gateway,socketio")
+    parser.add_argument("--compare", type=Path, metavar="DIR",
+                        help="also run the gateway of another checkout, as the server 'compare', in every round")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
@@ -192,11 +201,13 @@ def main() -> int:
         raise SystemExit("needs two CPUs: the server gets one, the load generator the rest")
     args.server_prefix = f"taskset -c {cpus[-1]}"
     os.sched_setaffinity(0, set(cpus[:-1]))
-    servers = args.servers.split(",")
+    servers = args.servers.split(",") + (["compare"] if args.compare else [])
+    compare_args = copy.copy(args)
+    compare_args.source = args.compare
     results: dict[str, list[events.Result]] = {name: [] for name in servers}
     for round_no in range(1, args.rounds + 1):
         for name in servers:
-            result = events.run_one(args.sessions, args, round_no, name,
+            result = events.run_one(args.sessions, compare_args if name == "compare" else args, round_no, name,
                                     peer=SocketIOPeer() if name == "socketio" else None)
             results[name].append(result)
             print(f"round {round_no} {name:<8} {result.events_per_s:6.0f} events/s  server CPU "
@@ -220,6 +231,10 @@ def main() -> int:
         b_rss = median(base, lambda r: r.rss_kib_per_session)
         print(f"  {name:<9} {cpu:9.1f} {cpu / b_cpu:12.2f} {p50:7.1f} {p99:7.1f} {p99 / b_p99:12.2f} {rss:17.1f} "
               f"{rss / b_rss if b_rss else 0:12.2f} {sum(r.lost for r in results[name]):5d}")
+    if args.compare and "gateway" in results:
+        rounds = [per_event_us(g) / per_event_us(c) for g, c in zip(results["gateway"], results["compare"])]
+        print(f"  gateway / compare, CPU per event: median {statistics.median(rounds):.3f}x "
+              f"(rounds {', '.join(f'{r:.3f}' for r in rounds)})")
     return 0
 
 

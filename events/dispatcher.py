@@ -55,6 +55,9 @@ class EventDispatcher:
         #: The delivered-events counter of each kind, looked up once (``labels`` takes a lock and
         #: checks its arguments on every call, and it was called for every event sent)
         self._delivered: dict[str, Any] = {}
+        #: Events sent and not yet added to those counters, by kind: added once per event routed (or
+        #: replay) rather than once per session, since ``inc`` takes a lock (0.4 us a call)
+        self._uncounted: dict[str, int] = {}
 
     async def start(self) -> None:
         """Follow the feed (live when this returns)."""
@@ -79,6 +82,20 @@ class EventDispatcher:
             key = self.store.cursor_key(event.cursor)
             for binding in self.registry.bindings(event.owner):
                 self.deliver(binding, event, key)
+            self._count()
+
+    def _count(self) -> None:
+        """Add the events sent since the last call to the delivered-events counters."""
+        uncounted = self._uncounted
+        if not uncounted:
+            return
+        if self.metrics is not None:
+            for kind, sent in uncounted.items():
+                counter = self._delivered.get(kind)
+                if counter is None:
+                    counter = self._delivered[kind] = self.metrics.events.labels(kind)
+                counter.inc(sent)
+        uncounted.clear()
 
     async def _catch_up(self) -> None:
         """After the feed was down: each bound account's events after the earliest cursor its bindings
@@ -142,11 +159,7 @@ class EventDispatcher:
         binding.last_key, binding.cursor = key, event.cursor
         if binding.events is None or event.kind in binding.events:
             binding.subscriber.send_event(event.rendered(binding.detail))
-            if self.metrics is not None:
-                counter = self._delivered.get(event.kind)
-                if counter is None:
-                    counter = self._delivered[event.kind] = self.metrics.events.labels(event.kind)
-                counter.inc()
+            self._uncounted[event.kind] = self._uncounted.get(event.kind, 0) + 1  # (see _count)
 
     async def _replay(self, binding: Binding, after: str | None, announce: Callable[[bool], None] | None = None) -> None:
         """Send the binding's events after cursor ``after`` from the history (``announce(complete)``
@@ -167,11 +180,13 @@ class EventDispatcher:
             held = self._take_held(binding)
         for key, event in held:
             self._send(binding, event, key)
+        self._count()
 
     def _release(self, binding: Binding) -> None:
         """Deliver, in cursor order, what was held back for the binding."""
         for key, event in self._take_held(binding):
             self.deliver(binding, event, key)
+        self._count()
 
     @staticmethod
     def _take_held(binding: Binding) -> list[tuple[Any, Event]]:

@@ -63,6 +63,25 @@ async def test_metrics_count_requests_sessions_events_and_deliveries(start_gatew
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_an_event_sent_to_three_sessions_counts_three_deliveries(start_gateway: Any) -> None:
+    """The delivered-events counter is added to once per event routed, by the sessions it went to."""
+    gateway = await start_gateway()
+    api = api_for(gateway)
+    _, token = await api.register("alice")
+    sessions = [await subscribed("websocket", api.base_url, token) for _ in range(3)]
+    try:
+        for n in (1, 2):
+            await in_thread(smtp_send, gateway.smtp_port, "x@example.org", ["alice@localhost"], f"Subject: {n}\r\n\r\nb")
+            for session in sessions:
+                assert (await next_event(session))["name"] == str(n)
+            text = (await api.get("/metrics", check_spec=False)).body.decode()
+            assert value(text, "gateway_events_delivered_total", kind="receipt") == 3 * n
+    finally:
+        for session in sessions:
+            await session.close()
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_metrics_on_a_listener_of_their_own(start_gateway: Any) -> None:
     port = free_port()
     gateway = await start_gateway(metrics=f"127.0.0.1:{port}")

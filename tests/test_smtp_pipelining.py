@@ -4,8 +4,10 @@ reply and answers every command of a group, in order, as if each had been sent o
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import aiosmtpd.smtp
 import pytest
 
 from tests.conftest import api_for
@@ -48,3 +50,30 @@ async def test_pipelined_commands_are_answered_in_order(gateway: Any) -> None:
         writer.close()
     emails = (await api.get("/emails", token=token)).json
     assert [e["subject"] for e in emails["emails"]] == ["pipelined"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_command_lines_are_sanitized_only_for_a_logger_that_takes_them(gateway: Any, caplog: Any,
+                                                                             monkeypatch: Any) -> None:
+    """aiosmtpd masks an AUTH line's credentials before it logs a command line: still so when its logger
+    takes the line (INFO), and not done at all when the logger would turn it away (the default)."""
+    sanitized: list[bytes] = []
+    stock = aiosmtpd.smtp.sanitize
+    monkeypatch.setattr(aiosmtpd.smtp, "sanitize", lambda text: sanitized.append(text) or stock(text))
+    for level in (logging.WARNING, logging.INFO):
+        caplog.set_level(level, logger="mail.log")
+        caplog.clear()
+        sanitized.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.smtp_port)
+        try:
+            assert (await replies(reader, 1))[0].startswith("220")
+            writer.write(b"EHLO client.example\r\nAUTH PLAIN c2VjcmV0\r\nNOOP\r\nQUIT\r\n")
+            assert [r[:3] for r in await replies(reader, 4)][2:] == ["250", "221"]
+        finally:
+            writer.close()
+        logged = [r.getMessage() for r in caplog.records if r.name == "mail.log"]
+        if level == logging.WARNING:
+            assert sanitized == [] and not any(">>" in line for line in logged)
+        else:
+            assert sanitized and any("AUTH PLAIN ********" in line for line in logged), logged
+            assert not any("c2VjcmV0" in line for line in logged)

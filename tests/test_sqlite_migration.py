@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway import jsontext
+from gateway.mail.delivery import QUEUED
 from gateway.store import Query, public
 from gateway.store.sqlite import SQLiteStore
 from gateway.store.sqlite_schema import MIGRATIONS
@@ -55,6 +56,70 @@ async def test_a_version_2_changelog_becomes_the_event_history(tmp_path: Any) ->
         await store.close()
 
 
+def inbound(n: int) -> dict[str, Any]:
+    return {"id": f"r{n}", "owner": "a", "direction": "in", "subject": f"hi {n}"}
+
+
+@pytest.mark.gen_test
+async def test_a_seq_is_never_given_again_once_pruning_emptied_the_log(tmp_path: Any) -> None:
+    """The log's seq is SQLite's rowid, without AUTOINCREMENT (whose counter was one more page written
+    by every event): pruning that empties the table must not start the seqs again at 1, in the same
+    process or after a restart, since clients hold cursors of the pruned events."""
+    path = str(tmp_path / "g.db")
+    store = SQLiteStore(path, history_limit=0)  # every event is pruned as the next is logged
+    await store.open()
+    try:
+        for n in range(1, 4):
+            await store.insert("emails", inbound(n))
+        assert (await store.event_history("a", None, 10)).changes == []
+        await store.insert("emails", inbound(4))
+        assert await store.latest_event_cursor("a") == "0"  # (the table is empty)
+        assert not (await store.event_history("a", "2", 10)).complete  # seq 3 was pruned: known, not reused
+    finally:
+        await store.close()
+    store = SQLiteStore(path, history_limit=0)
+    await store.open()
+    try:
+        await store.insert("emails", inbound(5))
+        feed = await store.event_feed()
+        await store.insert("emails", inbound(6))
+        assert (await feed.__anext__()).cursor == "6"
+    finally:
+        await store.close()
+    db = sqlite3.connect(path)
+    try:
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'changelog'").fetchone()
+        counters = db.execute("SELECT count(*) FROM sqlite_sequence").fetchone()[0]
+    finally:
+        db.close()
+    assert "AUTOINCREMENT" not in sql and counters == 0  # no counter row written by each event
+
+
+@pytest.mark.gen_test
+async def test_a_version_7_log_keeps_its_counter(tmp_path: Any) -> None:
+    """A log made with AUTOINCREMENT whose newest rows are gone (migration 3 deleted the writes that were
+    no events) is rebuilt without it, its rows and history kept, and seqs go on after the highest its
+    counter gave, not after the highest left."""
+    path = str(tmp_path / "old.db")
+    db = older_database(path, 7)
+    for n in range(1, 6):
+        db.execute("INSERT INTO changelog (tbl, owner, old, new, kind) VALUES ('emails', 'a', NULL, ?, 'receipt')",
+                   (json.dumps(inbound(n)),))
+    db.execute("DELETE FROM changelog WHERE seq > 3")
+    db.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        history = await store.event_history("a", None, 10)
+        assert [(c.cursor, c.new) for c in history.changes] == [(str(n), inbound(n)) for n in (1, 2, 3)]
+        assert await store.latest_event_cursor("a") == "3"
+        await store.insert("emails", inbound(6))
+        assert await store.latest_event_cursor("a") == "6"
+        assert [c.cursor for c in (await store.event_history("a", "2", 10)).changes] == ["3", "6"]
+    finally:
+        await store.close()
+
+
 @pytest.mark.gen_test
 async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_path: Any) -> None:
     """A database made before the (owner, created desc, id) and (owner, thread, created) indexes opens with
@@ -89,7 +154,7 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
     assert "USING INDEX emails_owner_created_id" in plan and "TEMP B-TREE" not in plan
     assert "USING INDEX emails_owner_thread_created" in thread_plan and "TEMP B-TREE FOR ORDER BY" not in thread_plan
     assert not {"emails_owner", "emails_owner_thread", "emails_owner_created"} & indexes
-    assert {"emails_owner_thread_created", "emails_owner_message_id", "emails_status"} <= indexes
+    assert {"emails_owner_thread_created", "emails_owner_message_id", "emails_status_out"} <= indexes
     store = SQLiteStore(path)
     await store.open()
     try:  # the email written before is still found by its owner, and by its subject beside one written now
@@ -100,6 +165,44 @@ async def test_an_older_database_gets_the_index_an_email_list_is_read_by(tmp_pat
             "e1", "e2"]
     finally:
         await store.close()
+
+
+@pytest.mark.gen_test
+async def test_the_status_index_keeps_outbound_emails_only_and_serves_the_delivery_queue(tmp_path: Any) -> None:
+    """An older database's index of every email's status is replaced by one of outbound emails only
+    (what an inbound email stores writes no page of it), and both of the delivery queue's queries
+    (waiting and claimed emails) read that one; an inbound email's status is still found, by a scan."""
+    path = str(tmp_path / "old.db")
+    db = older_database(path, len(MIGRATIONS))
+    db.execute("CREATE INDEX emails_status ON emails (json_extract(doc, '$.status'))")
+    db.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        inbound = {"id": "i1", "owner": "a", "direction": "in", "status": "received"}
+        queued = {"id": "o1", "owner": "a", "direction": "out", "status": "queued"}
+        for doc in (inbound, queued):
+            await store.insert("emails", doc)
+        assert await store.find("emails", Query(QUEUED)) == [queued]
+        assert await store.find("emails", Query({"status": "received"})) == [inbound]
+    finally:
+        await store.close()
+    db = sqlite3.connect(path)
+    try:
+        indexes = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'emails' AND type = 'index'"))
+        plans = []
+        for where in (QUEUED, {**QUEUED, "status": "sending"}):
+            sql, params = SQLiteStore._find_sql("emails", Query(where), "doc")
+            plans.append(" ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)))
+        in_index = db.execute("SELECT count(*) FROM emails INDEXED BY emails_status_out "
+                              "WHERE json_extract(doc, '$.direction') = 'out' AND json_extract(doc, '$.status') IS NOT NULL"
+                              ).fetchone()[0]
+    finally:
+        db.close()
+    assert "emails_status" not in indexes
+    assert indexes["emails_status_out"].endswith("WHERE json_extract(doc, '$.direction') = 'out'")
+    assert all("USING INDEX emails_status_out" in plan for plan in plans), plans
+    assert in_index == 1
 
 
 @pytest.mark.gen_test

@@ -35,10 +35,12 @@ from gateway.store.documents import Conflict, Doc, Query, StoreError, StoreUnava
 from gateway.store.schema import TABLES
 from gateway.store.sqlite_checkpoint import Checkpointer
 from gateway.store.sqlite_rows import dump, json_text, load, transaction, where_sql
-from gateway.store.sqlite_schema import LISTED_TABLES, connect, json_field
+from gateway.store.sqlite_schema import LISTED_TABLES, NEXT_SEQ_SQL, connect, json_field
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: An event's row in the log, with its seq (:data:`~gateway.store.sqlite_schema.NEXT_SEQ_SQL`).
+LOG_EVENT_SQL = f"INSERT INTO changelog (seq, tbl, owner, old, new, kind) VALUES ({NEXT_SEQ_SQL}, ?, ?, ?, ?, ?)"
 #: Rows given their listed view per transaction when a database is opened (:meth:`SQLiteStore._fill_listed`).
 FILL_BATCH = 500
 
@@ -91,7 +93,7 @@ class SQLiteStore(Store):
         if kind is None:
             return Change(table, old, new)
         seq = db.execute(
-            "INSERT INTO changelog (tbl, owner, old, new, kind) VALUES (?, ?, ?, ?, ?)",
+            LOG_EVENT_SQL,
             (table, new["owner"] if new else None, dump(old), new_text if new_text is not None else dump(new), kind),
         ).lastrowid
         assert seq is not None  # an INSERT's rowid

@@ -55,8 +55,19 @@ ORDER_INDEXES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+#: Indexes of :data:`~gateway.store.schema.INDEXES` that SQLite keeps for some rows only (partial
+#: indexes): table -> index name -> the fields and values a row has to be in it.  Every query that reads
+#: the index asks for those values too, and SQLite uses the partial index for them (it compares a bound
+#: parameter's value with the index's ``WHERE``).  ``emails``' ``status``: only the delivery queue
+#: reads it, for outbound emails (``{"direction": "out", "status": ...}``), so an inbound email, which
+#: is most of what is stored, writes no page of it.
+PARTIAL_INDEXES: dict[str, dict[str, dict[str, str]]] = {
+    "emails": {"status": {"direction": "out"}},
+}
+
+
 #: Indexes an older version made and this one does not: dropped on open (every stored row writes them).
-RETIRED_INDEXES = ("emails_owner_created",)
+RETIRED_INDEXES = ("emails_owner_created", "emails_status")
 
 
 def index_term(field: str) -> str:
@@ -64,6 +75,23 @@ def index_term(field: str) -> str:
     name = field.removeprefix("-")
     term = "id" if name == "id" else json_field(name)
     return f"{term} DESC" if field.startswith("-") else term
+
+
+def index_name(table: str, name: str) -> str:
+    """The SQLite name of a declared index: ``TABLE_NAME``, and for a partial one (:data:`PARTIAL_INDEXES`)
+    the values it keeps after it (``emails_status_out``), so the full index of an older version is not
+    taken for it."""
+    values = PARTIAL_INDEXES.get(table, {}).get(name)
+    return "_".join((table, name, *values.values())) if values else f"{table}_{name}"
+
+
+def partial_clause(table: str, name: str) -> str:
+    """The ``WHERE`` of a partial index (:data:`PARTIAL_INDEXES`), or nothing."""
+    values = PARTIAL_INDEXES.get(table, {}).get(name)
+    if not values:
+        return ""
+    assert all("'" not in value for value in values.values()), "values are SQL string literals"
+    return " WHERE " + " AND ".join(f"{json_field(field)} = '{value}'" for field, value in values.items())
 
 
 def declared_indexes() -> dict[str, dict[str, tuple[str, ...]]]:
@@ -76,8 +104,8 @@ def declared_indexes() -> dict[str, dict[str, tuple[str, ...]]]:
 
 
 def index_statements() -> list[str]:
-    """``CREATE INDEX`` for every index :func:`declared_indexes` names, as ``TABLE_NAME`` on the
-    fields' JSON values; run on every open (each is IF NOT EXISTS, so a database made before an index
+    """``CREATE INDEX`` for every index :func:`declared_indexes` names, as :func:`index_name` on the
+    fields' JSON values (for some rows only: :data:`PARTIAL_INDEXES`); run on every open (each is IF NOT EXISTS, so a database made before an index
     was declared gets it on its next open).
 
     An index whose fields begin another index of its table (``emails``: ``owner``, which
@@ -89,10 +117,10 @@ def index_statements() -> list[str]:
     for table, indexes in declared_indexes().items():
         for name, fields in indexes.items():
             if any(other[:len(fields)] == fields and len(other) > len(fields) for other in indexes.values()):
-                statements.append(f"DROP INDEX IF EXISTS {table}_{name}")
+                statements.append(f"DROP INDEX IF EXISTS {index_name(table, name)}")
             else:
-                statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table} "
-                                  f"({', '.join(index_term(f) for f in fields)})")
+                statements.append(f"CREATE INDEX IF NOT EXISTS {index_name(table, name)} ON {table} "
+                                  f"({', '.join(index_term(f) for f in fields)}){partial_clause(table, name)}")
     return statements
 
 
@@ -133,7 +161,30 @@ MIGRATIONS: list[list[str]] = [
         *(f"CREATE INDEX IF NOT EXISTS {table}_unlisted ON {table} (id) WHERE listed IS NULL"
           for table in LISTED_TABLES),
     ],
+    [
+        # changelog without AUTOINCREMENT, whose counter (a row of sqlite_sequence) was one more page
+        # every event wrote; seqs are still never given twice (:data:`NEXT_SEQ_SQL`): the highest the
+        # counter gave is kept in meta (rows after the highest kept may have been deleted by migration 3)
+        "CREATE TABLE changelog_new (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, owner TEXT, old TEXT, new TEXT, "
+        "kind TEXT)",
+        "INSERT INTO changelog_new (seq, tbl, owner, old, new, kind) SELECT seq, tbl, owner, old, new, kind FROM changelog",
+        "INSERT OR REPLACE INTO meta (name, value) VALUES ('events_given', "
+        "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'changelog'))",
+        "DROP TABLE changelog",
+        "ALTER TABLE changelog_new RENAME TO changelog",
+        "CREATE INDEX IF NOT EXISTS changelog_owner ON changelog (tbl, owner, seq)",
+    ],
 ]
+
+#: The seq of the next event: after the highest in ``changelog``, and after any it ever held, so a
+#: cursor a client has is never given to another event, even once pruning emptied the table (the
+#: highest pruned is meta's ``events_pruned``) or for rows of an older version's counter
+#: (``events_given``, migration 8).  SQLite's rowid alone would take the highest in the table.
+#: (Two lookups by name: 1.5 us an insert, where one ``IN`` with an aggregate took 3.)
+#: (SQL's ``max`` of a NULL is NULL: hence each ``coalesce``.)
+NEXT_SEQ_SQL = ("max(coalesce((SELECT max(seq) FROM changelog), 0), "
+                "coalesce((SELECT value FROM meta WHERE name = 'events_pruned'), 0), "
+                "coalesce((SELECT value FROM meta WHERE name = 'events_given'), 0)) + 1")
 
 
 def connect(path: str) -> sqlite3.Connection:

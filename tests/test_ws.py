@@ -663,3 +663,43 @@ async def test_a_direct_read_that_waits_for_its_store_is_answered_the_same(start
         assert made == []  # none was run again the usual way (a failure on the direct path would be)
     finally:
         await client.close()
+
+
+@pytest.mark.gen_test
+async def test_an_event_goes_to_a_websocket_at_once_and_after_what_is_queued() -> None:
+    """``send_jsonified_now`` (events): written at once to a websocket with nothing queued; after what
+    is queued when something is (a tunneled response), in order; queued as usual for a transport that
+    gathers frames (a poll)."""
+    from types import SimpleNamespace
+
+    from tornado.ioloop import IOLoop
+
+    from gateway.sockjs.router import Session
+
+    class Transport:
+        active = True
+
+        def __init__(self, sends_at_once: bool) -> None:
+            self.sends_at_once = sends_at_once
+            self.sent: list[str] = []
+
+        def send_pack(self, message: str, binary: bool = False) -> None:
+            self.sent.append(message)
+
+    loop = IOLoop.current()
+    server = SimpleNamespace(settings={"heartbeat_delay": 25, "immediate_flush": False, "verify_ip": False},
+                             stats=SimpleNamespace(on_pack_sent=lambda count: None), io_loop=loop)
+    session = Session(lambda owner: SimpleNamespace(), server, "s1")
+    websocket = session.handler = Transport(sends_at_once=True)
+    session.send_jsonified_now('"e1"')
+    assert websocket.sent == ['a["e1"]']  # before any turn of the loop
+    session.send_jsonified('"response"')  # a tunneled response: queued for the turn's frame
+    session.send_jsonified_now('"e2"')
+    assert websocket.sent == ['a["e1"]']
+    await asyncio.sleep(0)  # one turn: the flush the queue scheduled (call_soon) runs before this resumes
+    assert websocket.sent == ['a["e1"]', 'a["response","e2"]']
+    poll = session.handler = Transport(sends_at_once=False)
+    session.send_jsonified_now('"e3"')
+    assert poll.sent == []
+    await asyncio.sleep(0)
+    assert poll.sent == ['a["e3"]']

@@ -70,6 +70,18 @@ class Session(session.Session):
         if stats:
             self.stats.on_pack_sent(1)
 
+    def send_jsonified_now(self, msg: str) -> None:
+        """:meth:`send_jsonified`, written at once when a websocket that takes frames as they come
+        is attached and nothing waits in the queue (the order stays the same); else queued as usual.
+        For messages that come one at a time (events): nothing to gather them with, so no turn of
+        the loop to wait for (the queue, its callback and its join, ten times an email in a fan-out)."""
+        handler = self.handler
+        if handler is not None and handler.active and not self.send_queue and getattr(handler, "sends_at_once", False):
+            handler.send_pack(f"a[{msg}]")
+            self.stats.on_pack_sent(1)
+        else:
+            self.send_jsonified(msg)
+
     def flush(self) -> None:
         """Send everything queued as one frame, if a transport is attached."""
         self._pending_flush = False

@@ -137,7 +137,7 @@ class GatewayConnection(SockJSConnection):
         _, text, frame_string = self.endpoint.encoded(event)
         session = self.session
         if session.send_expects_json:  # what send() does, without encoding the message again
-            session.send_jsonified(frame_string)
+            session.send_jsonified_now(frame_string)
         else:
             session.send_message(text)
 

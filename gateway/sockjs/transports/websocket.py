@@ -76,6 +76,9 @@ class WebSocketTransport(WebSocketFixesMixin, websocket.WebSocketTransport):
     ``on_message`` are still logged with a traceback.
     """
 
+    #: Each frame goes to the socket as it is sent (``Session.send_jsonified_now`` may skip the queue).
+    sends_at_once = True
+
     def on_message(self, message: str | bytes) -> None:
         # SockJS requires that empty messages are ignored.
         if not message or not self.session:

@@ -12,11 +12,11 @@ reads: :func:`loads` falls back to it.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "loads", "loads_as_json"]
 
 
 def dumps(value: Any) -> bytes:
@@ -35,3 +35,15 @@ def loads(text: str | bytes) -> Any:
         return orjson.loads(text)
     except ValueError:  # orjson.JSONDecodeError: NaN, an escaped lone surrogate, a huge int
         return json.loads(text)
+
+
+def loads_as_json(text: str | bytes, read_alike: Callable[[Any], bool]) -> Any:
+    """Exactly what :func:`json.loads` gives for ``text`` (client input: its objects and its errors),
+    by orjson where ``read_alike(value)`` says orjson's value is that one: orjson reads an integer
+    beyond 64 bits as a float, so a value that may hold one is read again by :mod:`json`, and so is
+    whatever orjson refuses (``NaN``, a lone surrogate, an encoding other than UTF-8)."""
+    try:
+        value = orjson.loads(text)
+    except ValueError:  # orjson.JSONDecodeError
+        return json.loads(text)
+    return value if read_alike(value) else json.loads(text)

@@ -315,7 +315,7 @@ class APIHandler(tornado.web.RequestHandler):
             code, message = exc.code, exc.message
         elif isinstance(exc, StoreUnavailable):
             self.set_status(503)
-            code, message = STORE_UNAVAILABLE
+            code, message = "store_unavailable", "The store is unavailable; try again shortly"
         elif status_code == 405:
             code, message = "method_not_allowed", f"Method {self.request.method} not allowed on {self.request.path}"
         elif status_code < 500:
@@ -329,23 +329,13 @@ class APIHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, (APIError, Refused)):
             return  # an answered client error; the access log has it
-        if isinstance(value, StoreUnavailable):
-            log_store_unavailable(self.request, value)
-            return
         target = self.request.path + ("?***" if self.request.query else "")  # a query may hold a token
-        if isinstance(value, tornado.web.HTTPError):
+        if isinstance(value, StoreUnavailable):
+            log.warning("%s %s: %s", self.request.method, target, value)
+        elif isinstance(value, tornado.web.HTTPError):
             log.warning("%d %s %s: %s", value.status_code, self.request.method, target, value.log_message or "")
         else:  # Tornado's own would log the whole request, Authorization header and all
             log.error("uncaught exception in %s %s", self.request.method, target, exc_info=(typ, value, tb))
-
-
-#: The error code and message of a request the store could not serve (HTTP 503).
-STORE_UNAVAILABLE = ("store_unavailable", "The store is unavailable; try again shortly")
-
-
-def log_store_unavailable(request: httputil.HTTPServerRequest, problem: StoreUnavailable) -> None:
-    """The warning for a request the store could not serve (no query string: it may hold a token)."""
-    log.warning("%s %s: %s", request.method, request.path + ("?***" if request.query else ""), problem)
 
 
 def checked_fields(body: dict[str, Any], fields: dict[str, Field], *, partial: bool = False, where: str = ""

@@ -14,10 +14,9 @@ from typing import Any
 import tornado.web
 from tornado import httputil
 
-from gateway import jsontext
 from gateway.auth import Identity
 from gateway.store import StoreUnavailable
-from handlers.base import JSON_TYPE, REQUEST_ID, STORE_UNAVAILABLE, APIHandler, api_headers, log_store_unavailable
+from handlers.base import REQUEST_ID, APIHandler, api_headers
 
 
 #: The classes whose methods :class:`DirectCall` borrows (untyped: they are typed for their own ``self``).
@@ -62,6 +61,8 @@ class DirectCall:
     reply_listed = _API.reply_listed
     path_id = _API.path_id
     owned = _API.owned
+    write_error = _API.write_error
+    log_exception = _API.log_exception
 
     def __init__(self, application: tornado.web.Application, request: httputil.HTTPServerRequest) -> None:
         self.application = application
@@ -94,8 +95,8 @@ async def answer_directly(app: tornado.web.Application, handler_class: Any, requ
     that cannot serve it is answered 503 here, as HTTP answers it (run again, the request would wait
     for the store twice); any other exception means "the usual way" (a ``GET`` changes nothing, so it
     can be run again).  The tunnel calls this through the application's ``direct_answer`` setting."""
-    if request.method != "GET" or "GET" not in getattr(handler_class, "direct_methods", ()):
-        return None
+    if "GET" not in getattr(handler_class, "direct_methods", ()) or "Origin" in request.headers:
+        return None  # (a cross-origin request needs CORS, which only the handler has)
     made = _direct_classes.get(handler_class)
     if made is None:
         made = _direct_classes[handler_class] = type(handler_class.__name__, (DirectCall,), {})
@@ -109,13 +110,12 @@ async def answer_directly(app: tornado.web.Application, handler_class: Any, requ
         if result is not None:  # a coroutine (a method that is not async gives None, as Tornado allows)
             await result
     except StoreUnavailable as problem:
-        # answered here, as write_error answers it: run again, the request would wait for the store twice
-        log_store_unavailable(request, problem)
-        call = made(app, request)  # the headers anew, as send_error's clear() makes them
-        call.set_status(503)
-        call.set_header("Content-Type", JSON_TYPE)
-        code, message = STORE_UNAVAILABLE
-        call.finish(jsontext.dumps({"success": False, "message": message, "code": code}))
+        # answered here, as Tornado's send_error would (run again, the request would wait for the store
+        # twice): logged, the headers made anew (its clear()), then the handler's own error body
+        exc_info = (type(problem), problem, problem.__traceback__)
+        call.log_exception(*exc_info)
+        call = made(app, request)
+        call.write_error(503, exc_info=exc_info)
     finally:
         state.inflight -= 1
     if not call._finished or call.get_status() not in (200, 503):

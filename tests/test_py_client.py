@@ -12,7 +12,7 @@ import pytest
 
 from gateway.app.server import Gateway
 from gateway.client import Client, GatewayError
-from tests.conftest import PASSWORD, api_for, make_config
+from tests.conftest import PASSWORD, api_for, make_config, wait_until
 from tests.peers import free_port
 from tests.peers import mail as smtp_mail
 
@@ -131,7 +131,7 @@ async def test_a_cancelled_request_leaves_no_error_behind_when_the_client_closes
     does not fail a future nobody awaits ("Future exception was never retrieved" in the asyncio log)."""
     client = Client(f"http://127.0.0.1:{free_port()}")  # never started: the call waits in the queue
     task = asyncio.ensure_future(client.request("GET", "/accounts/me"))
-    await asyncio.sleep(0)  # one turn of the loop: the task runs up to its wait for the answer
+    await wait_until(lambda: client._queue)  # the task ran up to its wait for the answer
     task.cancel()
     await asyncio.wait([task])  # (not pytest.raises: its traceback would keep the call alive)
     assert task.cancelled()

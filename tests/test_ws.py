@@ -666,7 +666,7 @@ async def test_a_direct_read_that_waits_for_its_store_is_answered_the_same(start
 
 
 @pytest.mark.gen_test
-async def test_an_event_goes_to_a_websocket_at_once_and_after_what_is_queued() -> None:
+async def test_an_event_goes_to_a_websocket_at_once_and_after_what_is_queued() -> None:  # (a loop: call_soon)
     """``send_jsonified_now`` (events): written at once to a websocket with nothing queued; after what
     is queued when something is (a tunneled response), in order; queued as usual for a transport that
     gathers frames (a poll)."""
@@ -696,10 +696,10 @@ async def test_an_event_goes_to_a_websocket_at_once_and_after_what_is_queued() -
     session.send_jsonified('"response"')  # a tunneled response: queued for the turn's frame
     session.send_jsonified_now('"e2"')
     assert websocket.sent == ['a["e1"]']
-    await asyncio.sleep(0)  # one turn: the flush the queue scheduled (call_soon) runs before this resumes
+    session.flush()  # what the flush the queue scheduled for the loop's next turn does
     assert websocket.sent == ['a["e1"]', 'a["response","e2"]']
     poll = session.handler = Transport(sends_at_once=False)
     session.send_jsonified_now('"e3"')
-    assert poll.sent == []
-    await asyncio.sleep(0)
+    assert poll.sent == [] and session._pending_flush  # gathered for the turn's one frame
+    session.flush()
     assert poll.sent == ['a["e3"]']

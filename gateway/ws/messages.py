@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Union
 from urllib.parse import unquote, urlsplit
 
-import orjson
-
 from events.model import DETAIL_LEVELS, EVENT_KINDS
+from gateway.jsontext import loads_as_json
 from gateway.validation import Field, TooDeep, parse_json
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -80,20 +79,14 @@ Message = Union[Request, Subscribe, Unsubscribe]
 
 
 def _loads(text: str | bytes) -> Any:
-    """A message's JSON, as ``json.loads`` reads it, by orjson where that gives the same objects.
+    """A message's JSON, as ``json.loads`` reads it: by orjson (2.2 -> 0.6 µs) unless the message has a
+    ``body`` given as JSON, the one field that may carry on an integer beyond 64 bits (every other
+    field is checked as a string or a boolean)."""
+    return loads_as_json(text, _no_json_body)
 
-    orjson reads a tunneled request's message at about a third of the cost (2.2 -> 0.6 µs).  It
-    reads an integer beyond 64 bits as a float, which only a ``body`` given as JSON would carry on
-    (every other field is checked as a string or a boolean): such a message, and whatever orjson
-    refuses (``NaN``, a lone surrogate), is read by ``json``, errors included.
-    """
-    try:
-        value = orjson.loads(text)
-    except ValueError:
-        return json.loads(text)
-    if isinstance(value, dict) and isinstance(value.get("body"), (dict, list)):
-        return json.loads(text)
-    return value
+
+def _no_json_body(value: Any) -> bool:
+    return not (isinstance(value, dict) and isinstance(value.get("body"), (dict, list)))
 
 
 def parse(raw: Any, max_size: int, forbidden_prefix: str) -> Message:

@@ -302,9 +302,8 @@ class Tunnel:
                                           self.routes.targets.parse(target))
             delegate = self.routes.delegate(request)
             direct = self.app.settings.get("direct_answer")
-            if direct is not None and method == "GET" and not body and "Origin" not in request_headers \
-                    and isinstance(delegate, tornado.web._HandlerDelegate) and not delegate.path_kwargs \
-                    and "GET" in getattr(delegate.handler_class, "direct_methods", ()):
+            if direct is not None and method == "GET" and not body \
+                    and isinstance(delegate, tornado.web._HandlerDelegate) and not delegate.path_kwargs:
                 return _eagerly(self._direct(connection, delegate, start_line, request_headers, direct))
             started = delegate.headers_received(start_line, request_headers)
             if started is not None:
@@ -320,7 +319,7 @@ class Tunnel:
     async def _direct(self, connection: CapturingConnection, delegate: Any, start_line: httputil.RequestStartLine,
                       request_headers: httputil.HTTPHeaders, direct: DirectAnswer) -> None:
         """Answer a ``GET`` through the application's ``direct_answer`` (no ``RequestHandler``:
-        ``handlers.base.answer_directly``), or, when it declines or fails, the usual way."""
+        ``handlers.direct.answer_directly``), or, when it declines or fails, the usual way."""
         try:
             answer = await direct(self.app, delegate.handler_class, delegate.request, delegate.path_args)
         except asyncio.CancelledError:

@@ -52,7 +52,10 @@ Run (from the repository root, with the project installed)::
     python bench/tunnel.py --variants tunnel --server-prefix 'py-spy record --gil -f raw -o tunnel.txt --'
 
 The websocket client is the ``websockets`` package when it is installed
-(``pip install websockets``), else Tornado's own (``--ws-client`` chooses).
+(``pip install websockets``), else Tornado's own (``--ws-client`` chooses).  It
+reads the replies with orjson (``--client-json json`` for the standard library's,
+which made it slower than the server: the server then sat partly idle, woken for
+fewer requests at a time, at more CPU per request than when it is kept busy).
 Linux only (``/proc``).
 """
 
@@ -77,6 +80,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from gateway_process import REPO, GatewayProcess, free_port, percentile
 from procstat import machine_busy_seconds, process_cpu
 
@@ -86,6 +90,14 @@ MIXES = {"api": ("/emails?limit=20", "/accounts/me"), "root": ("/",)}
 LISTEN_LINE = re.compile(r"HTTP API on http://([0-9.]+):(\d+)/")
 VARIANTS = ("http", "tunnel", "tunnel-packed", "tunnel-json", "http-root", "hello")
 SETUP_EMAILS = 40
+#: How the tunnel's client writes its frames and reads the replies (``--client-json``): the reads
+#: are most of its work (each JSON-value reply holds the whole page), and a client slower than the
+#: server leaves the server partly idle, waking for fewer requests at a time than over HTTP, whose
+#: client does not parse its bodies at all.
+CLIENT_JSON: dict[str, tuple[Callable[[Any], str], Callable[[str], Any]]] = {
+    "orjson": (lambda value: orjson.dumps(value).decode(), orjson.loads),
+    "json": (lambda value: json.dumps(value, separators=(",", ":")), json.loads),
+}
 MAX_ERROR_SAMPLES = 5
 
 try:
@@ -408,7 +420,8 @@ async def open_websocket(url: str, client: str) -> WebSocket:
 
 
 async def run_tunnel(server: ServerProcess, auth: str, load: Load, concurrency: int, paths: Sequence[str], *,
-                     pack: bool, client: str, json_body: bool = False) -> Run:
+                     pack: bool, client: str, json_body: bool = False, client_json: str = "orjson") -> Run:
+    dumps, loads = CLIENT_JSON[client_json]
     run = Run("tunnel-packed" if pack else "tunnel-json" if json_body else "tunnel")
     extra = {"accept_json_body": True} if json_body else {}
     url = f"ws://{server.host}:{server.port}/ws/000/{secrets.token_hex(8)}/websocket"
@@ -422,18 +435,18 @@ async def run_tunnel(server: ServerProcess, auth: str, load: Load, concurrency: 
     def message(n: int) -> str:
         request_id = str(n)
         sent_at[request_id] = time.perf_counter()
-        return json.dumps({"type": "request", "id": request_id, "method": "GET", "path": paths[n % len(paths)],
-                           "headers": headers, **extra}, separators=(",", ":"))
+        return dumps({"type": "request", "id": request_id, "method": "GET", "path": paths[n % len(paths)],
+                      "headers": headers, **extra})
 
     async def send(numbers: list[int]) -> None:
         if not numbers:
             return
         if pack:
-            await ws.send(json.dumps([message(n) for n in numbers]))
+            await ws.send(dumps([message(n) for n in numbers]))
             run.frames_sent += 1
         else:
             for n in numbers:
-                await ws.send(json.dumps([message(n)]))
+                await ws.send(dumps([message(n)]))
             run.frames_sent += len(numbers)
 
     def take(count: int) -> list[int]:
@@ -457,8 +470,8 @@ async def run_tunnel(server: ServerProcess, auth: str, load: Load, concurrency: 
             run.bytes_received += len(frame)  # ASCII: json.dumps escapes the rest
             now = clock()
             answered = 0
-            for raw in json.loads(frame[1:]):
-                reply = json.loads(raw)
+            for raw in loads(frame[1:]):
+                reply = loads(raw)
                 started = sent_at.pop(reply.get("id"), None)
                 if started is None or reply.get("type") != "response":
                     run.error(f"unexpected message: {raw[:200]}")
@@ -534,7 +547,7 @@ async def one_run(variant: str, server: ServerProcess, auth: str, args: argparse
         assert args.hello is not None
         return await run_http(args.hello, auth, load, args.concurrency, MIXES["root"], variant)
     return await run_tunnel(server, auth, load, args.concurrency, MIXES[args.mix], pack=variant == "tunnel-packed",
-                            client=args.ws_client, json_body=variant == "tunnel-json")
+                            client=args.ws_client, json_body=variant == "tunnel-json", client_json=args.client_json)
 
 
 async def bench(server: ServerProcess, args: argparse.Namespace) -> int:
@@ -635,6 +648,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pick", choices=("best", "median"), default="best",
                         help="which of a variant's rounds each reported figure is (default best)")
     parser.add_argument("--warmup", type=int, default=2000, help="unmeasured requests per variant first (default 2000)")
+    parser.add_argument("--client-json", choices=tuple(CLIENT_JSON), default="orjson",
+                        help="how the tunnel's client writes requests and reads replies (default orjson: "
+                             "with json, the client is slower than the server, which then waits for it)")
     parser.add_argument("--ws-client", choices=("websockets", "tornado"),
                         default="websockets" if websockets_client is not None else "tornado",
                         help="websocket client library (default websockets when installed, else tornado)")
@@ -696,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         server.wait_listening()
         print(f"gateway pid {server.pid} on {server.host}:{server.port} from {describe_source(server.source)}; "
               f"Python {sys.version.split()[0]}, Tornado {tornado.version}, {os.cpu_count()} CPUs, "
-              f"websocket client {args.ws_client}; server log level {args.server_log_level}"
+              f"websocket client {args.ws_client}, its JSON by {args.client_json}; server log level {args.server_log_level}"
               + (f"; server pinned to CPU {min(server_cpus)}, client to {sorted(os.sched_getaffinity(0))}"
                  if server_cpus else ""), flush=True)
         return asyncio.run(bench(server, args))

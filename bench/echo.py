@@ -34,13 +34,11 @@ import os
 import secrets
 import shlex
 import signal
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import websockets.asyncio.client as websockets_client
 

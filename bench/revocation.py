@@ -30,7 +30,7 @@ from pathlib import Path
 
 from events import RethinkServer
 from gateway_process import GatewayProcess, percentile
-from tunnel import HTTPConnection
+from tunnel_clients import HTTPConnection
 
 HTTP_LINE = re.compile(r"HTTP API on http://([0-9.]+):(\d+)/")
 

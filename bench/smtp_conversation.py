@@ -53,7 +53,7 @@ def serve(requests: Any, answers: Any) -> None:
         server = await loop.create_server(lambda: GatewaySMTP(Accept(), hostname="bench.localhost", ident="bench",
                                                               decode_data=False), "127.0.0.1", 0)
         answers.put(server.sockets[0].getsockname()[1])
-        while (request := await loop.run_in_executor(None, requests.get)) != "stop":
+        while await loop.run_in_executor(None, requests.get) != "stop":
             answers.put(time.process_time())
 
     uvloop.run(main())

@@ -47,7 +47,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import event_clients
 import events
+import smtp_writer
 from gateway_process import REPO, free_port
 from procstat import process_cpu
 
@@ -92,7 +94,7 @@ class SocketIOServer:
         self.process.wait(30)
 
 
-class EngineIOClient(events.SockJSClient):
+class EngineIOClient(event_clients.SockJSClient):
     """One Socket.IO session (engine.io v4 over a websocket) that joins its account's room."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -135,15 +137,15 @@ class SocketIOPeer:
     def accounts(self, server: SocketIOServer, count: int) -> list[tuple[str, str]]:
         return [(f"bench{n:04d}", f"bench{n:04d}") for n in range(count)]  # the room is the "token"
 
-    def write(self, server: SocketIOServer, names: list[str], args: argparse.Namespace) -> events.Writes:
+    def write(self, server: SocketIOServer, names: list[str], args: argparse.Namespace) -> smtp_writer.Writes:
         return asyncio.run(write_http(server.host, server.http_port, names, args.rate, args.duration,
                                       args.smtp_connections))
 
 
 async def write_http(host: str, port: int, names: list[str], rate: float, duration: float,
-                     connections: int) -> events.Writes:
+                     connections: int) -> smtp_writer.Writes:
     """``POST /write`` on a fixed schedule over persistent connections, write ``seq`` to ``names[seq % len]``."""
-    writes = events.Writes(planned=int(rate * duration))
+    writes = smtp_writer.Writes(planned=int(rate * duration))
     queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
     loop = asyncio.get_running_loop()
 
@@ -169,7 +171,7 @@ async def write_http(host: str, port: int, names: list[str], rate: float, durati
         finally:
             writer.close()
 
-    return await events.on_schedule(writes, queue, [sender() for _ in range(connections)], rate, "HTTP")
+    return await smtp_writer.on_schedule(writes, queue, [sender() for _ in range(connections)], rate, "HTTP")
 
 
 def per_event_us(result: events.Result) -> float:
@@ -186,7 +188,7 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--smtp-connections", type=int, default=16, help="writer connections (default 16)")
-    events.add_pipelining_option(parser)
+    smtp_writer.add_pipelining_option(parser)
     events.add_timeline_option(parser)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--source", type=Path, metavar="DIR",

@@ -59,11 +59,12 @@ PEER = REPO / "bench" / "peers" / "socketio_server.py"
 class SocketIOServer:
     """The peer's process: the same face to run_one as the gateway's ServerProcess."""
 
-    def __init__(self, workdir: Path, prefix: list[str]) -> None:
+    def __init__(self, workdir: Path, prefix: list[str], uvloop: bool = False) -> None:
         self.host, self.http_port = "127.0.0.1", free_port()
         self.log_path = workdir / "socketio.log"
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen([*prefix, sys.executable, str(PEER), str(self.http_port)],
+            self.process = subprocess.Popen([*prefix, sys.executable, str(PEER), str(self.http_port),
+                                             *(["--uvloop"] if uvloop else [])],
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         self.pid = self.process.pid
 
@@ -129,8 +130,11 @@ class SocketIOPeer:
 
     client_class = EngineIOClient
 
+    def __init__(self, uvloop: bool = False) -> None:
+        self.uvloop = uvloop
+
     def start(self, workdir: Path, prefix: list[str]) -> SocketIOServer:
-        server = SocketIOServer(workdir, prefix)
+        server = SocketIOServer(workdir, prefix, self.uvloop)
         server.wait_listening()
         return server
 
@@ -193,7 +197,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--source", type=Path, metavar="DIR",
                         help="run the gateway of another checkout (as bench/events.py --source)")
-    parser.add_argument("--servers", default="gateway,socketio")
+    parser.add_argument("--servers", default="gateway,socketio",
+                        help="of gateway, socketio (on asyncio's own loop, aiohttp's default) and "
+                             "socketio-uvloop (the same on uvloop, as the gateway runs)")
     parser.add_argument("--compare", type=Path, metavar="DIR",
                         help="also run the gateway of another checkout, as the server 'compare', in every round")
     parser.add_argument("--keep", action="store_true")
@@ -210,9 +216,10 @@ def main() -> int:
     for round_no in range(1, args.rounds + 1):
         for name in servers:
             result = events.run_one(args.sessions, compare_args if name == "compare" else args, round_no, name,
-                                    peer=SocketIOPeer() if name == "socketio" else None)
+                                    peer=SocketIOPeer(name == "socketio-uvloop") if name.startswith("socketio")
+                                    else None)
             results[name].append(result)
-            print(f"round {round_no} {name:<8} {result.events_per_s:6.0f} events/s  server CPU "
+            print(f"round {round_no} {name:<15} {result.events_per_s:6.0f} events/s  server CPU "
                   f"{result.server_cpu_pct:3.0f}% = {per_event_us(result):5.1f} us/event  p50 {result.p50_ms:5.1f} ms  "
                   f"p99 {result.p99_ms:6.1f} ms  max {result.max_ms:6.1f} ms  lost {result.lost}  "
                   f"idle RSS {result.rss_kib_per_session:4.1f} KiB/session  others {result.other_cpu_pct:3.0f}%"
@@ -224,14 +231,14 @@ def main() -> int:
     def median(name: str, metric: Any) -> float:
         return statistics.median(metric(r) for r in results[name])
 
-    print(f"  {'server':<9} {'us/event':>9} {'vs socketio':>12} {'p50 ms':>7} {'p99 ms':>7} {'vs socketio':>12} "
+    print(f"  {'server':<15} {'us/event':>9} {'vs socketio':>12} {'p50 ms':>7} {'p99 ms':>7} {'vs socketio':>12} "
           f"{'idle KiB/session':>17} {'vs socketio':>12} {'lost':>5}")
     for name in servers:
         cpu, p50, p99 = median(name, per_event_us), median(name, lambda r: r.p50_ms), median(name, lambda r: r.p99_ms)
         rss = median(name, lambda r: r.rss_kib_per_session)
         b_cpu, b_p99 = median(base, per_event_us), median(base, lambda r: r.p99_ms)
         b_rss = median(base, lambda r: r.rss_kib_per_session)
-        print(f"  {name:<9} {cpu:9.1f} {cpu / b_cpu:12.2f} {p50:7.1f} {p99:7.1f} {p99 / b_p99:12.2f} {rss:17.1f} "
+        print(f"  {name:<15} {cpu:9.1f} {cpu / b_cpu:12.2f} {p50:7.1f} {p99:7.1f} {p99 / b_p99:12.2f} {rss:17.1f} "
               f"{rss / b_rss if b_rss else 0:12.2f} {sum(r.lost for r in results[name]):5d}")
     if args.compare and "gateway" in results:
         rounds = [per_event_us(g) / per_event_us(c) for g, c in zip(results["gateway"], results["compare"])]

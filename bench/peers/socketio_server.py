@@ -1,9 +1,10 @@
 """python-socketio on aiohttp, in-memory broadcast: the peer bench/fanout.py measures our event fan-out against.
 
-``python bench/peers/socketio_server.py PORT`` serves Socket.IO at ``/socket.io/`` and ``POST /write``
+``python bench/peers/socketio_server.py PORT [--uvloop]`` serves Socket.IO at ``/socket.io/`` and ``POST /write``
 (``{"account", "name", "seq"}``), which emits a ``receipt`` event shaped like ours to the room
 ``account``; a client joins a room with ``emit("join", account)`` and is answered ``joined``.
-(``pip install "python-socketio==5.18.*" aiohttp``.)
+(``pip install "python-socketio==5.18.*" aiohttp``.)  ``--uvloop`` runs it on uvloop rather than
+asyncio's own loop (aiohttp's default).
 """
 
 from __future__ import annotations
@@ -35,4 +36,10 @@ async def write(request: web.Request) -> web.Response:
 app.router.add_post("/write", write)
 
 if __name__ == "__main__":
+    if "--uvloop" in sys.argv[2:]:
+        import asyncio
+
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)

@@ -10,9 +10,14 @@ command in README.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +57,35 @@ async def run_script(script: str, *args: str, **env: str) -> tuple[int | None, l
         raise AssertionError(f"{script} printed something that is not a JSON line\nstdout:\n{out}\n"
                              f"stderr:\n{err}") from None
     return process.returncode, lines, err
+
+
+@contextlib.contextmanager
+def shared_chromium(chromium: str) -> Iterator[str]:
+    """A headless Chromium (``tests/js/chromium-server.js``) for several scripts in turn: its endpoint,
+    for their ``CHROMIUM_ENDPOINT``; each script's pages are in a context of their own."""
+    assert NODE is not None
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen([NODE, str(JS_DIR / "chromium-server.js")], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=log, env={**os.environ, "CHROMIUM": chromium})
+        assert process.stdin is not None and process.stdout is not None
+        bound = threading.Timer(SCENARIO_TIMEOUT, process.kill)  # a browser that hangs while starting
+        bound.start()
+        try:
+            endpoint = process.stdout.readline().decode().strip()
+            bound.cancel()
+            if not endpoint:
+                process.wait()
+                log.seek(0)
+                raise AssertionError(f"chromium-server.js exited with {process.returncode}: {log.read().decode()}")
+            yield endpoint
+        finally:
+            bound.cancel()
+            process.stdin.close()  # it closes the browser and exits
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 async def check_done_over_tunnel(api: Api, username: str, result: dict[str, Any]) -> None:

@@ -8,7 +8,8 @@
 // and library-scenario.js (window.runLibraryScenario); tests/test_sockjs_client_browser.py serves one on another origin
 // than the gateway's.  Prints what scenario.js prints: one JSON line per step, then the
 // result line; exit status 0, 1 (the scenario failed) or 2 (usage).  Chromium is Debian's
-// (CHROMIUM, default /usr/bin/chromium), driven by playwright-core, which downloads nothing.
+// (CHROMIUM, default /usr/bin/chromium), or the one CHROMIUM_ENDPOINT names (chromium-server.js), driven by
+// playwright-core, which downloads nothing.
 // Bounded by SCENARIO_TIMEOUT_MS (default 20000); SCENARIO_SUBJECT (default "hi") is the subject
 // of the email it sends.
 'use strict';

@@ -7,10 +7,19 @@ const { chromium } = require('playwright-core');
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-/** Chromium (CHROMIUM, default /usr/bin/chromium), headless. */
+const OPTIONS = { executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true };
+
+/** Chromium (CHROMIUM, default /usr/bin/chromium), headless: a browser of its own, or, when
+ * CHROMIUM_ENDPOINT names one that chromium-server.js runs, a connection to that browser (each page
+ * then in a context of its own; closing the connection closes them). */
 function launch() {
-  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS,
-    headless: true });
+  const endpoint = process.env.CHROMIUM_ENDPOINT;
+  return endpoint ? chromium.connect(endpoint) : chromium.launch(OPTIONS);
+}
+
+/** A browser server for launch() to connect to (see chromium-server.js). */
+function launchServer() {
+  return chromium.launchServer(OPTIONS);
 }
 
 /** Print what `run` resolves with as one JSON line and exit 0; on failure {ok: false, error} and exit 1. */
@@ -23,4 +32,4 @@ function reportOnce(run) {
   });
 }
 
-module.exports = { launch, reportOnce };
+module.exports = { launch, launchServer, reportOnce };

@@ -117,12 +117,10 @@ def _start() -> _Server:
 
 def _stop_process(server: _Server) -> None:
     if server.process is not None and server.process.poll() is None:
-        server.process.terminate()  # SIGTERM: a clean shutdown
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+        # SIGKILL: its data is removed next, and a clean shutdown closes every table of every test's
+        # database first (about 1.5 s at the end of a worker's session)
+        server.process.kill()
+        server.process.wait()
     if server.directory is not None:
         shutil.rmtree(server.directory, ignore_errors=True)
 

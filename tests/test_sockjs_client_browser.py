@@ -25,7 +25,7 @@ import tornado.web
 
 from tests.conftest import PASSWORD, api_for
 from tests.sockjs_client_runner import (
-    JS_DIR, NODE, SCENARIO_TIMEOUT, check_done_over_tunnel, check_succeeded, installed, run_script,
+    JS_DIR, NODE, SCENARIO_TIMEOUT, check_done_over_tunnel, check_succeeded, installed, run_script, SharedChromium,
 )
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -59,6 +59,15 @@ class _Page(tornado.web.RequestHandler):
         self.finish(PAGE)
 
 
+@pytest.fixture(scope="module")
+def chromium() -> Any:
+    """One Chromium, and one Node that runs each test's browser script in turn (starting Node with
+    playwright-core and a browser cost about a second a test); each script's pages in a context of their own."""
+    shared = SharedChromium(CHROMIUM)
+    yield shared
+    shared.close()
+
+
 @pytest.fixture
 def page_server(io_loop: Any) -> Any:
     """The front end's origin: the page, sockjs-client and the scenario, on a port of its own."""
@@ -78,12 +87,13 @@ def page_server(io_loop: Any) -> Any:
 
 @pytest.mark.gen_test(timeout=SCENARIO_TIMEOUT + 20)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_sockjs_client_in_chromium(start_gateway: Any, page_server: str, transport: str) -> None:
+async def test_sockjs_client_in_chromium(start_gateway: Any, page_server: str, chromium: SharedChromium,
+                                         transport: str) -> None:
     gateway = await start_gateway(ws_sockjs_url=f"{page_server}/sockjs.min.js")
     api = api_for(gateway)
     username = f"browser-{transport}"
     code, lines, err = await run_script("browser.js", f"{page_server}/", api.base_url, transport, username,
-                                        CHROMIUM=CHROMIUM)
+                                        chromium=chromium)
     result = check_succeeded(transport, code, lines, err)
     await check_done_over_tunnel(api, username, result)
 
@@ -91,23 +101,24 @@ async def test_sockjs_client_in_chromium(start_gateway: Any, page_server: str, t
 @pytest.mark.gen_test(timeout=SCENARIO_TIMEOUT + 20)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_markup_and_percent_signs_reach_the_browser_intact(start_gateway: Any, page_server: str,
-                                                                 transport: str) -> None:
+                                                                 chromium: SharedChromium, transport: str) -> None:
     # htmlfile frames are <script> blocks and eventsource frames go through decodeURI: neither
     # may end early, run anything, or mangle the text (U+2028, which a subject may no longer hold,
     # never reaches a frame unescaped: every JSON the server writes is ASCII)
     subject = "100% </script><script>parent.pwned=1</script> <!-- %zz"
     gateway = await start_gateway(ws_sockjs_url=f"{page_server}/sockjs.min.js")
     code, lines, err = await run_script("browser.js", f"{page_server}/", api_for(gateway).base_url,
-                                        transport, "markup", CHROMIUM=CHROMIUM, SCENARIO_SUBJECT=subject)
+                                        transport, "markup", chromium=chromium,
+                                        SCENARIO_SUBJECT=subject)
     check_succeeded(transport, code, lines, err)
 
 
 @pytest.mark.gen_test(timeout=SCENARIO_TIMEOUT + 20)
-async def test_the_library_waits_while_offline_and_reconnects_when_online(start_gateway: Any,
-                                                                          page_server: str) -> None:
+async def test_the_library_waits_while_offline_and_reconnects_when_online(start_gateway: Any, page_server: str,
+                                                                          chromium: SharedChromium) -> None:
     gateway = await start_gateway(ws_sockjs_url=f"{page_server}/sockjs.min.js")
     code, lines, err = await run_script("offline.js", f"{page_server}/", api_for(gateway).base_url,
-                                        CHROMIUM=CHROMIUM)
+                                        chromium=chromium)
     assert code == 0 and lines, err
     result = lines[-1]
     assert result["ok"], result
@@ -117,13 +128,14 @@ async def test_the_library_waits_while_offline_and_reconnects_when_online(start_
 
 
 @pytest.mark.gen_test(timeout=SCENARIO_TIMEOUT + 20)
-async def test_a_page_on_another_origin_calls_the_api_over_plain_http(start_gateway: Any, page_server: str) -> None:
+async def test_a_page_on_another_origin_calls_the_api_over_plain_http(start_gateway: Any, page_server: str,
+                                                                      chromium: SharedChromium) -> None:
     gateway = await start_gateway()
     api = api_for(gateway)
     _, token = await api.register("alice")
     await api.post("/emails", {"to": ["bob@example.org"], "text": "x"}, token=token)
     code, lines, err = await run_script("cors.js", f"{page_server}/", api.base_url, "alice", PASSWORD,
-                                        CHROMIUM=CHROMIUM)
+                                        chromium=chromium)
     assert code == 0 and lines, err
     seen = lines[-1]
     assert seen["ok"] and seen["origin"] == page_server, seen

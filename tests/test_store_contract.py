@@ -14,7 +14,7 @@ from tests.stores import BACKENDS, make_store
 
 @pytest.fixture(params=BACKENDS)
 def store(request: Any, io_loop: Any, tmp_path: Any) -> Any:
-    backend = make_store(request.param, tmp_path)
+    backend = make_store(request.param, tmp_path, prepared=True)  # its making: tests on store_url()
     io_loop.run_sync(backend.open)
     yield backend
     io_loop.run_sync(backend.close)

@@ -76,6 +76,7 @@ def normalized(body: bytes) -> bytes:
     """Ids, timestamps and tokens differ between two creations; everything else must not."""
     text = re.sub(rb"[0-9a-f]{24}", b"<id>", body)
     text = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", b"<time>", text)
+    text = re.sub(rb"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d -0000", b"<date>", text)  # Date:, to the second
     return re.sub(rb"eyJ[\w-]+\.[\w-]+\.[\w-]+", b"<jwt>", text)
 
 

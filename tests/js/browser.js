@@ -8,35 +8,24 @@
 // and library-scenario.js (window.runLibraryScenario); tests/test_sockjs_client_browser.py serves one on another origin
 // than the gateway's.  Prints what scenario.js prints: one JSON line per step, then the
 // result line; exit status 0, 1 (the scenario failed) or 2 (usage).  Chromium is Debian's
-// (CHROMIUM, default /usr/bin/chromium), driven by playwright-core, which downloads nothing.
+// (CHROMIUM, default /usr/bin/chromium), or the one CHROMIUM_ENDPOINT names (chromium-server.js), driven by
+// playwright-core, which downloads nothing.
 // Bounded by SCENARIO_TIMEOUT_MS (default 20000); SCENARIO_SUBJECT (default "hi") is the subject
 // of the email it sends.
 'use strict';
 
-const { launch } = require('./chromium.js');
+const { launch, script } = require('./chromium.js');
 
 const TRANSPORTS = ['websocket', 'xhr-streaming', 'xhr-polling', 'eventsource', 'iframe-eventsource',
   'iframe-htmlfile', 'iframe-xhr-polling', 'jsonp-polling'];
 
-const [pageUrl, baseUrl, transport, username] = process.argv.slice(2);
-if (!pageUrl || !baseUrl || !TRANSPORTS.includes(transport) || !username) {
-  process.stderr.write(`usage: node browser.js <page_url> <base_url> <${TRANSPORTS.join('|')}> <username>\n`);
-  process.exit(2);
-}
-const timeoutMs = Number(process.env.SCENARIO_TIMEOUT_MS || 20000);
-const subject = process.env.SCENARIO_SUBJECT || 'hi';
-
-function emit(line) {
-  process.stdout.write(JSON.stringify(line) + '\n');
-}
-
-async function main() {
-  const browser = await launch();
+async function scenario(env, io, { pageUrl, baseUrl, transport, username, timeoutMs, subject }) {
+  const browser = await launch(env);
   let lines = [];
   try {
     const page = await browser.newPage();
-    page.on('pageerror', (err) => process.stderr.write(`page error: ${err.message}\n`));
-    page.on('console', (message) => process.stderr.write(`console.${message.type()}: ${message.text()}\n`));
+    page.on('pageerror', (err) => io.note(`page error: ${err.message}\n`));
+    page.on('console', (message) => io.note(`console.${message.type()}: ${message.text()}\n`));
     await page.goto(pageUrl);
     await page.waitForFunction(() => window.runLibraryScenario && window.gateway, null, { timeout: timeoutMs });
     const run = page.evaluate(({ baseUrl, transport, username, subject }) => {
@@ -63,19 +52,30 @@ async function main() {
   }
 }
 
-main().then(({ lines, result, error }) => {
-  lines.forEach(emit);
-  if (result) {
-    emit(result);
-    return 0;
+async function main([pageUrl, baseUrl, transport, username], env, io) {
+  if (!pageUrl || !baseUrl || !TRANSPORTS.includes(transport) || !username) {
+    io.note(`usage: node browser.js <page_url> <base_url> <${TRANSPORTS.join('|')}> <username>\n`);
+    return 2;
   }
-  const message = `${transport}: step '${error.step}' failed: ${error.message}`;
-  emit({ ok: false, transport, step: error.step, error: message });
-  process.stderr.write(message + '\n');
-  return 1;
-}, (err) => {
-  const message = `${transport}: the browser failed: ${err && err.stack || err}`;
-  emit({ ok: false, transport, step: 'browser', error: message });
-  process.stderr.write(message + '\n');
-  return 1;
-}).then((code) => process.stdout.write('', () => process.exit(code)));
+  const timeoutMs = Number(env.SCENARIO_TIMEOUT_MS || 20000);
+  const subject = env.SCENARIO_SUBJECT || 'hi';
+  const run = scenario(env, io, { pageUrl, baseUrl, transport, username, timeoutMs, subject });
+  return run.then(({ lines, result, error }) => {
+    lines.forEach(io.emit);
+    if (result) {
+      io.emit(result);
+      return 0;
+    }
+    const message = `${transport}: step '${error.step}' failed: ${error.message}`;
+    io.emit({ ok: false, transport, step: error.step, error: message });
+    io.note(message + '\n');
+    return 1;
+  }, (err) => {
+    const message = `${transport}: the browser failed: ${err && err.stack || err}`;
+    io.emit({ ok: false, transport, step: 'browser', error: message });
+    io.note(message + '\n');
+    return 1;
+  });
+}
+
+script(module, main);

@@ -7,12 +7,10 @@
 // with what the page saw. Exit status 0 when the page ran, 1 when the browser or the calls failed.
 'use strict';
 
-const { launch, reportOnce } = require('./chromium.js');
+const { launch, reportOnce, script } = require('./chromium.js');
 
-const [pageUrl, baseUrl, username, password] = process.argv.slice(2);
-
-async function main() {
-  const browser = await launch();
+async function main([pageUrl, baseUrl, username, password], env) {
+  const browser = await launch(env);
   try {
     const page = await browser.newPage();
     await page.goto(pageUrl);
@@ -38,4 +36,4 @@ async function main() {
   }
 }
 
-reportOnce(main());
+script(module, reportOnce(main));

@@ -9,16 +9,14 @@
 // tried to open a transport while offline. Exit status 0 when it ran, 1 when the browser failed.
 'use strict';
 
-const { launch, reportOnce } = require('./chromium.js');
+const { launch, reportOnce, script } = require('./chromium.js');
 
-const [pageUrl, baseUrl] = process.argv.slice(2);
-
-async function main() {
-  const browser = await launch();
+async function main([pageUrl, baseUrl], env, io) {
+  const browser = await launch(env);
   try {
     const context = await browser.newContext();
     const page = await context.newPage();
-    page.on('pageerror', (err) => process.stderr.write(`page error: ${err.message}\n`));
+    page.on('pageerror', (err) => io.note(`page error: ${err.message}\n`));
     await page.goto(pageUrl);
     await page.waitForFunction(() => window.gateway, null, { timeout: 20000 });
     await page.evaluate(async (baseUrl) => {
@@ -49,4 +47,4 @@ async function main() {
   }
 }
 
-reportOnce(main());
+script(module, reportOnce(main));

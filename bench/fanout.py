@@ -13,6 +13,9 @@ CPU (``taskset``), the load generator on the others.
 ``socketio``
     python-socketio 5.18 on aiohttp (``bench/peers/socketio_server.py``): a write is an HTTP
     ``POST /write`` that emits a ``receipt`` to the account's room.  No store, no feed, no cursors.
+    It runs on asyncio's own loop, aiohttp's default;
+``socketio-uvloop`` (with ``--servers gateway,socketio,socketio-uvloop``)
+    the same peer on uvloop, the loop the gateway runs on.
 
 Printed per server: server CPU per delivered event (CPU time over the run /
 events delivered), latency p50/p99 from the write to the client, the RSS
@@ -210,6 +213,9 @@ def main() -> int:
     args.server_prefix = f"taskset -c {cpus[-1]}"
     os.sched_setaffinity(0, set(cpus[:-1]))
     servers = args.servers.split(",") + (["compare"] if args.compare else [])
+    unknown = set(args.servers.split(",")) - {"gateway", "socketio", "socketio-uvloop"}
+    if unknown:
+        parser.error(f"--servers: unknown {', '.join(sorted(unknown))} (gateway, socketio, socketio-uvloop)")
     compare_args = copy.copy(args)
     compare_args.source = args.compare
     results: dict[str, list[events.Result]] = {name: [] for name in servers}

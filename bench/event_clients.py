@@ -21,7 +21,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsframes import client_frame, xor
+from wsframes import client_frame, sockjs_frame, xor
 
 CONNECT_CONCURRENCY = 64  # websocket handshakes in flight per client process
 SUBSCRIBE_TIMEOUT = 30.0
@@ -180,12 +180,15 @@ class SockJSClient(asyncio.Protocol):
         self.counter.value += 1
 
     def send_json(self, message: dict[str, Any]) -> None:
-        self._send(0x1, json.dumps([json.dumps(message)]).encode())
+        self._write(sockjs_frame(message))
 
     def _send(self, opcode: int, payload: bytes) -> None:
+        self._write(client_frame(opcode, payload))
+
+    def _write(self, frame: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        self.transport.write(client_frame(opcode, payload))
+        self.transport.write(frame)
 
     def _fail(self, reason: str) -> None:
         if not self.subscribed.done():

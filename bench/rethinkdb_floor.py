@@ -45,6 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from events import RethinkServer  # noqa: E402
+from gateway_process import percentile  # noqa: E402
 from rethinkdb import RethinkDB  # noqa: E402
 
 r = RethinkDB()
@@ -54,11 +55,6 @@ r.set_loop_type("asyncio")
 #: (the gateway's: messages ``owner``; event_log ``at``, ``email``; emails ``owner``,
 #: ``owner_thread``, ``owner_message_id``, ``status``, ``owner_created_order``; threads ``owner``).
 INBOUND = (("messages", 1), ("event_log", 2), ("threads", 1), ("emails", 5))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 def index_function(field: str) -> Any:
@@ -133,10 +129,11 @@ async def run(server: RethinkServer, shape: str, durability: str, args: argparse
         await conn.close()
     await r.db_drop(db).run(admin)
     await admin.close()
-    to_feed = [seen[k] - sent[k] for k in sent]
-    to_ack = [acked[k] - sent[k] for k in sent]
-    return {"writes": total, "feed p50": percentile(to_feed, 0.5), "feed p99": percentile(to_feed, 0.99),
-            "ack p50": percentile(to_ack, 0.5), "ack p99": percentile(to_ack, 0.99), "cpu ms": cpu / total * 1000}
+    to_feed = sorted(seen[k] - sent[k] for k in sent)
+    to_ack = sorted(acked[k] - sent[k] for k in sent)
+    return {"writes": total, "feed p50": 1000 * percentile(to_feed, 0.5), "feed p99": 1000 * percentile(to_feed, 0.99),
+            "ack p50": 1000 * percentile(to_ack, 0.5), "ack p99": 1000 * percentile(to_ack, 0.99),
+            "cpu ms": cpu / total * 1000}
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from wsframes import client_frame, xor
+from wsframes import client_frame, sockjs_frame, xor
 
 HOST = "127.0.0.1"
 OPEN_TIMEOUT = 30.0  # connect, SockJS open frame, and subscribed: each
@@ -278,12 +278,15 @@ class WebSocketConn(Conn):
         self.ended(reason)
 
     def send(self, message: dict[str, Any]) -> None:
-        self.write_frame(0x1, json.dumps([json.dumps(message)]).encode())
+        self._write(sockjs_frame(message))
 
     def write_frame(self, opcode: int, payload: bytes) -> None:
+        self._write(client_frame(opcode, payload))
+
+    def _write(self, frame: bytes) -> None:
         if self.writer is None or self.writer.is_closing():
             return
-        self.writer.write(client_frame(opcode, payload))
+        self.writer.write(frame)
 
     def abort(self) -> None:
         if self.writer is not None:

@@ -5,8 +5,10 @@ Imported as a sibling module (the scripts run as ``python bench/NAME.py``).
 
 from __future__ import annotations
 
+import json
 import os
 import struct
+from typing import Any
 
 
 def xor(data: bytes, mask: bytes) -> bytes:
@@ -27,3 +29,8 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     else:
         head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
     return head + mask + xor(payload, mask)
+
+
+def sockjs_frame(message: dict[str, Any]) -> bytes:
+    """A text frame carrying one SockJS message (a JSON array of one JSON string), as a client sends it."""
+    return client_frame(0x1, json.dumps([json.dumps(message)]).encode())

@@ -158,16 +158,21 @@ _passed: dict[str, set[str]] = {}
 PATHS_REMEMBERED = 1024
 
 
+def _remember(passed: set[str], value: str) -> None:
+    """Keep ``value`` among those that passed their check: at most :data:`PATHS_REMEMBERED`, then start over."""
+    if len(passed) >= PATHS_REMEMBERED:
+        passed.clear()
+    passed.add(value)
+
+
 def _check_path(target: str, forbidden_prefix: str) -> None:
     passed = _passed.get(forbidden_prefix)
-    if passed is not None and target in passed:
-        return
-    _check_new_path(target, forbidden_prefix)
     if passed is None:
         passed = _passed[forbidden_prefix] = set()
-    elif len(passed) >= PATHS_REMEMBERED:
-        passed.clear()
-    passed.add(target)
+    elif target in passed:
+        return
+    _check_new_path(target, forbidden_prefix)
+    _remember(passed, target)
 
 
 def _check_new_path(target: str, forbidden_prefix: str) -> None:
@@ -187,9 +192,7 @@ def _valid_name(name: str) -> bool:
         return True
     if HEADER_NAME.fullmatch(name) is None:
         return False
-    if len(_valid_names) >= PATHS_REMEMBERED:
-        _valid_names.clear()
-    _valid_names.add(name)
+    _remember(_valid_names, name)
     return True
 
 

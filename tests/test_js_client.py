@@ -56,4 +56,4 @@ def test_what_is_generated_from_the_spec_is_current(tmp_path: Path) -> None:
     result = run(str(BIN / "openapi-typescript"), "../../docs/openapi.yaml", "-o", str(fresh))
     assert result.returncode == 0, result.stderr
     assert fresh.read_text() == (CLIENT / "src" / "api.d.ts").read_text(), \
-        "src/api.d.ts is stale: run `npm run generate` in clients/js"
+        "src/api.d.ts is stale: run `npm run generate` (or `npm ci`) in clients/js"

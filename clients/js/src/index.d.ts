@@ -1,5 +1,6 @@
 // Types of the gateway's JavaScript client. The API's own types (paths, bodies, responses) are
-// generated from docs/openapi.yaml into api.d.ts (npm run generate), so they cannot drift.
+// generated from docs/openapi.yaml into api.d.ts when the package is installed or packed (its
+// `prepare` script; `npm run generate` makes it again), so they cannot drift.
 
 import type { components, operations as Operations } from './api.js';
 

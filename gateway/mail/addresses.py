@@ -108,24 +108,25 @@ def _clean(name: str) -> str:
     return " ".join("".join(" " if control_problem(c) else c for c in name).split())
 
 
-def _plain_addresses(message: Message, header: str) -> list[str] | None:
-    """The addresses of a header that holds only bare plain addresses (``a@b.example, c@d.example``),
-    as the email package would read them; None when it holds anything else."""
-    name = header.lower()
+def _plain_addresses(values: list[str]) -> list[str] | None:
+    """The addresses of a header's raw ``values`` when they hold only bare plain addresses
+    (``a@b.example, c@d.example``), as the email package would read them; None when they hold anything else."""
     found: list[str] = []
-    for key, value in message.raw_items():
-        if key.lower() == name:
-            for part in "".join(str(value).splitlines()).split(","):
-                address = part.strip(" \t")
-                if not PLAIN_ADDRESS.fullmatch(address):
-                    return None
-                found.append(address)
+    for value in values:
+        for part in "".join(value.splitlines()).split(","):
+            address = part.strip(" \t")
+            if not PLAIN_ADDRESS.fullmatch(address):
+                return None
+            found.append(address)
     return found
 
 
-def header_mailboxes(message: Message, header: str) -> list[str]:
-    """The addresses of a received message's header, display names kept (decoded from encoded words)."""
-    plain = _plain_addresses(message, header)
+def header_mailboxes(message: Message, header: str, raw_headers: dict[str, list[str]] | None = None) -> list[str]:
+    """The addresses of a received message's header, display names kept (decoded from encoded words);
+    ``raw_headers``: the message's raw header values by lower-case name, when the caller has them."""
+    values = raw_headers.get(header.lower(), []) if raw_headers is not None else \
+        [str(value) for key, value in message.raw_items() if key.lower() == header.lower()]
+    plain = _plain_addresses(values)
     if plain is not None:  # what the parse below would give, at a fraction of its cost
         return plain
     found: list[tuple[str, str]] = []

@@ -106,23 +106,34 @@ def check_limits(message: Message) -> None:
 PLAIN_MESSAGE_ID = re.compile(f"<{PLAIN_ADDRESS.pattern}>")
 
 
-def _plain_header(message: Message, name: str) -> str | None:
+def raw_headers(message: Message) -> dict[str, list[str]]:
+    """A message's raw header values by lower-case name, in order: read once, so that looking up a
+    dozen headers does not walk every header a dozen times."""
+    found: dict[str, list[str]] = {}
+    for field, value in message.raw_items():
+        found.setdefault(field.lower(), []).append(str(value))
+    return found
+
+
+def _plain_header(headers: dict[str, list[str]], name: str) -> str | None:
     """A header's text, whitespace collapsed, when the email package would read it as the raw text
     is (an unstructured header of printable ASCII without encoded words, or a plain Message-ID);
-    "" when there is no such header; None when only the parse can tell."""
+    "" when there is no such header; None when only the parse can tell.  ``headers``: :func:`raw_headers`."""
     key = name.lower()
-    for field, value in message.raw_items():
-        if field.lower() == key:
-            text = " ".join("".join(str(value).splitlines()).split())
-            if key == "message-id":
-                return text if PLAIN_MESSAGE_ID.fullmatch(text) else None
-            plain = text.isascii() and text.isprintable() and "=?" not in text
-            return text if plain and issubclass(HEADER_CLASSES[key], UnstructuredHeader) else None
-    return ""
+    values = headers.get(key)
+    if not values:
+        return ""
+    text = " ".join("".join(values[0].splitlines()).split())
+    if key == "message-id":
+        return text if PLAIN_MESSAGE_ID.fullmatch(text) else None
+    plain = text.isascii() and text.isprintable() and "=?" not in text
+    return text if plain and issubclass(HEADER_CLASSES[key], UnstructuredHeader) else None
 
 
-def _header(message: Message, name: str) -> str:
-    plain = _plain_header(message, name)
+def _header(message: Message, name: str, headers: dict[str, list[str]] | None = None) -> str:
+    """A header's text, whitespace collapsed ("" without one); ``headers``: the message's
+    :func:`raw_headers`, when the caller has them."""
+    plain = _plain_header(raw_headers(message) if headers is None else headers, name)
     if plain is not None:  # what the parse below would give, at a fraction of its cost
         return plain
     try:
@@ -132,9 +143,9 @@ def _header(message: Message, name: str) -> str:
     return " ".join(str(value or "").split())
 
 
-def _date(message: Message) -> str | None:
+def _date(message: Message, headers: dict[str, list[str]]) -> str | None:
     try:
-        parsed = email.utils.parsedate_to_datetime(_header(message, "Date"))
+        parsed = email.utils.parsedate_to_datetime(_header(message, "Date", headers))
         return iso_from_epoch(parsed.timestamp())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
@@ -163,10 +174,11 @@ def bodies(message: EmailMessage) -> tuple[Message | None, Message | None]:
     return text, (html if html is not text else None)
 
 
-def attachment_parts(message: EmailMessage) -> list[Message]:
+def attachment_parts(message: EmailMessage, body_parts: tuple[Message | None, Message | None] | None = None) -> list[Message]:
     """Every part that is not a body and holds content: the leaves, and attached messages as one
-    part each (what they hold is shown in the structure, not listed again), in the message's order."""
-    skip = {id(p) for p in bodies(message) if p is not None}
+    part each (what they hold is shown in the structure, not listed again), in the message's order.
+    ``body_parts``: the message's :func:`bodies`, when the caller has them."""
+    skip = {id(p) for p in (bodies(message) if body_parts is None else body_parts) if p is not None}
     found: list[Message] = []
     stack: list[Message] = [message]
     while stack:
@@ -217,11 +229,13 @@ def _inline(part: Message) -> bool:
     return disposition == "inline" or (disposition is None and _content_id(part) is not None)
 
 
-def describe(message: EmailMessage) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The MIME structure (a tree) and the attachment list of a parsed message."""
-    attachments = attachment_parts(message)
+def describe(message: EmailMessage, body_parts: tuple[Message | None, Message | None] | None = None
+             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The MIME structure (a tree) and the attachment list of a parsed message; ``body_parts``: its
+    :func:`bodies`, when the caller has them."""
+    text, html = bodies(message) if body_parts is None else body_parts
+    attachments = attachment_parts(message, (text, html))
     index = {id(p): n for n, p in enumerate(attachments)}
-    text, html = bodies(message)
     role = {id(text): "text", id(html): "html"}
 
     def node(part: Message) -> dict[str, Any]:
@@ -270,17 +284,18 @@ def parse_message(raw: bytes) -> dict[str, Any]:
     """The fields of an email document from a raw message; :class:`TooComplex` beyond the limits,
     else never raises on malformed input (``defects`` counts what the parser found)."""
     message = parse(raw)
-    text_part, html_part = bodies(message)
-    structure, attachments = describe(message)
+    body_parts = text_part, html_part = bodies(message)
+    structure, attachments = describe(message, body_parts)
+    headers = raw_headers(message)
     return {
-        "message_id": _header(message, "Message-ID") or None,
-        "from": (header_mailboxes(message, "From") or [""])[0],
-        "to": header_mailboxes(message, "To"),
-        "cc": header_mailboxes(message, "Cc"),
-        "subject": _header(message, "Subject"),
-        "date": _date(message),
-        "in_reply_to": _header(message, "In-Reply-To") or None,
-        "references": _header(message, "References").split(),
+        "message_id": _header(message, "Message-ID", headers) or None,
+        "from": (header_mailboxes(message, "From", headers) or [""])[0],
+        "to": header_mailboxes(message, "To", headers),
+        "cc": header_mailboxes(message, "Cc", headers),
+        "subject": _header(message, "Subject", headers),
+        "date": _date(message, headers),
+        "in_reply_to": _header(message, "In-Reply-To", headers) or None,
+        "references": _header(message, "References", headers).split(),
         "text": _text(text_part) if text_part is not None else None,
         "html": _text(html_part) if html_part is not None else None,
         "attachments": attachments,

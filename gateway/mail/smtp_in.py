@@ -12,8 +12,9 @@ from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 
 import aiosmtpd.smtp
-from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import MISSING, SMTP, Envelope
 from aiosmtpd.smtp import Session as SMTPSession
+from aiosmtpd.smtp import syntax
 
 from gateway.mail.addresses import PLAIN_ADDRESS
 from gateway.mail.documents import inbound_copy
@@ -46,6 +47,10 @@ aiosmtpd.smtp.sanitized_log = _sanitized_log  # type: ignore[assignment]
 #: A MAIL FROM or RCPT TO path of one plain address, then what follows it (parameters).
 PLAIN_PATH = re.compile(f"<({PLAIN_ADDRESS.pattern})>(.*)", re.S)
 TRY_LATER = "451 4.3.0 Mail store unavailable, try again later"
+#: A BDAT command's argument (RFC 3030): the chunk's size in octets, and LAST on the message's last chunk.
+BDAT_ARGUMENT = re.compile(r"([0-9]{1,20})(?: +(LAST))?", re.I)
+#: A chunk that is not kept (over the size limit, or refused) is read and dropped this much at a time.
+DISCARD_PIECE = 1 << 16
 
 
 class InboundHandler:
@@ -64,7 +69,7 @@ class InboundHandler:
         # aiosmtpd reads each command from its buffer in order, so pipelined ones (RFC 2920) are
         # answered as they come; real MTAs pipeline when told they may
         session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return [*responses[:-1], "250-PIPELINING", "250-CHUNKING", responses[-1]]
 
     async def handle_RCPT(self, server: SMTP, session: SMTPSession, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -129,12 +134,79 @@ class InboundHandler:
 
 
 class GatewaySMTP(SMTP):
-    """aiosmtpd's SMTP server, with its MAIL and RCPT address reading made cheaper and the replies
-    to pipelined commands sent together."""
+    """aiosmtpd's SMTP server, with its MAIL and RCPT address reading made cheaper, the replies
+    to pipelined commands sent together, and CHUNKING (RFC 3030's ``BDAT``), which aiosmtpd lacks."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._held: list[bytes] = []
+        #: The chunks of the message being sent with BDAT (None: no BDAT in this transaction).
+        self._chunks: list[bytes] | None = None
+        self._chunked_size = 0
+        #: The reply that failed this transaction's BDAT, until RSET (RFC 3030: what follows is dropped).
+        self._chunking_failed: str | None = None
+
+    def _set_post_data_state(self) -> None:  # after a message, and on RSET, HELO and EHLO
+        super()._set_post_data_state()
+        self._chunks, self._chunked_size, self._chunking_failed = None, 0, None
+
+    @syntax("BDAT size [LAST]")
+    async def smtp_BDAT(self, arg: str | None) -> None:
+        """A chunk of the message (RFC 3030): ``size`` octets follow the command line at once.
+
+        The chunk is read whatever the reply, since a pipelining sender has sent it already; one that
+        is not kept (refused, or over ``--smtp-max-size``) is read in pieces and dropped.  A refused
+        chunk fails the transaction: the chunks after it are dropped too, until RSET.  A command
+        without a size cannot be told from the data after it, so it ends the connection."""
+        match = BDAT_ARGUMENT.fullmatch(arg or "")
+        if match is None:
+            await self.push("501 5.5.4 Syntax: BDAT size [LAST]")
+            if self.transport is not None:
+                self.transport.close()  # the chunk's size is unknown: the rest of the stream cannot be read
+            return
+        size, last = int(match[1]), match[2] is not None
+        assert self.session is not None and self.envelope is not None
+        limit = self.data_size_limit
+        fits = not limit or self._chunked_size + size <= limit
+        keep = (fits and self._chunking_failed is None and bool(self.envelope.rcpt_tos)
+                and bool(self.session.host_name) and not (self._auth_required and not self.session.authenticated))
+        chunk = await self._read_chunk(size, keep)
+        if await self.check_helo_needed() or await self.check_auth_needed("BDAT"):
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if self._chunking_failed is not None:
+            await self.push("503 5.5.1 Error: this message was refused; send RSET")
+            return
+        if not fits:
+            self._chunking_failed = "552"
+            await self.push("552 5.3.4 Error: too much mail data")
+            return
+        self._chunks = [*(self._chunks or []), chunk]
+        self._chunked_size += size
+        if not last:
+            await self.push(f"250 2.0.0 {size} octets received")
+            return
+        self.envelope.content = self.envelope.original_content = b"".join(self._chunks)
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_chunk(self, size: int, keep: bool) -> bytes:
+        """The ``size`` octets after a BDAT line; read and dropped when not ``keep``."""
+        if keep:
+            return await self._reader.readexactly(size)
+        while size:
+            size -= len(await self._reader.readexactly(min(size, DISCARD_PIECE)))
+        return b""
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if self._chunks is not None or self._chunking_failed is not None:
+            await self.push("503 5.5.1 Error: DATA after BDAT in one message")  # RFC 3030
+            return
+        await super().smtp_DATA(arg)
 
     async def push(self, status: str | bytes) -> None:
         # RFC 2920: the replies to a group of pipelined commands may go out in one write.  A line

@@ -13,12 +13,14 @@ between the socket and the clock reading).
 Then mail is written into the store the way it arrives in production: over
 inbound SMTP, ``--rate`` messages a second (200) for ``--duration`` seconds
 (10), each to one account's address (``benchNNNN@localhost``, round robin), on
-``--smtp-connections`` persistent SMTP connections (16) fed by one ticker.  As
-an MTA such as Postfix does, the sender pipelines (RFC 2920) when the server's
-EHLO reply offers it: ``MAIL``, ``RCPT`` and ``DATA`` in one write, then the
-body after the 354 (``--no-smtp-pipelining``: each command waits for its
-reply, as before).  Each message's subject is ``bench <seq> <time.time()>``, stamped just before its
-DATA is sent, and every session bound to that account must get one
+``--smtp-connections`` persistent SMTP connections (16) fed by one ticker.  The
+sender uses what the server's EHLO reply offers, as MTAs do: with CHUNKING
+(RFC 3030) and PIPELINING (RFC 2920), ``MAIL``, ``RCPT`` and ``BDAT <size> LAST``
+with the message in one write; ``--no-smtp-chunking``: ``MAIL``, ``RCPT`` and
+``DATA`` in one write, then the body after the 354, as Postfix sends;
+``--no-smtp-pipelining``: each command waits for its reply, as before.  Each
+message's subject is ``bench <seq> <time.time()>``, stamped just before its
+body is sent, and every session bound to that account must get one
 ``receipt`` event for it.  The client notes the wall clock when the frame
 holding the event arrives: latency = arrival - stamp (one machine, one clock),
 so it covers SMTP parsing, the SQLite write, the change feed, the dispatcher,
@@ -322,7 +324,7 @@ def run_one(n: int, args: argparse.Namespace, round_number: int = 1, store: str 
         writes = (peer.write(server, [u for u, _ in users], args) if peer is not None else
                   asyncio.run(write_mail(server.host, server.smtp_port, server.domain, [u for u, _ in users],
                                          args.rate, args.duration, args.smtp_connections,
-                                         args.smtp_pipelining)))
+                                         args.smtp_pipelining, args.smtp_chunking)))
         # each write goes to one account, and to every session bound to it
         wanted_by_account: list[set[int]] = [set() for _ in range(accounts)]
         for seq in writes.acked:

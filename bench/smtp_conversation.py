@@ -1,5 +1,7 @@
 """The SMTP conversation alone: server CPU per message of ``GatewaySMTP`` with a handler that accepts
-every recipient and message without storing anything, sent one command at a time and pipelined.
+every recipient and message without storing anything, sent three ways: one command at a time,
+pipelined (``MAIL``, ``RCPT``, ``DATA`` in one write, the message after the 354) and chunked
+(``MAIL``, ``RCPT`` and ``BDAT <size> LAST`` with the message in one write: one round trip).
 
 The server runs in a process of its own pinned to the machine's last CPU, the client (16 persistent
 connections, the message bench/events.py sends) on the others; the figure is the server's process CPU
@@ -31,6 +33,9 @@ from gateway.mail.smtp_in import GatewaySMTP  # noqa: E402
 BODY = (b"From: sender@example.com\r\nTo: bench0001@bench.localhost\r\nSubject: bench 1 2\r\n"
         b"Message-ID: <bench-1-aa@example.com>\r\n\r\nMessage 1 of the events benchmark.\r\n.\r\n")
 COMMANDS = [b"MAIL FROM:<sender@example.com>\r\n", b"RCPT TO:<bench0001@bench.localhost>\r\n", b"DATA\r\n"]
+MESSAGE = BODY[:-len(b".\r\n")]
+#: The ways of sending, in the order each round runs them.
+WAYS = ("one by one", "pipelined", "chunked")
 
 
 class Accept:
@@ -59,7 +64,7 @@ def serve(requests: Any, answers: Any) -> None:
     uvloop.run(main())
 
 
-async def send(port: int, messages: int, pipelining: bool, connections: int) -> None:
+async def send(port: int, messages: int, way: str, connections: int) -> None:
     async def one(count: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await reader.readline()
@@ -67,6 +72,12 @@ async def send(port: int, messages: int, pipelining: bool, connections: int) -> 
         while (await reader.readline())[3:4] == b"-":
             pass
         for _ in range(count):
+            if way == "chunked":
+                writer.write(b"".join(COMMANDS[:2]) + b"BDAT %d LAST\r\n" % len(MESSAGE) + MESSAGE)
+                for _ in range(3):
+                    assert (await reader.readline()).startswith(b"250")
+                continue
+            pipelining = way == "pipelined"
             if pipelining:
                 writer.write(b"".join(COMMANDS))
             for command in COMMANDS:
@@ -98,21 +109,21 @@ def main() -> int:
     os.sched_setaffinity(server.pid, {cpus[-1]})
     os.sched_setaffinity(0, set(cpus[:-1]))
     port = answers.get(timeout=30)
-    figures: dict[bool, list[float]] = {False: [], True: []}
+    figures: dict[str, list[float]] = {way: [] for way in WAYS}
     try:
         for _ in range(args.rounds):
-            for pipelining in (False, True):
+            for way in WAYS:
                 requests.put("cpu")
                 before = answers.get(timeout=30)
-                asyncio.run(send(port, args.messages, pipelining, args.connections))
+                asyncio.run(send(port, args.messages, way, args.connections))
                 requests.put("cpu")
-                figures[pipelining].append((answers.get(timeout=30) - before) / args.messages * 1e6)
+                figures[way].append((answers.get(timeout=30) - before) / args.messages * 1e6)
     finally:
         requests.put("stop")
         server.join(30)
     print(f"{Path(gateway.__file__).parent.parent}: server CPU per message (median of {args.rounds} rounds)")
-    for pipelining, rounds in figures.items():
-        print(f"  {'pipelined' if pipelining else 'one by one':<11} {statistics.median(rounds):5.0f} us "
+    for way, rounds in figures.items():
+        print(f"  {way:<11} {statistics.median(rounds):5.0f} us "
               f"({', '.join(f'{r:.0f}' for r in rounds)})")
     return 0
 

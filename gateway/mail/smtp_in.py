@@ -140,15 +140,14 @@ class GatewaySMTP(SMTP):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._held: list[bytes] = []
-        #: The chunks of the message being sent with BDAT (None: no BDAT in this transaction).
-        self._chunks: list[bytes] | None = None
-        self._chunked_size = 0
-        #: The reply that failed this transaction's BDAT, until RSET (RFC 3030: what follows is dropped).
-        self._chunking_failed: str | None = None
+        #: The message being sent with BDAT, so far (None: no BDAT in this transaction).
+        self._chunks: bytearray | None = None
+        #: Whether a BDAT of this transaction was refused: until RSET the chunks are dropped (RFC 3030).
+        self._chunking_failed = False
 
     def _set_post_data_state(self) -> None:  # after a message, and on RSET, HELO and EHLO
         super()._set_post_data_state()
-        self._chunks, self._chunked_size, self._chunking_failed = None, 0, None
+        self._chunks, self._chunking_failed = None, False
 
     @syntax("BDAT size [LAST]")
     async def smtp_BDAT(self, arg: str | None) -> None:
@@ -167,8 +166,8 @@ class GatewaySMTP(SMTP):
         size, last = int(match[1]), match[2] is not None
         assert self.session is not None and self.envelope is not None
         limit = self.data_size_limit
-        fits = not limit or self._chunked_size + size <= limit
-        keep = (fits and self._chunking_failed is None and bool(self.envelope.rcpt_tos)
+        fits = not limit or len(self._chunks or b"") + size <= limit
+        keep = (fits and not self._chunking_failed and bool(self.envelope.rcpt_tos)
                 and bool(self.session.host_name) and not (self._auth_required and not self.session.authenticated))
         chunk = await self._read_chunk(size, keep)
         if await self.check_helo_needed() or await self.check_auth_needed("BDAT"):
@@ -176,19 +175,21 @@ class GatewaySMTP(SMTP):
         if not self.envelope.rcpt_tos:
             await self.push("503 5.5.1 Error: need RCPT command")
             return
-        if self._chunking_failed is not None:
+        if self._chunking_failed:
             await self.push("503 5.5.1 Error: this message was refused; send RSET")
             return
         if not fits:
-            self._chunking_failed = "552"
+            self._chunking_failed = True
             await self.push("552 5.3.4 Error: too much mail data")
             return
-        self._chunks = [*(self._chunks or []), chunk]
-        self._chunked_size += size
         if not last:
+            if self._chunks is None:
+                self._chunks = bytearray()
+            self._chunks += chunk  # in place: many small chunks cost no more than one large one
             await self.push(f"250 2.0.0 {size} octets received")
             return
-        self.envelope.content = self.envelope.original_content = b"".join(self._chunks)
+        message = chunk if self._chunks is None else bytes(self._chunks + chunk)
+        self.envelope.content = self.envelope.original_content = message
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
@@ -203,7 +204,7 @@ class GatewaySMTP(SMTP):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
-        if self._chunks is not None or self._chunking_failed is not None:
+        if self._chunks is not None or self._chunking_failed:
             await self.push("503 5.5.1 Error: DATA after BDAT in one message")  # RFC 3030
             return
         await super().smtp_DATA(arg)

@@ -124,8 +124,9 @@ def _plain_addresses(values: list[str]) -> list[str] | None:
 def header_mailboxes(message: Message, header: str, raw_headers: dict[str, list[str]] | None = None) -> list[str]:
     """The addresses of a received message's header, display names kept (decoded from encoded words);
     ``raw_headers``: the message's raw header values by lower-case name, when the caller has them."""
-    values = raw_headers.get(header.lower(), []) if raw_headers is not None else \
-        [str(value) for key, value in message.raw_items() if key.lower() == header.lower()]
+    name = header.lower()
+    values = raw_headers.get(name, []) if raw_headers is not None else \
+        [str(value) for key, value in message.raw_items() if key.lower() == name]
     plain = _plain_addresses(values)
     if plain is not None:  # what the parse below would give, at a fraction of its cost
         return plain

@@ -168,13 +168,17 @@ def _body(message: EmailMessage, subtype: str) -> Message | None:
         return None
 
 
-def bodies(message: EmailMessage) -> tuple[Message | None, Message | None]:
+#: A message's text and html bodies (:func:`bodies`).
+BodyParts = tuple[Message | None, Message | None]
+
+
+def bodies(message: EmailMessage) -> BodyParts:
     """The parts a reader shows as the text and the html body (the email package's choice)."""
     text, html = _body(message, "plain"), _body(message, "html")
     return text, (html if html is not text else None)
 
 
-def attachment_parts(message: EmailMessage, body_parts: tuple[Message | None, Message | None] | None = None) -> list[Message]:
+def attachment_parts(message: EmailMessage, body_parts: BodyParts | None = None) -> list[Message]:
     """Every part that is not a body and holds content: the leaves, and attached messages as one
     part each (what they hold is shown in the structure, not listed again), in the message's order.
     ``body_parts``: the message's :func:`bodies`, when the caller has them."""
@@ -229,8 +233,7 @@ def _inline(part: Message) -> bool:
     return disposition == "inline" or (disposition is None and _content_id(part) is not None)
 
 
-def describe(message: EmailMessage, body_parts: tuple[Message | None, Message | None] | None = None
-             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def describe(message: EmailMessage, body_parts: BodyParts | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The MIME structure (a tree) and the attachment list of a parsed message; ``body_parts``: its
     :func:`bodies`, when the caller has them."""
     text, html = bodies(message) if body_parts is None else body_parts

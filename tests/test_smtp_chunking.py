@@ -96,15 +96,23 @@ async def test_refused_chunks_are_read_to_their_end_and_dropped(start_gateway: A
 
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.parametrize("command", [b"BDAT", b"BDAT x LAST", b"BDAT -1", b"BDAT 10 FIRST", b"BDAT 1" + b"0" * 20])
-async def test_a_bdat_whose_size_cannot_be_read_ends_the_connection(gateway: Any, command: bytes) -> None:
-    """Without its size the data after the command cannot be told from the next command."""
+async def test_a_bdat_whose_size_cannot_be_read_ends_the_connection(gateway: Any, command: bytes, caplog: Any) -> None:
+    """Without its size the data after the command cannot be told from the next command: nothing
+    received after it is taken as a command, not even a whole message."""
+    caplog.set_level(logging.INFO)
+    api = api_for(gateway)
+    _, token = await api.register("alice")
     reader, writer = await connect(gateway.smtp_port)
     try:
-        writer.write(b"MAIL FROM:<ann@example.org>\r\n" + command + b"\r\nQUIT\r\n")
-        assert await replies(reader, 2) == ["250 OK", "501 5.5.4 Syntax: BDAT size [LAST]"]
+        writer.write(b"MAIL FROM:<ann@example.org>\r\nRCPT TO:<alice@localhost>\r\n" + command + b"\r\n"
+                     b"RSET\r\nMAIL FROM:<ann@example.org>\r\nRCPT TO:<alice@localhost>\r\n"
+                     + bdat(b"Subject: after\r\n\r\nhi\r\n", last=True))
+        assert await replies(reader, 3) == ["250 OK", "250 OK", "501 5.5.4 Syntax: BDAT size [LAST]"]
         assert await asyncio.wait_for(reader.read(), 10) == b""
     finally:
         writer.close()
+    assert (await api.get("/emails", token=token)).json["emails"] == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -162,6 +162,7 @@ class GatewaySMTP(SMTP):
             await self.push("501 5.5.4 Syntax: BDAT size [LAST]")
             if self.transport is not None:
                 self.transport.close()  # the chunk's size is unknown: the rest of the stream cannot be read
+            await self._reader.read()  # nor what was received after it: dropped until the connection ends
             return
         size, last = int(match[1]), match[2] is not None
         assert self.session is not None and self.envelope is not None

@@ -20,7 +20,9 @@ CPU (``taskset``), the load generator on the others.
 Printed per server: server CPU per delivered event (CPU time over the run /
 events delivered), latency p50/p99 from the write to the client, the RSS
 the server grew by per idle subscribed session, and nothing lost.  Rounds
-alternate the two; figures are medians over rounds.
+alternate the servers; figures are medians over rounds, and the gateway's CPU
+per event against each other server's is also given round by round (with
+the median of those ratios), since one round's servers run back to back.
 
 Run (from the repository root, with the project and the peer installed:
 ``pip install "python-socketio==5.18.*" aiohttp``)::
@@ -246,9 +248,13 @@ def main() -> int:
         b_rss = median(base, lambda r: r.rss_kib_per_session)
         print(f"  {name:<15} {cpu:9.1f} {cpu / b_cpu:12.2f} {p50:7.1f} {p99:7.1f} {p99 / b_p99:12.2f} {rss:17.1f} "
               f"{rss / b_rss if b_rss else 0:12.2f} {sum(r.lost for r in results[name]):5d}")
-    if args.compare and "gateway" in results:
-        rounds = [per_event_us(g) / per_event_us(c) for g, c in zip(results["gateway"], results["compare"])]
-        print(f"  gateway / compare, CPU per event: median {statistics.median(rounds):.3f}x "
+    # each round's ratio: the servers of one round ran back to back, so its ratio is steadier than
+    # either server's own figure, which drifts with the machine from round to round
+    pairs = [(name, other) for name, other in (("gateway", "socketio"), ("gateway", "socketio-uvloop"),
+                                               ("gateway", "compare")) if name in results and other in results]
+    for name, other in pairs:
+        rounds = [per_event_us(a) / per_event_us(b) for a, b in zip(results[name], results[other])]
+        print(f"  {name} / {other}, CPU per event, round by round: median {statistics.median(rounds):.3f}x "
               f"(rounds {', '.join(f'{r:.3f}' for r in rounds)})")
     return 0
 

@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 
 from gateway.app.server import Gateway
+from gateway.mail.smtp_in import PARSE_ON_LOOP_BYTES
 from tests.conftest import Api
 from tests.peers import in_thread, smtp_send
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 4 + b"\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200, 256)) * 20
+LARGE = b"PK\x03\x04" + bytes(range(256)) * 1200
 
 
 def b64_lines(data: bytes) -> bytes:
@@ -98,7 +100,16 @@ CORPUS = {
         "Scan", "scan", None,
         [("Скан №1.pdf", "application/pdf", PDF, False), ("résumé.bin", "application/octet-stream", b"xyz", False)],
         ["multipart/mixed", ["text/plain", "application/pdf", "application/octet-stream"]]),
+    # larger than what is parsed on the event loop: parsed on a worker thread (gateway/mail/smtp_in.py)
+    "large attachment": Case(
+        head(b"Archive", b'multipart/mixed; boundary="z"') +
+        b"--z\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThe archive.\r\n"
+        b"--z\r\nContent-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n"
+        b"Content-Disposition: attachment; filename=\"archive.zip\"\r\n\r\n" + b64_lines(LARGE) + b"--z--\r\n",
+        "Archive", "The archive.", None, [("archive.zip", "application/zip", LARGE, False)],
+        ["multipart/mixed", ["text/plain", "application/zip"]]),
 }
+assert len(CORPUS["large attachment"].raw) > PARSE_ON_LOOP_BYTES
 
 
 def shape(node: dict[str, Any]) -> Any:

@@ -47,10 +47,19 @@ aiosmtpd.smtp.sanitized_log = _sanitized_log  # type: ignore[assignment]
 #: A MAIL FROM or RCPT TO path of one plain address, then what follows it (parameters).
 PLAIN_PATH = re.compile(f"<({PLAIN_ADDRESS.pattern})>(.*)", re.S)
 TRY_LATER = "451 4.3.0 Mail store unavailable, try again later"
+#: Messages up to this size are parsed on the event loop (a few milliseconds at most); larger ones on a
+#: worker thread, as a composed message and an attachment download are, so that the loop goes on
+#: serving while one is parsed (about 50 ms a megabyte).
+PARSE_ON_LOOP_BYTES = 64 << 10
 #: A BDAT command's argument (RFC 3030): the chunk's size in octets, and LAST on the message's last chunk.
 BDAT_ARGUMENT = re.compile(r"([0-9]{1,20})(?: +(LAST))?", re.I)
 #: A chunk that is not kept (over the size limit, or refused) is read and dropped this much at a time.
 DISCARD_PIECE = 1 << 16
+
+
+def parse_and_digest(raw: bytes) -> tuple[dict[str, Any], str]:
+    """A received message's fields (:func:`~gateway.mail.parse.parse_message`) and the SHA-256 of its bytes."""
+    return parse_message(raw), hashlib.sha256(raw).hexdigest()
 
 
 class InboundHandler:
@@ -63,6 +72,12 @@ class InboundHandler:
         self.recipients = recipients or Recipients(store, domain)
         #: Messages being filed right now (a draining gateway waits for them).
         self.active = 0
+
+    async def _parsed(self, raw: bytes) -> tuple[dict[str, Any], str]:
+        """The message's fields and the SHA-256 of its bytes; a large message off the loop."""
+        if len(raw) <= PARSE_ON_LOOP_BYTES:
+            return parse_and_digest(raw)
+        return await asyncio.to_thread(parse_and_digest, raw)
 
     async def handle_EHLO(self, server: SMTP, session: SMTPSession, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -94,7 +109,7 @@ class InboundHandler:
         raw = envelope.original_content or envelope.content or b""
         raw = raw if isinstance(raw, bytes) else raw.encode()
         try:
-            fields = parse_message(raw)
+            fields, digest = await self._parsed(raw)
         except TooComplex as exc:
             log.info("refused a %d-byte message from %s: %s", len(raw), envelope.mail_from, exc)
             return f"552 5.3.4 Message too complex: {exc}"
@@ -104,7 +119,7 @@ class InboundHandler:
         if not fields["from"]:
             fields["from"] = envelope.mail_from or ""
         try:
-            stored = await self.store_copies(envelope, fields, hashlib.sha256(raw).hexdigest())
+            stored = await self.store_copies(envelope, fields, digest)
         except StoreError as exc:
             # nothing is lost: the sender keeps the message and retries it, and the copies stored
             # before the failure have ids derived from the message, so the retry does not repeat them

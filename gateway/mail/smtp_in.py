@@ -55,6 +55,8 @@ PARSE_ON_LOOP_BYTES = 64 << 10
 BDAT_ARGUMENT = re.compile(r"([0-9]{1,20})(?: +(LAST))?", re.I)
 #: A chunk that is not kept (over the size limit, or refused) is read and dropped this much at a time.
 DISCARD_PIECE = 1 << 16
+#: MAIL's ``BODY=BINARYMIME`` parameter (RFC 3030), among the parameters after the address.
+BODY_BINARYMIME = re.compile(r"(?<=\s)BODY=BINARYMIME(?=\s|$)", re.I)
 
 
 def parse_and_digest(raw: bytes) -> tuple[dict[str, Any], str]:
@@ -84,7 +86,7 @@ class InboundHandler:
         # aiosmtpd reads each command from its buffer in order, so pipelined ones (RFC 2920) are
         # answered as they come; real MTAs pipeline when told they may
         session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", "250-CHUNKING", responses[-1]]
+        return [*responses[:-1], "250-PIPELINING", "250-CHUNKING", "250-BINARYMIME", responses[-1]]
 
     async def handle_RCPT(self, server: SMTP, session: SMTPSession, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -150,7 +152,8 @@ class InboundHandler:
 
 class GatewaySMTP(SMTP):
     """aiosmtpd's SMTP server, with its MAIL and RCPT address reading made cheaper, the replies
-    to pipelined commands sent together, and CHUNKING (RFC 3030's ``BDAT``), which aiosmtpd lacks."""
+    to pipelined commands sent together, and CHUNKING and BINARYMIME (RFC 3030's ``BDAT`` and
+    ``BODY=BINARYMIME``), which aiosmtpd lacks."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -159,10 +162,28 @@ class GatewaySMTP(SMTP):
         self._chunks: bytearray | None = None
         #: Whether a BDAT of this transaction was refused: until RSET the chunks are dropped (RFC 3030).
         self._chunking_failed = False
+        #: Whether this transaction's MAIL said ``BODY=BINARYMIME``: its message may come with BDAT only.
+        self._binary = False
 
     def _set_post_data_state(self) -> None:  # after a message, and on RSET, HELO and EHLO
         super()._set_post_data_state()
-        self._chunks, self._chunking_failed = None, False
+        self._chunks, self._chunking_failed, self._binary = None, False, False
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """aiosmtpd's MAIL, which knows ``BODY=7BIT`` and ``8BITMIME``, taking ``BODY=BINARYMIME`` too
+        (RFC 3030: a message of binary MIME parts, sent with BDAT).  Only the parameters after the
+        address are looked at: an address's quoted local part may hold anything."""
+        address, bracket, parameters = (arg or "").rpartition(">")
+        binary = bool(bracket) and BODY_BINARYMIME.search(parameters) is not None
+        if binary:
+            arg = address + bracket + BODY_BINARYMIME.sub("BODY=8BITMIME", parameters, count=1)
+        assert self.envelope is not None
+        had_sender = self.envelope.mail_from is not None
+        await super().smtp_MAIL(arg)
+        if binary and not had_sender and self.envelope.mail_from is not None:  # this MAIL was taken
+            self._binary = True
+            self.envelope.mail_options = ["BODY=BINARYMIME" if option == "BODY=8BITMIME" else option
+                                          for option in self.envelope.mail_options]
 
     @syntax("BDAT size [LAST]")
     async def smtp_BDAT(self, arg: str | None) -> None:
@@ -222,6 +243,9 @@ class GatewaySMTP(SMTP):
     async def smtp_DATA(self, arg: str) -> None:
         if self._chunks is not None or self._chunking_failed:
             await self.push("503 5.5.1 Error: DATA after BDAT in one message")  # RFC 3030
+            return
+        if self._binary:
+            await self.push("503 5.5.1 Error: BODY=BINARYMIME takes BDAT, not DATA")  # RFC 3030
             return
         await super().smtp_DATA(arg)
 

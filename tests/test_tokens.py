@@ -140,7 +140,9 @@ async def test_tokens_survive_a_restart(api: Api, gateway: Gateway, config) -> N
 @pytest.mark.gen_test(timeout=15)
 async def test_a_token_used_before_is_still_refused_once_expired_or_revoked(api: Api) -> None:
     await api.register("alice")
-    short = (await api.post("/tokens", {"username": "alice", "password": PASSWORD, "expires_in": 1})).json["token"]
+    # a token expires at its whole second of issue plus its lifetime: with 1 s it could expire before
+    # its first use (issued at x.98, used at x+1.01, as a loaded machine did); with 2 s it lives at least 1 s
+    short = (await api.post("/tokens", {"username": "alice", "password": PASSWORD, "expires_in": 2})).json["token"]
     assert (await api.get("/accounts/me", token=short["value"])).status == 200  # checked once: remembered
     expires = jwt.decode(short["value"], options={"verify_signature": False})["exp"]
 

@@ -21,7 +21,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsframes import client_frame, sockjs_frame, xor
+from wsframes import FrameSender, xor
 
 CONNECT_CONCURRENCY = 64  # websocket handshakes in flight per client process
 SUBSCRIBE_TIMEOUT = 30.0
@@ -45,7 +45,7 @@ class ClientTally:
     last_event: float = 0.0
 
 
-class SockJSClient(asyncio.Protocol):
+class SockJSClient(FrameSender, asyncio.Protocol):
     """One SockJS websocket session, subscribed with a token; counts the ``receipt`` events it gets."""
 
     def __init__(self, index: int, token: str, host: str, port: int, tally: ClientTally, counter: Any) -> None:
@@ -131,7 +131,7 @@ class SockJSClient(asyncio.Protocol):
             self.closed_by_server = self.closed_by_server or f"websocket close {code} {reason}"
             self.close()
         elif opcode == 9:
-            self._send(0xA, payload)
+            self.write_frame(0xA, payload)
 
     # -- SockJS -----------------------------------------------------------------
 
@@ -178,12 +178,6 @@ class SockJSClient(asyncio.Protocol):
         tally.stamps.append(stamp)
         tally.last_event = now
         self.counter.value += 1
-
-    def send_json(self, message: dict[str, Any]) -> None:
-        self._write(sockjs_frame(message))
-
-    def _send(self, opcode: int, payload: bytes) -> None:
-        self._write(client_frame(opcode, payload))
 
     def _write(self, frame: bytes) -> None:
         if self.transport is None or self.transport.is_closing():

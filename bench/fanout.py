@@ -123,11 +123,11 @@ class EngineIOClient(event_clients.SockJSClient):
             elif name == "joined" and not self.subscribed.done():
                 self.subscribed.set_result(None)
         elif frame.startswith("40"):
-            self._send(0x1, json.dumps(["join", self.token]).join(["42", ""]).encode())
+            self.write_frame(0x1, json.dumps(["join", self.token]).join(["42", ""]).encode())
         elif frame.startswith("0"):
-            self._send(0x1, b"40")
+            self.write_frame(0x1, b"40")
         elif frame == "2":
-            self._send(0x1, b"3")
+            self.write_frame(0x1, b"3")
 
 
 class SocketIOPeer:

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from wsframes import client_frame, sockjs_frame, xor
+from wsframes import FrameSender, xor
 
 HOST = "127.0.0.1"
 OPEN_TIMEOUT = 30.0  # connect, SockJS open frame, and subscribed: each
@@ -228,7 +228,7 @@ class Conn:
             self.abort()
 
 
-class WebSocketConn(Conn):
+class WebSocketConn(FrameSender, Conn):
     """``/ws/<server>/<session>/websocket``: one socket, frames read with ``readexactly``."""
 
     reader: asyncio.StreamReader
@@ -278,10 +278,7 @@ class WebSocketConn(Conn):
         self.ended(reason)
 
     def send(self, message: dict[str, Any]) -> None:
-        self._write(sockjs_frame(message))
-
-    def write_frame(self, opcode: int, payload: bytes) -> None:
-        self._write(client_frame(opcode, payload))
+        self.send_json(message)
 
     def _write(self, frame: bytes) -> None:
         if self.writer is None or self.writer.is_closing():

@@ -34,3 +34,19 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
 def sockjs_frame(message: dict[str, Any]) -> bytes:
     """A text frame carrying one SockJS message (a JSON array of one JSON string), as a client sends it."""
     return client_frame(0x1, json.dumps([json.dumps(message)]).encode())
+
+
+class FrameSender:
+    """A bench client's sending side: SockJS messages and raw frames, each written by the client's own
+    :meth:`_write` (which drops them once its connection is closing)."""
+
+    def _write(self, frame: bytes) -> None:
+        raise NotImplementedError
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        """One SockJS message, as a client's text frame."""
+        self._write(sockjs_frame(message))
+
+    def write_frame(self, opcode: int, payload: bytes) -> None:
+        """One frame of ``opcode`` (a pong, a close, engine.io's packets)."""
+        self._write(client_frame(opcode, payload))

@@ -201,24 +201,12 @@ class GatewaySMTP(SMTP):
             await self._reader.read()  # nor what was received after it: dropped until the connection ends
             return
         size, last = int(match[1]), match[2] is not None
-        assert self.session is not None and self.envelope is not None
-        limit = self.data_size_limit
-        fits = not limit or len(self._chunks or b"") + size <= limit
-        keep = (fits and not self._chunking_failed and bool(self.envelope.rcpt_tos)
-                and bool(self.session.host_name) and not (self._auth_required and not self.session.authenticated))
-        chunk = await self._read_chunk(size, keep)
-        if await self.check_helo_needed() or await self.check_auth_needed("BDAT"):
+        refusal = self._chunk_refusal(size)
+        chunk = await self._read_chunk(size, keep=refusal is None)
+        if refusal is not None:
+            await self.push(refusal)
             return
-        if not self.envelope.rcpt_tos:
-            await self.push("503 5.5.1 Error: need RCPT command")
-            return
-        if self._chunking_failed:
-            await self.push("503 5.5.1 Error: this message was refused; send RSET")
-            return
-        if not fits:
-            self._chunking_failed = True
-            await self.push("552 5.3.4 Error: too much mail data")
-            return
+        assert self.envelope is not None
         if not last:
             if self._chunks is None:
                 self._chunks = bytearray()
@@ -230,6 +218,23 @@ class GatewaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+
+    def _chunk_refusal(self, size: int) -> str | None:
+        """The reply refusing a chunk of ``size`` octets, or None to take it.  One that takes the
+        message past the size limit fails the message (RFC 3030: later chunks are refused too)."""
+        assert self.session is not None and self.envelope is not None
+        if not self.session.host_name:
+            return "503 Error: send HELO first"  # aiosmtpd's words for the other commands
+        if self._auth_required and not self.session.authenticated:
+            return "530 5.7.0 Authentication required"
+        if not self.envelope.rcpt_tos:
+            return "503 5.5.1 Error: need RCPT command"
+        if self._chunking_failed:
+            return "503 5.5.1 Error: this message was refused; send RSET"
+        if self.data_size_limit and len(self._chunks or b"") + size > self.data_size_limit:
+            self._chunking_failed = True
+            return "552 5.3.4 Error: too much mail data"
+        return None
 
     async def _read_chunk(self, size: int, keep: bool) -> bytes:
         """The ``size`` octets after a BDAT line; read and dropped when not ``keep``."""

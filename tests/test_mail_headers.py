@@ -80,3 +80,21 @@ async def test_received_addresses_read_as_the_email_package_reads_them(api: Any,
         assert len(listed) == 1, value
         assert (listed[0]["to"], listed[0]["cc"]) == (expected, expected), value
         assert listed[0]["from"] == (expected or ["x@example.org"])[0], value
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_header_the_email_package_cannot_parse_does_not_cost_the_message(api: Any, gateway: Any) -> None:
+    """The email package's address parser raises on some broken headers (``broken <``); the
+    message is still accepted, and that header read from its raw text: entries without an
+    address dropped, the good ones kept, the envelope sender standing in for a From it loses."""
+    from tests.peers import in_thread, smtp_send
+
+    _, token = await api.register("bob")
+    raw = (b"From: broken <\r\nTo: bob@localhost, broken <\r\nCc: broken <\r\nSubject: still read\r\n"
+           b"Message-ID: <broken-headers@example.org>\r\n\r\nThe body.\r\n")
+    assert await in_thread(smtp_send, gateway.smtp_port, "x@example.org", ["bob@localhost"], raw) == {}
+    listed = (await api.get("/emails", token=token)).json["emails"]
+    assert [(e["from"], e["to"], e["cc"], e["subject"]) for e in listed] == [
+        ("x@example.org", ["bob@localhost"], [], "still read")]
+    email_id = listed[0]["id"]
+    assert (await api.get(f"/emails/{email_id}/raw", token=token)).body == raw

@@ -15,7 +15,6 @@ import email.utils
 import re
 import unicodedata
 from email.message import Message
-from typing import Any
 
 from gateway.mail.headers import encoded_words
 
@@ -134,8 +133,7 @@ def header_mailboxes(message: Message, header: str, raw_headers: dict[str, list[
     try:
         for value in message.get_all(header, []):
             found.extend((a.display_name, a.addr_spec) for a in getattr(value, "addresses", ()))
-    except Exception:  # a header the policy cannot parse: read what the raw text says
-        raw: list[Any] = [str(v) for v in message.get_all(header, [])]
-        found = email.utils.getaddresses(raw)
+    except Exception:  # a header the policy cannot parse (asking again would raise again): read the raw text
+        found = email.utils.getaddresses(["".join(value.splitlines()) for value in values])
     return [mailbox(_clean(name), _clean(address).replace(" ", "")) for name, address in found
             if address and address != "<>"]

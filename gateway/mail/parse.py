@@ -133,13 +133,14 @@ def _plain_header(headers: dict[str, list[str]], name: str) -> str | None:
 def _header(message: Message, name: str, headers: dict[str, list[str]] | None = None) -> str:
     """A header's text, whitespace collapsed ("" without one); ``headers``: the message's
     :func:`raw_headers`, when the caller has them."""
-    plain = _plain_header(raw_headers(message) if headers is None else headers, name)
+    headers = raw_headers(message) if headers is None else headers
+    plain = _plain_header(headers, name)
     if plain is not None:  # what the parse below would give, at a fraction of its cost
         return plain
     try:
         value = message.get(name)
-    except Exception:  # a header the policy cannot parse: keep what the raw text says
-        value = message.get_all(name, [""])[0] if hasattr(message, "get_all") else ""
+    except Exception:  # a header the policy cannot parse (asking again would raise again): the raw text
+        value = headers[name.lower()][0]
     return " ".join(str(value or "").split())
 
 

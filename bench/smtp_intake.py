@@ -10,6 +10,7 @@ with two trees' code to compare them (``PYTHONPATH`` picks the gateway)::
     python bench/smtp_intake.py --sql        # also the CPU of each kind of SQL statement, per message
     python bench/smtp_intake.py --wal        # also the pages each message writes to the WAL
     python bench/smtp_intake.py --gap 5      # each message after 5 ms idle, as in the live server
+    python bench/smtp_intake.py --shape webmail  # a webmail reply instead of the bench's one-line message
 
 ``--gap MS`` sleeps before each message and counts only the message's own CPU: the live server at
 bench/events.py's 200 messages a second handles each one after an idle gap of about 5 ms, and on
@@ -77,7 +78,27 @@ def message(seq: int, address: str) -> bytes:
             f"Message {seq} of the events benchmark.\r\n").encode()
 
 
-async def run(messages: int, rounds: int, accounts: int, wal: bool, gap: float = 0.0) -> list[float]:
+def webmail_message(seq: int, address: str) -> bytes:
+    """A reply as webmail sends one: display names, a date, a thread's references, and the text in
+    two alternatives (plain and html, quoted-printable), about 1.3 KB."""
+    boundary = "000000000000b1b2b3b4"
+    return (f"Date: Tue, 01 Dec 2026 04:{seq % 60:02d}:00 +0100\r\nFrom: Alice Example <alice@example.org>\r\n"
+            f"To: Bob Example <{address}>\r\nCc: \"Doe, Jane\" <jane@example.net>\r\n"
+            f"Subject: Re: the plan for week {seq}\r\nMessage-ID: <CAF{seq:08d}.{secrets.token_hex(4)}@mail.example.org>\r\n"
+            f"In-Reply-To: <CAE{seq:08d}.123456@mail.example.org>\r\nReferences: <CAE{seq:08d}.123456@mail.example.org>\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+            f"Hi Bob,\r\n\r\nThat works for me. Caf=C3=A9 at ten?\r\n\r\nAlice\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: text/html; charset=\"UTF-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+            f"<div dir=3D\"ltr\">Hi Bob,<div><br></div><div>That works for me. Caf=C3=A9 at ten?</div>"
+            f"<div><br></div><div>Alice</div></div>\r\n\r\n--{boundary}--\r\n").encode()
+
+
+SHAPES = {"bench": message, "webmail": webmail_message}
+
+
+async def run(messages: int, rounds: int, accounts: int, wal: bool, gap: float = 0.0,
+              shape: str = "bench") -> list[float]:
     with tempfile.TemporaryDirectory() as folder:
         store = store_from_url(f"sqlite:{Path(folder) / 'bench.db'}", listed=LISTED)  # as the server opens it
         await store.open()
@@ -102,7 +123,7 @@ async def run(messages: int, rounds: int, accounts: int, wal: bool, gap: float =
                 envelope = Envelope()
                 envelope.mail_from = "sender@example.com"
                 assert await handler.handle_RCPT(None, None, envelope, address, []) == "250 OK"  # type: ignore[arg-type]
-                envelope.original_content = envelope.content = message(seq, address)
+                envelope.original_content = envelope.content = SHAPES[shape](seq, address)
                 reply = await handler.handle_DATA(None, None, envelope)  # type: ignore[arg-type]
                 assert reply.startswith("250"), reply
                 seq += 1
@@ -122,6 +143,8 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=100)
     parser.add_argument("--gap", type=float, default=0.0, metavar="MS",
                         help="milliseconds idle before each message, as the live server has (default 0)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="bench",
+                        help="the message: bench/events.py's (default), or a webmail reply (two alternatives)")
     parser.add_argument("--sql", action="store_true", help="also print the CPU of each kind of SQL statement")
     parser.add_argument("--wal", action="store_true",
                         help="also print the WAL pages written per message (no checkpoint runs meanwhile)")
@@ -131,7 +154,7 @@ def main() -> int:
         sqlite_store.connect = lambda path: TimedConnection(connect(path))  # type: ignore[assignment,return-value]
     if args.wal:
         sqlite_store.Checkpointer.INTERVAL = 1e6
-    rounds = asyncio.run(run(args.messages, args.rounds, args.accounts, args.wal, args.gap / 1000))
+    rounds = asyncio.run(run(args.messages, args.rounds, args.accounts, args.wal, args.gap / 1000, args.shape))
     print(f"{Path(gateway.__file__).parent.parent}: CPU per message {statistics.median(rounds):.0f} us "
           f"(median of {len(rounds)} rounds: {', '.join(f'{r:.0f}' for r in rounds)})")
     total = args.messages * args.rounds

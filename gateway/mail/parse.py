@@ -57,9 +57,51 @@ class _HeaderClasses(HeaderRegistry):
         self._made.clear()
 
 
-#: How received messages are read: the email package's default policy (with its header classes made once).
+class ReceivedMessage(EmailMessage):
+    """An ``EmailMessage`` that parses each of its headers once.
+
+    ``get`` and ``get_all`` parse a header's raw value every time they are asked (a Content-Type:
+    the email package's header parser, tens of microseconds), and reading a message asks for the
+    same ones again and again: ``get_content_type``, ``get_body`` and ``get_filename`` each read
+    Content-Type and Content-Disposition, part by part.  The parsed header is kept by its raw name
+    and value, so a header set or changed later is parsed afresh (nothing is ever stale).  Header
+    objects are immutable strings, so handing the same one out twice is safe.
+    """
+
+    _headers: list[tuple[str, Any]]  # the email package's own list of raw (name, value), in order
+    _parsed: dict[tuple[str, str], Any]
+
+    def _fetch(self, name: str, value: Any) -> Any:
+        try:
+            parsed = self._parsed
+        except AttributeError:
+            parsed = self._parsed = {}
+        key = (name, value)
+        try:
+            return parsed[key]
+        except KeyError:
+            header = parsed[key] = self.policy.header_fetch_parse(name, value)
+            return header
+        except TypeError:  # a value that is no string (set by a caller): not kept
+            return self.policy.header_fetch_parse(name, value)
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        name = name.lower()
+        for key, value in self._headers:
+            if key.lower() == name:
+                return self._fetch(key, value)
+        return failobj
+
+    def get_all(self, name: str, failobj: Any = None) -> Any:
+        name = name.lower()
+        values = [self._fetch(key, value) for key, value in self._headers if key.lower() == name]
+        return values or failobj
+
+
+#: How received messages are read: the email package's default policy, with its header classes made
+#: once and every part a :class:`ReceivedMessage`.
 HEADER_CLASSES = _HeaderClasses()
-POLICY = email.policy.default.clone(header_factory=HEADER_CLASSES)
+POLICY = email.policy.default.clone(header_factory=HEADER_CLASSES, message_factory=ReceivedMessage)
 #: Text bodies and filenames keep at most this many characters in the search text.
 SEARCH_CHARS = 100_000
 

@@ -1,0 +1,101 @@
+"""How the gateway reads a message (``gateway.mail.parse.parse_message``) takes shortcuts past the
+email package, and each one gives what the package itself gives: the same fields, to the byte,
+for the messages of the corpus, hand-made edge cases, and a few thousand generated and mutated
+messages (a fixed seed, so every run reads the same ones)."""
+
+from __future__ import annotations
+
+import base64
+import email.policy
+import json
+import random
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from gateway.mail import parse
+from tests.test_mail_corpus import CORPUS, FORWARDED
+
+HEADERS = [
+    b"From: sender@example.com", b"From: \"Doe, J\" <j@example.com>", b"From: =?utf-8?q?Caf=C3=A9?= <c@x.org>",
+    b"From: Alice Example <alice@example.org>", b"To: a@b.example, c@d.example", b"To: Bob <bob@localhost>",
+    b"To: undisclosed-recipients:;", b"Cc: x@y.z", b"Cc: broken <<>", b"Subject: hello",
+    b"Subject: =?utf-8?b?w6k=?=", b"Subject:  spaced   out ", b"Subject: folded\r\n line", b"Subject:\tTabbed",
+    b"Message-ID: <a.b@c.d>", b"Message-ID: not-an-id", b"Message-Id: <X@Y>", b"Message-ID: <a@b>\r\n  ",
+    b"Date: Mon, 02 Mar 2026 09:30:00 +0100", b"Date: garbage", b"Date: 2 Mar 2026 09:30 -0000",
+    b"Date: Mon, 02 Mar 2026\r\n 09:30:00 +0100", b"Date: Mon, 31 Feb 2026 09:30:00 +0100", b"Date:",
+    b"In-Reply-To: <p@q.r>", b"References: <a@b> <c@d>", b"References: <a@b>\r\n\t<c@d>",
+    b"Content-Type: text/plain; charset=utf-8", b"Content-Type: text/html", b"Content-Type: text/plain; charset=bogus",
+    b"Content-Type: text/plain; charset=\"ISO-8859-1\"; format=flowed", b"Content-Type: text",
+    b"Content-Transfer-Encoding: quoted-printable", b"Content-Transfer-Encoding: base64",
+    b"Content-Transfer-Encoding: 8bit", b"MIME-Version: 1.0", b"Content-ID: <cid1@x>",
+    b"Content-Disposition: inline", b"Content-Disposition: attachment; filename=a.txt",
+    b"X-Odd: \xc3\xa9t\xc3\xa9", b"Subject: caf\xc3\xa9", b"From: caf\xc3\xa9@example.com", b"subject: lower",
+    b"SUBJECT: upper", b"To:", b"Subject:", b"Content-Type: multipart/alternative; boundary=b1",
+    b"Content-Type: message/rfc822", b"X-Empty:", b"X-Weird-Name!#$: value", b"From nobody Mon Mar  2 09:30:00 2026",
+    b" continued", b": no name", b"No colon here", b"X-Vertical: a\x0bb", b"X-Bare-CR: a\rb", b"X-Bare-LF: a\nb",
+]
+BODIES = [
+    b"Hello.\r\n", b"", b"Caf=C3=A9\r\n", base64.b64encode("naïve".encode()) + b"\r\n", b"\xff\xfe raw\r\n",
+    b"--b1\r\nContent-Type: text/plain\r\n\r\nplain\r\n--b1\r\nContent-Type: text/html\r\n\r\n<b>h</b>\r\n--b1--\r\n",
+    b"line\rbare cr\nbare lf\r\n\x0bvt\x0cff\x1cfs\x00nul\r\n", b"\r\n\r\nafter blank lines\r\n", b"no line end",
+    b"From the start of a line\r\n.leading dot\r\n", "ünïcödé\r\n".encode(),
+]
+
+
+def generated(count: int = 1500, seed: int = 7) -> list[bytes]:
+    """Messages of random headers and bodies, then random mutations of the first ones."""
+    rnd = random.Random(seed)
+    out = [case.raw for case in CORPUS.values()] + [FORWARDED]
+    for _ in range(count):
+        headers = rnd.sample(HEADERS, rnd.randint(0, 9))
+        out.append(b"\r\n".join(headers) + rnd.choice([b"\r\n\r\n", b"\r\n\r\n", b"\n\n", b"\r\n"]) + rnd.choice(BODIES))
+    for raw in list(out[:40]):
+        for _ in range(12):
+            mutated = bytearray(raw)
+            for _ in range(rnd.randint(1, 4)):
+                at = rnd.randrange(len(mutated)) if mutated else 0
+                op = rnd.random()
+                if op < 0.4 and mutated:
+                    mutated[at] = rnd.choice(b"\r\n:;<>\"=? -abc\xc3\xff\t")
+                elif op < 0.7:
+                    mutated[at:at] = rnd.choice([b"\r\n", b"\r\n ", b":", b"Content-Type: text/html\r\n", b"\r\n\r\n"])
+                elif mutated:
+                    del mutated[at]
+            out.append(bytes(mutated))
+    return out
+
+
+MESSAGES = generated()
+
+
+def reading(raw: bytes) -> Any:
+    """What reading a message gives, as JSON text (so key order counts), or the error it raises."""
+    try:
+        return json.dumps(parse.parse_message(raw))
+    except parse.TooComplex as exc:
+        return ("TooComplex", exc.code)
+
+
+def test_a_header_is_parsed_once_per_message_and_read_again_once_changed() -> None:
+    message = parse.parse(b"Content-Type: text/html; charset=utf-8\r\nSubject: x\r\n\r\n<b>hi</b>\r\n")
+    assert isinstance(message, parse.ReceivedMessage)
+    first = message["Content-Type"]
+    assert message.get_content_type() == "text/html" and message["content-type"] is first  # kept
+    assert message.get_all("CONTENT-TYPE") == [first]
+    del message["Content-Type"]
+    message["Content-Type"] = "text/plain; charset=us-ascii"
+    assert message.get_content_type() == "text/plain" and message.get_param("charset") == "us-ascii"
+    assert message.get("Content-Type") is not first and message.get("X-None", "missing") == "missing"
+
+
+def test_every_message_reads_the_same_with_headers_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    kept = [reading(raw) for raw in MESSAGES]
+    # the email package's own message class: every header parsed each time it is asked for
+    monkeypatch.setattr(parse, "POLICY", parse.POLICY.clone(message_factory=EmailMessage))
+    assert isinstance(parse.parse(b"Subject: x\r\n\r\n"), EmailMessage)
+    assert not isinstance(parse.parse(b"Subject: x\r\n\r\n"), parse.ReceivedMessage)
+    stock = [reading(raw) for raw in MESSAGES]
+    assert [n for n, (a, b) in enumerate(zip(kept, stock)) if a != b] == []
+    assert email.policy.default.message_factory is EmailMessage  # the package's own policy is left alone

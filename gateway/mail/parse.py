@@ -19,6 +19,7 @@ from typing import Any
 
 from gateway.ids import iso_from_epoch
 from gateway.mail.addresses import PLAIN_ADDRESS, header_mailboxes
+from gateway.mail.single_part import read_single_part
 
 MAX_HEADERS = 200
 #: The most MIME parts (every part, containers included) a message may have.
@@ -118,7 +119,7 @@ def parse(raw: bytes) -> EmailMessage:
     """The message, parsed; :class:`TooComplex` when it breaks the limits."""
     if len(CONTAINER_HEADER.findall(raw)) > MAX_CONTAINER_HEADERS:
         raise TooComplex("too_many_parts", f"More than {MAX_CONTAINER_HEADERS} multipart or message parts")
-    message = BytesParser(policy=POLICY).parsebytes(raw)
+    message = read_single_part(raw, POLICY) or BytesParser(policy=POLICY).parsebytes(raw)
     assert isinstance(message, EmailMessage)
     check_limits(message)
     return message

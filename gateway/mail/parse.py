@@ -327,13 +327,36 @@ def raw_bytes(email_doc: dict[str, Any]) -> bytes | None:
     return base64.b64decode(raw) if email_doc.get("raw_encoding") == "base64" else raw.encode("utf-8")
 
 
+def _without_mime(message: Message, headers: dict[str, list[str]]) -> tuple[dict[str, Any], list[Any], str, None] | None:
+    """:func:`describe` and the bodies of a message with no MIME header (no ``Content-*`` field):
+    one text/plain body in US-ASCII (RFC 2045's defaults), its bytes as they came; None for any
+    other message.  ``headers``: its :func:`raw_headers`.  The same as the general reading (which
+    asks the message for its content type and parameters a dozen times), without the asking."""
+    if message.is_multipart() or any(name.startswith("content-") for name in headers):
+        return None
+    data = message.get_payload(decode=True)  # with no Content-Transfer-Encoding: the bytes as they came
+    if not isinstance(data, bytes):
+        return None
+    structure: dict[str, Any] = {"content_type": "text/plain", "params": {}, "filename": None, "content_id": None,
+                 "disposition": None, "size": len(data), "body": "text"}
+    return structure, [], data.decode("ascii", "replace").replace("\r\n", "\n"), None
+
+
 def parse_message(raw: bytes) -> dict[str, Any]:
     """The fields of an email document from a raw message; :class:`TooComplex` beyond the limits,
     else never raises on malformed input (``defects`` counts what the parser found)."""
     message = parse(raw)
-    body_parts = text_part, html_part = bodies(message)
-    structure, attachments = describe(message, body_parts)
     headers = raw_headers(message)
+    plain = _without_mime(message, headers)
+    text: str | None
+    html: str | None
+    if plain is not None:
+        structure, attachments, text, html = plain
+    else:
+        text_part, html_part = body_parts = bodies(message)
+        structure, attachments = describe(message, body_parts)
+        text = _text(text_part) if text_part is not None else None
+        html = _text(html_part) if html_part is not None else None
     return {
         "message_id": _header(message, "Message-ID", headers) or None,
         "from": (header_mailboxes(message, "From", headers) or [""])[0],
@@ -343,8 +366,8 @@ def parse_message(raw: bytes) -> dict[str, Any]:
         "date": _date(message, headers),
         "in_reply_to": _header(message, "In-Reply-To", headers) or None,
         "references": _header(message, "References", headers).split(),
-        "text": _text(text_part) if text_part is not None else None,
-        "html": _text(html_part) if html_part is not None else None,
+        "text": text,
+        "html": html,
         "attachments": attachments,
         "structure": structure,
         "headers": [[k, " ".join(str(v).split())] for k, v in list(message.raw_items())[:MAX_HEADERS]],

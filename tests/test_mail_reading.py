@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.mail import parse
+from gateway.mail.addresses import _clean, _plain_addresses, mailbox
 from gateway.mail.single_part import read_single_part
 from tests.test_mail_corpus import CORPUS, FORWARDED
 
@@ -138,3 +139,31 @@ def test_a_single_part_message_is_the_object_the_feed_parser_builds() -> None:
                 b"Subject: no blank line\r\n", b"\r\nSubject: after a blank line\r\n\r\n"]:
         assert read_single_part(raw, parse.POLICY) is None, raw
         BytesParser(policy=parse.POLICY).parsebytes(raw)  # which reads it (with its defects, if any)
+
+
+NAMES = ["", "Ann", "Ann Lee", "Ann  Lee", "Ann\tLee", "O'Brien", "Jean-Luc", "a.b", "x=y", "q?", "日本", '"Q"', "(c)",
+         "Ann Lee ", " Ann", "#!$%&*+/^_`{|}~-", "123", "A B C D", "Ann@", "<", "undisclosed-recipients:;", "=?utf-8?q?x?="]
+ADDRESSES = ["a@b.example", "A.B+c_d@x-y.example", "a..b@c.example", "a@b.", "x.@b.example", "-a@-b.example", "a@b"]
+
+
+def package_addresses(value: str) -> list[str]:
+    """A To header's addresses as the email package reads them (and a document keeps them)."""
+    message = email.message_from_bytes(f"To: {value}\r\n\r\n".encode(), policy=email.policy.default)
+    return [mailbox(_clean(a.display_name), _clean(a.addr_spec).replace(" ", ""))
+            for a in message["To"].addresses if a.addr_spec and a.addr_spec != "<>"]
+
+
+def test_plain_addresses_with_display_names_read_as_the_email_package_reads_them() -> None:
+    read = 0
+    for name in NAMES:
+        for address in ADDRESSES:
+            for value in (f"{name}<{address}>", f"{name} <{address}>", f"{name} <{address}>, c@d.example",
+                          f"c@d.example,{name} <{address}>", f"{address}, {name}\r\n <{address}>"):
+                plain = _plain_addresses([value])
+                if plain is not None:  # else the email package reads it
+                    read += 1
+                    assert plain == package_addresses(value), value
+    assert read > 200  # the names of plain words with plain addresses
+    assert _plain_addresses(["Ann Lee <ann@example.org>, bob@example.org"]) == ["Ann Lee <ann@example.org>",
+                                                                                 "bob@example.org"]
+    assert _plain_addresses(["a.b <ann@example.org>"]) is None and _plain_addresses(["=?utf-8?q?x?= <a@b>"]) is None

@@ -28,6 +28,12 @@ MAX_NAME = 200
 #: A bare address the email package reads back as it is (dot-atoms of plain ASCII: nothing it would
 #: decode, quote or flag), so a header of only such addresses needs no parse (:func:`header_mailboxes`).
 PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+#: A plain address with a display name of plain words (``Alice Example <alice@example.org>``), which
+#: the email package reads back as they are: RFC 5322 atoms of ASCII (no quotes, dots or comments),
+#: without "=" and "?", so that nothing can read as an encoded word.
+#: (Words are separated by white space, so a name is matched one way only: no backtracking to try.)
+PLAIN_NAMED = re.compile(r"(?P<name>(?:[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?:[ \t]+[A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*)?)"
+                         rf"[ \t]*<(?P<address>{PLAIN_ADDRESS.pattern})>")
 
 
 def control_problem(value: str) -> str | None:
@@ -108,15 +114,21 @@ def _clean(name: str) -> str:
 
 
 def _plain_addresses(values: list[str]) -> list[str] | None:
-    """The addresses of a header's raw ``values`` when they hold only bare plain addresses
-    (``a@b.example, c@d.example``), as the email package would read them; None when they hold anything else."""
+    """The addresses of a header's raw ``values`` when they hold only plain addresses, bare or with a
+    display name of plain words (``a@b.example, Ann Lee <c@d.example>``), as the email package would
+    read them and :func:`mailbox` keep them; None when they hold anything else."""
     found: list[str] = []
     for value in values:
         for part in "".join(value.splitlines()).split(","):
-            address = part.strip(" \t")
-            if not PLAIN_ADDRESS.fullmatch(address):
+            entry = part.strip(" \t")
+            if PLAIN_ADDRESS.fullmatch(entry):
+                found.append(entry)
+                continue
+            named = PLAIN_NAMED.fullmatch(entry)
+            if named is None:
                 return None
-            found.append(address)
+            name = " ".join(named["name"].split())
+            found.append(f"{name} <{named['address']}>" if name else named["address"])
     return found
 
 

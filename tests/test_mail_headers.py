@@ -98,3 +98,24 @@ async def test_a_header_the_email_package_cannot_parse_does_not_cost_the_message
         ("x@example.org", ["bob@localhost"], [], "still read")]
     email_id = listed[0]["id"]
     assert (await api.get(f"/emails/{email_id}/raw", token=token)).body == raw
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_long_and_hostile_address_headers_are_read_entry_by_entry(api: Any, gateway: Any) -> None:
+    """Address headers the email package would take seconds over (its parser is quadratic in a
+    header's length) arrive whole: the message is stored, a long list reads as the package reads it,
+    and a header of junk gives the addresses it has."""
+    from tests.peers import in_thread, smtp_send
+
+    def folded(words: list[str]) -> str:  # SMTP lines are at most 998 octets: ten words a line
+        return "\r\n ".join(" ".join(words[at:at + 10]) for at in range(0, len(words), 10))
+
+    _, token = await api.register("bob")
+    listed = folded([f'"Doe, J{n}" <j{n}@x.org>,' for n in range(300)]).rstrip(",")
+    raw = (f"From: a@b.example\r\nTo: {folded(['Ann'] * 15000)}\r\nCc: {listed}\r\n"
+           f"Reply-To: {folded(['(x,'] * 4000)}\r\nSubject: long headers\r\n\r\nThe body.\r\n").encode()
+    assert await in_thread(smtp_send, gateway.smtp_port, "x@example.org", ["bob@localhost"], raw) == {}
+    email = (await api.get("/emails", token=token)).json["emails"][0]
+    assert (email["subject"], email["to"], len(email["cc"])) == ("long headers", [], 300)
+    assert email["cc"][:2] == ['"Doe, J0" <j0@x.org>', '"Doe, J1" <j1@x.org>']
+    assert (await api.get(f"/emails/{email['id']}/raw", token=token)).body == raw

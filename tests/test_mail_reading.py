@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.mail import parse
-from gateway.mail.addresses import _clean, _plain_addresses, mailbox
+from gateway.mail.addresses import LONG_HEADER, MAX_ENTRIES, _clean, _plain_addresses, entries, mailbox
 from gateway.mail.single_part import read_single_part
 from tests.test_mail_corpus import CORPUS, FORWARDED
 
@@ -167,3 +167,31 @@ def test_plain_addresses_with_display_names_read_as_the_email_package_reads_them
     assert _plain_addresses(["Ann Lee <ann@example.org>, bob@example.org"]) == ["Ann Lee <ann@example.org>",
                                                                                  "bob@example.org"]
     assert _plain_addresses(["a.b <ann@example.org>"]) is None and _plain_addresses(["=?utf-8?q?x?= <a@b>"]) is None
+
+
+def test_an_address_list_splits_at_its_top_level_commas() -> None:
+    assert entries('"Doe, J" <j@x.org>, (a, (nested,) comment) b@c.d, <x,y@z>, "q\\", r" <q@r>,e@f') == [
+        '"Doe, J" <j@x.org>', " (a, (nested,) comment) b@c.d", " <x,y@z>", ' "q\\", r" <q@r>', "e@f"]
+
+
+def test_a_long_address_header_reads_entry_by_entry_as_the_email_package_reads_it_whole() -> None:
+    """Over LONG_HEADER, the package's parser (quadratic in a header's length) reads one entry at a
+    time: for a well-formed list, the same addresses as its reading of the whole header."""
+    value = ", ".join(f'"Doe, J{n}" <j{n}@x.org>, =?utf-8?q?Z=C3=BC{n}?= <z{n}@y.org>, (c{n}) k{n}@z.org' for n in range(200))
+    assert len(value) > LONG_HEADER
+    read = parse.parse_message(f"To: {value}\r\nCc: {value}\r\n\r\nhi\r\n".encode())
+    assert read["to"] == read["cc"] == package_addresses(value) and len(read["to"]) == 600
+    assert read["to"][:2] == ['"Doe, J0" <j0@x.org>', "Zü0 <z0@y.org>"]
+
+
+@pytest.mark.parametrize("value", ["Ann " * 16000, "(" * 30000, "(" * 1100, "<" * 60000, '"' * 60001, "a" * 60000,
+                                   "a@b, " * 12000 + "(x"])
+def test_a_hostile_address_header_reads_as_no_address(value: str) -> None:
+    """Words, nested comments, unclosed brackets and quotes, entries longer than any address: each
+    header is read (at most in a few milliseconds: before, 2.8 s for the words, a RecursionError for
+    the comments) and gives what addresses it holds."""
+    read = parse.parse_message(f"From: a@b.example\r\nTo: {value}\r\nSubject: still read\r\n\r\nhi\r\n".encode())
+    assert (read["from"], read["subject"]) == ("a@b.example", "still read")
+    assert all("@" in entry for entry in read["to"]) and len(read["to"]) <= MAX_ENTRIES
+    if value.startswith("a@b, "):  # a long list of plain entries, then one the package reads
+        assert read["to"] == ["a@b"] * MAX_ENTRIES

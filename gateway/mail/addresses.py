@@ -12,9 +12,11 @@ text, so a name can never turn into new header lines.
 from __future__ import annotations
 
 import email.utils
+import itertools
 import re
 import unicodedata
 from email.message import Message
+from typing import Any
 
 from gateway.mail.headers import encoded_words
 
@@ -120,16 +122,24 @@ def _plain_addresses(values: list[str]) -> list[str] | None:
     found: list[str] = []
     for value in values:
         for part in "".join(value.splitlines()).split(","):
-            entry = part.strip(" \t")
-            if PLAIN_ADDRESS.fullmatch(entry):
-                found.append(entry)
-                continue
-            named = PLAIN_NAMED.fullmatch(entry)
-            if named is None:
+            entry = _plain_entry(part)
+            if entry is None:
                 return None
-            name = " ".join(named["name"].split())
-            found.append(f"{name} <{named['address']}>" if name else named["address"])
+            found.append(entry)
     return found
+
+
+def _plain_entry(entry: str) -> str | None:
+    """One entry of an address list as :func:`mailbox` keeps it, when it is a plain address, bare or
+    with a display name of plain words; None for anything else."""
+    entry = entry.strip(" \t")
+    if PLAIN_ADDRESS.fullmatch(entry):
+        return entry
+    named = PLAIN_NAMED.fullmatch(entry)
+    if named is None:
+        return None
+    name = " ".join(named["name"].split())
+    return f"{name} <{named['address']}>" if name else named["address"]
 
 
 def header_mailboxes(message: Message, header: str, raw_headers: dict[str, list[str]] | None = None) -> list[str]:
@@ -141,11 +151,86 @@ def header_mailboxes(message: Message, header: str, raw_headers: dict[str, list[
     plain = _plain_addresses(values)
     if plain is not None:  # what the parse below would give, at a fraction of its cost
         return plain
-    found: list[tuple[str, str]] = []
+    factory = getattr(message.policy, "header_factory", None)
+    if sum(map(len, values)) > LONG_HEADER and factory is not None:
+        return _long_header_mailboxes(factory, header, values)
     try:
-        for value in message.get_all(header, []):
-            found.extend((a.display_name, a.addr_spec) for a in getattr(value, "addresses", ()))
-    except Exception:  # a header the policy cannot parse (asking again would raise again): read the raw text
-        found = email.utils.getaddresses(["".join(value.splitlines()) for value in values])
+        found = [(a.display_name, a.addr_spec) for value in message.get_all(header, [])
+                 for a in getattr(value, "addresses", ())]
+    except Exception:  # a header the policy cannot parse (asking again would raise again)
+        found = _raw_addresses(values)
+    return _kept(found)
+
+
+def _kept(found: list[tuple[str, str]]) -> list[str]:
+    """(display name, address) pairs as a document keeps them (:func:`mailbox`), those without an address left out."""
     return [mailbox(_clean(name), _clean(address).replace(" ", "")) for name, address in found
             if address and address != "<>"]
+
+
+#: An address header longer than this is read entry by entry (:func:`entries`): the email package's
+#: address parser takes time growing with the square of a header's length (it gathers every token's
+#: defects by list concatenation), so that a 64 KB To header of words held the event loop for 2.8 s.
+LONG_HEADER = 4096
+#: The most entries of one header read (the email package reads one in 20-200 us): a document keeps
+#: the addresses among the first thousand.
+MAX_ENTRIES = 1000
+#: An entry longer than this is no address (a mailbox is at most 256 octets, RFC 5321, and a display
+#: name is kept to :data:`MAX_NAME` characters): it is dropped unread.
+MAX_ENTRY = 1024
+
+
+def entries(text: str) -> list[str]:
+    """An address list's entries: ``text`` split at its commas outside quoted strings, angle brackets
+    and (nested) comments, a backslash escaping the character after it in quotes and comments."""
+    found: list[str] = []
+    start, quoted, depth, angle, escaped = 0, False, 0, False, False
+    for at, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\" and (quoted or depth):
+            escaped = True
+        elif quoted:
+            quoted = char != '"'
+        elif char == "(":
+            depth += 1
+        elif depth:
+            if char == ")":
+                depth -= 1
+        elif char == '"':
+            quoted = True
+        elif char in "<>":
+            angle = char == "<"
+        elif char == "," and not angle:
+            found.append(text[start:at])
+            start = at + 1
+    found.append(text[start:])
+    return found
+
+
+def _long_header_mailboxes(factory: Any, header: str, values: list[str]) -> list[str]:
+    """A long header's addresses (:data:`LONG_HEADER`), read entry by entry: plain ones as they are,
+    the others by the email package one at a time (``factory``: its policy's ``header_factory``);
+    an entry over :data:`MAX_ENTRY` is dropped, and so is what follows the first :data:`MAX_ENTRIES`."""
+    kept: list[str] = []
+    listed = (entry for value in values for entry in entries("".join(value.splitlines())))
+    for entry in itertools.islice(listed, MAX_ENTRIES):
+        plain = _plain_entry(entry)
+        if plain is not None:
+            kept.append(plain)
+        elif len(entry) <= MAX_ENTRY:
+            try:
+                found = [(a.display_name, a.addr_spec) for a in getattr(factory(header, entry), "addresses", ())]
+            except Exception:
+                found = _raw_addresses([entry])
+            kept.extend(_kept(found))
+    return kept
+
+
+def _raw_addresses(values: list[str]) -> list[tuple[str, str]]:
+    """The addresses of raw header values as :func:`email.utils.getaddresses` reads the text; none
+    when even it fails (it recurses into nested comments: a thousand deep is too deep)."""
+    try:
+        return email.utils.getaddresses(["".join(value.splitlines()) for value in values])
+    except Exception:
+        return []

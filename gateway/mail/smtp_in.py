@@ -51,6 +51,9 @@ TRY_LATER = "451 4.3.0 Mail store unavailable, try again later"
 #: worker thread, as a composed message and an attachment download are, so that the loop goes on
 #: serving while one is parsed (about 50 ms a megabyte).
 PARSE_ON_LOOP_BYTES = 64 << 10
+#: ... and so is a message whose headers run past this (no blank line within it): reading a header
+#: takes the email package up to about 0.2 ms an address, so a long one is not read on the loop.
+HEADERS_ON_LOOP_BYTES = 8 << 10
 #: A BDAT command's argument (RFC 3030): the chunk's size in octets, and LAST on the message's last chunk.
 BDAT_ARGUMENT = re.compile(r"([0-9]{1,20})(?: +(LAST))?", re.I)
 #: A chunk that is not kept (over the size limit, or refused) is read and dropped this much at a time.
@@ -76,8 +79,9 @@ class InboundHandler:
         self.active = 0
 
     async def _parsed(self, raw: bytes) -> tuple[dict[str, Any], str]:
-        """The message's fields and the SHA-256 of its bytes; a large message off the loop."""
-        if len(raw) <= PARSE_ON_LOOP_BYTES:
+        """The message's fields and the SHA-256 of its bytes; a large message, or one with long
+        headers, off the loop."""
+        if len(raw) <= PARSE_ON_LOOP_BYTES and raw.find(b"\r\n\r\n", 0, HEADERS_ON_LOOP_BYTES) >= 0:
             return parse_and_digest(raw)
         return await asyncio.to_thread(parse_and_digest, raw)
 

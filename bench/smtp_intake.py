@@ -81,7 +81,7 @@ def message(seq: int, address: str) -> bytes:
 def webmail_message(seq: int, address: str) -> bytes:
     """A reply as webmail sends one: display names, a date, a thread's references, and the text in
     two alternatives (plain and html, quoted-printable), about 1.3 KB."""
-    boundary = "000000000000b1b2b3b4"
+    boundary = f"0000000000{secrets.token_hex(5)}"  # a new one for every message, as mail clients make them
     return (f"Date: Tue, 01 Dec 2026 04:{seq % 60:02d}:00 +0100\r\nFrom: Alice Example <alice@example.org>\r\n"
             f"To: Bob Example <{address}>\r\nCc: \"Doe, Jane\" <jane@example.net>\r\n"
             f"Subject: Re: the plan for week {seq}\r\nMessage-ID: <CAF{seq:08d}.{secrets.token_hex(4)}@mail.example.org>\r\n"

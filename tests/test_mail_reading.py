@@ -100,6 +100,18 @@ def test_a_header_is_parsed_once_per_message_and_read_again_once_changed() -> No
     assert message.get("Content-Type") is not first and message.get("X-None", "missing") == "missing"
 
 
+def test_short_headers_are_parsed_once_for_all_messages_and_the_table_stays_bounded() -> None:
+    first = parse.parse(b"To: Ann Lee <ann@example.org>\r\nContent-Type: text/html\r\n\r\nx\r\n")
+    second = parse.parse(b"To: Ann Lee <ann@example.org>\r\nContent-Type: text/html\r\n\r\ny\r\n")
+    assert first["To"] is second["To"] and first["Content-Type"] is second["Content-Type"]
+    long_value = "x" * (parse.SHARED_CHARS + 1)
+    assert parse.parse(f"Subject: {long_value}\r\n\r\n".encode())["Subject"] is not \
+        parse.parse(f"Subject: {long_value}\r\n\r\n".encode())["Subject"]
+    for n in range(parse.SHARED_COUNT + 10):
+        parse.parse(f"Subject: {n}\r\n\r\n".encode())["Subject"]
+    assert len(parse.SHARED_HEADERS) <= parse.SHARED_COUNT
+
+
 def test_every_message_reads_the_same_without_the_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
     kept = [reading(raw) for raw in MESSAGES]
     # the email package's own message class (every header parsed each time it is asked for), its

@@ -81,7 +81,7 @@ class ReceivedMessage(EmailMessage):
         try:
             return parsed[key]
         except KeyError:
-            header = parsed[key] = self.policy.header_fetch_parse(name, value)
+            header = parsed[key] = shared_header(self.policy, name, value)
             return header
         except TypeError:  # a value that is no string (set by a caller): not kept
             return self.policy.header_fetch_parse(name, value)
@@ -103,6 +103,30 @@ class ReceivedMessage(EmailMessage):
 #: once and every part a :class:`ReceivedMessage`.
 HEADER_CLASSES = _HeaderClasses()
 POLICY = email.policy.default.clone(header_factory=HEADER_CLASSES, message_factory=ReceivedMessage)
+#: Parsed headers shared by every received message (:func:`shared_header`), by raw name and value.
+SHARED_HEADERS: dict[tuple[str, str], Any] = {}
+#: Only values this short are shared, and at most this many (the table is emptied when full).
+SHARED_CHARS, SHARED_COUNT = 200, 512
+
+
+def shared_header(policy: Any, name: str, value: str) -> Any:
+    """``policy.header_fetch_parse(name, value)``, parsed once for every received message that has
+    the header: an account's own address in To, a sender's From, the parts' Content-Type and
+    Content-Transfer-Encoding come again and again, and the email package takes 10-110 us to parse
+    one.  Header objects are immutable strings, so one may be handed to many messages.  (Each step
+    is one dict operation, so the worker threads that parse large messages may share it too.)"""
+    if policy is not POLICY or len(value) > SHARED_CHARS:
+        return policy.header_fetch_parse(name, value)
+    key = (name, value)
+    header = SHARED_HEADERS.get(key)
+    if header is None:
+        header = policy.header_fetch_parse(name, value)
+        if len(SHARED_HEADERS) >= SHARED_COUNT:
+            SHARED_HEADERS.clear()
+        SHARED_HEADERS[key] = header
+    return header
+
+
 #: Text bodies and filenames keep at most this many characters in the search text.
 SEARCH_CHARS = 100_000
 

@@ -73,18 +73,17 @@ class ReceivedMessage(EmailMessage):
     _parsed: dict[tuple[str, str], Any]
 
     def _fetch(self, name: str, value: Any) -> Any:
+        if not isinstance(value, str):  # a header object set by a caller (or unhashable): not kept
+            return self.policy.header_fetch_parse(name, value)
         try:
             parsed = self._parsed
         except AttributeError:
             parsed = self._parsed = {}
         key = (name, value)
-        try:
-            return parsed[key]
-        except KeyError:
+        header = parsed.get(key)
+        if header is None:
             header = parsed[key] = shared_header(self.policy, name, value)
-            return header
-        except TypeError:  # a value that is no string (set by a caller): not kept
-            return self.policy.header_fetch_parse(name, value)
+        return header
 
     def get(self, name: str, failobj: Any = None) -> Any:
         name = name.lower()
@@ -115,7 +114,7 @@ def shared_header(policy: Any, name: str, value: str) -> Any:
     Content-Transfer-Encoding come again and again, and the email package takes 10-110 us to parse
     one.  Header objects are immutable strings, so one may be handed to many messages.  (Each step
     is one dict operation, so the worker threads that parse large messages may share it too.)"""
-    if policy is not POLICY or len(value) > SHARED_CHARS:
+    if policy is not POLICY or type(value) is not str or len(value) > SHARED_CHARS:  # (not a header object)
         return policy.header_fetch_parse(name, value)
     key = (name, value)
     header = SHARED_HEADERS.get(key)
@@ -351,7 +350,8 @@ def raw_bytes(email_doc: dict[str, Any]) -> bytes | None:
     return base64.b64decode(raw) if email_doc.get("raw_encoding") == "base64" else raw.encode("utf-8")
 
 
-def _without_mime(message: Message, headers: dict[str, list[str]]) -> tuple[dict[str, Any], list[Any], str, None] | None:
+def _without_mime(message: Message,
+                  headers: dict[str, list[str]]) -> tuple[dict[str, Any], list[Any], str, None] | None:
     """:func:`describe` and the bodies of a message with no MIME header (no ``Content-*`` field):
     one text/plain body in US-ASCII (RFC 2045's defaults), its bytes as they came; None for any
     other message.  ``headers``: its :func:`raw_headers`.  The same as the general reading (which
@@ -361,8 +361,8 @@ def _without_mime(message: Message, headers: dict[str, list[str]]) -> tuple[dict
     data = message.get_payload(decode=True)  # with no Content-Transfer-Encoding: the bytes as they came
     if not isinstance(data, bytes):
         return None
-    structure: dict[str, Any] = {"content_type": "text/plain", "params": {}, "filename": None, "content_id": None,
-                 "disposition": None, "size": len(data), "body": "text"}
+    structure: dict[str, Any] = {"content_type": "text/plain", "params": {}, "filename": None,
+                                 "content_id": None, "disposition": None, "size": len(data), "body": "text"}
     return structure, [], data.decode("ascii", "replace").replace("\r\n", "\n"), None
 
 

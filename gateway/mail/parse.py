@@ -210,9 +210,18 @@ def _header(message: Message, name: str, headers: dict[str, list[str]] | None = 
     return " ".join(str(value or "").split())
 
 
+#: A Date of RFC 5322's own form (``Tue, 01 Dec 2026 04:20:00 +0100``), whitespace collapsed: the
+#: email package's Date header holds the same instant (it reads the text with the same function).
+PLAIN_DATE = re.compile(r"(?:[A-Z][a-z]{2}, )?[0-9]{1,2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}(?::[0-9]{2})? [+-][0-9]{4}")
+
+
 def _date(message: Message, headers: dict[str, list[str]]) -> str | None:
+    values = headers.get("date")
+    plain = " ".join(values[0].split()) if values else ""
     try:
-        parsed = email.utils.parsedate_to_datetime(_header(message, "Date", headers))
+        if not PLAIN_DATE.fullmatch(plain):  # else only the Date header's own reading can tell
+            plain = _header(message, "Date", headers)
+        parsed = email.utils.parsedate_to_datetime(plain)
         return iso_from_epoch(parsed.timestamp())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from gateway.mail import parse
+from gateway.mail import parse, received
 from gateway.mail.addresses import LONG_HEADER, MAX_ENTRIES, _clean, _plain_addresses, entries, mailbox
+from gateway.mail.received import ReceivedMessage
 from gateway.mail.single_part import read_single_part
 from tests.test_mail_corpus import CORPUS, FORWARDED
 
@@ -93,7 +94,7 @@ def reading(raw: bytes) -> Any:
 
 def test_a_header_is_parsed_once_per_message_and_read_again_once_changed() -> None:
     message = parse.parse(b"Content-Type: text/html; charset=utf-8\r\nSubject: x\r\n\r\n<b>hi</b>\r\n")
-    assert isinstance(message, parse.ReceivedMessage)
+    assert isinstance(message, ReceivedMessage)
     first = message["Content-Type"]
     assert message.get_content_type() == "text/html" and message["content-type"] is first  # kept
     assert message.get_all("CONTENT-TYPE") == [first]
@@ -107,12 +108,12 @@ def test_short_headers_are_parsed_once_for_all_messages_and_the_table_stays_boun
     first = parse.parse(b"To: Ann Lee <ann@example.org>\r\nContent-Type: text/html\r\n\r\nx\r\n")
     second = parse.parse(b"To: Ann Lee <ann@example.org>\r\nContent-Type: text/html\r\n\r\ny\r\n")
     assert first["To"] is second["To"] and first["Content-Type"] is second["Content-Type"]
-    long_value = "x" * (parse.SHARED_CHARS + 1)
+    long_value = "x" * (received.SHARED_CHARS + 1)
     assert parse.parse(f"Subject: {long_value}\r\n\r\n".encode())["Subject"] is not \
         parse.parse(f"Subject: {long_value}\r\n\r\n".encode())["Subject"]
-    for n in range(parse.SHARED_COUNT + 10):
+    for n in range(received.SHARED_COUNT + 10):
         parse.parse(f"Subject: {n}\r\n\r\n".encode())["Subject"]
-    assert len(parse.SHARED_HEADERS) <= parse.SHARED_COUNT
+    assert len(received.SHARED_HEADERS) <= received.SHARED_COUNT
 
 
 def test_every_message_reads_the_same_without_the_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,7 +131,7 @@ def test_every_message_reads_the_same_without_the_shortcuts(monkeypatch: pytest.
 
 def state(message: Message) -> dict[str, Any]:
     """Everything a message object holds (its headers, payload, defects, envelope line, ...), but
-    the headers :class:`~gateway.mail.parse.ReceivedMessage` has parsed so far."""
+    the headers :class:`~gateway.mail.ReceivedMessage` has parsed so far."""
     return {name: value for name, value in vars(message).items() if name != "_parsed"}
 
 

@@ -16,7 +16,7 @@ import itertools
 import re
 import unicodedata
 from email.message import Message
-from typing import Any
+from typing import Any, Callable
 
 from gateway.mail.headers import encoded_words
 
@@ -154,16 +154,17 @@ def header_mailboxes(message: Message, header: str, raw_headers: dict[str, list[
     factory = getattr(message.policy, "header_factory", None)
     if sum(map(len, values)) > LONG_HEADER and factory is not None:
         return _long_header_mailboxes(factory, header, values)
+    return _package_mailboxes(lambda: message.get_all(header, []), values)
+
+
+def _package_mailboxes(parsed: Callable[[], list[Any]], values: list[str]) -> list[str]:
+    """The addresses of the header objects ``parsed()`` gives (the email package's reading of the raw
+    ``values``) as a document keeps them (:func:`mailbox`), those without an address left out; when
+    the package raises on them (asking again would raise again), as the raw text reads."""
     try:
-        found = [(a.display_name, a.addr_spec) for value in message.get_all(header, [])
-                 for a in getattr(value, "addresses", ())]
-    except Exception:  # a header the policy cannot parse (asking again would raise again)
+        found = [(a.display_name, a.addr_spec) for value in parsed() for a in getattr(value, "addresses", ())]
+    except Exception:
         found = _raw_addresses(values)
-    return _kept(found)
-
-
-def _kept(found: list[tuple[str, str]]) -> list[str]:
-    """(display name, address) pairs as a document keeps them (:func:`mailbox`), those without an address left out."""
     return [mailbox(_clean(name), _clean(address).replace(" ", "")) for name, address in found
             if address and address != "<>"]
 
@@ -219,11 +220,7 @@ def _long_header_mailboxes(factory: Any, header: str, values: list[str]) -> list
         if plain is not None:
             kept.append(plain)
         elif len(entry) <= MAX_ENTRY:
-            try:
-                found = [(a.display_name, a.addr_spec) for a in getattr(factory(header, entry), "addresses", ())]
-            except Exception:
-                found = _raw_addresses([entry])
-            kept.extend(_kept(found))
+            kept.extend(_package_mailboxes(lambda: [factory(header, entry)], [entry]))  # (called before the loop goes on)
     return kept
 
 

@@ -48,9 +48,13 @@ class TooComplex(ValueError):
 
 def parse(raw: bytes) -> EmailMessage:
     """The message, parsed; :class:`TooComplex` when it breaks the limits."""
-    if len(CONTAINER_HEADER.findall(raw)) > MAX_CONTAINER_HEADERS:
+    containers = len(CONTAINER_HEADER.findall(raw))
+    if containers > MAX_CONTAINER_HEADERS:
         raise TooComplex("too_many_parts", f"More than {MAX_CONTAINER_HEADERS} multipart or message parts")
-    message = read_single_part(raw, POLICY) or BytesParser(policy=POLICY).parsebytes(raw)
+    # one that names a multipart or message part anywhere goes to the parser at once: the single-part
+    # reader would lex its headers only to find a multipart (it still checks, for a folded Content-Type)
+    single = read_single_part(raw, POLICY) if not containers else None
+    message = single or BytesParser(policy=POLICY).parsebytes(raw)
     assert isinstance(message, EmailMessage)
     check_limits(message)
     return message

@@ -81,8 +81,8 @@ class InboundHandler:
     async def _parsed(self, raw: bytes) -> tuple[dict[str, Any], str]:
         """The message's fields and the SHA-256 of its bytes; a large message, or one with long
         headers, off the loop."""
-        head = raw[:HEADERS_ON_LOOP_BYTES]
-        if len(raw) <= PARSE_ON_LOOP_BYTES and (b"\r\n\r\n" in head or b"\n\n" in head):  # (bare LF: BDAT)
+        if len(raw) <= PARSE_ON_LOOP_BYTES and (raw.find(b"\r\n\r\n", 0, HEADERS_ON_LOOP_BYTES) >= 0
+                                               or raw.find(b"\n\n", 0, HEADERS_ON_LOOP_BYTES) >= 0):  # (bare LF: BDAT)
             return parse_and_digest(raw)
         return await asyncio.to_thread(parse_and_digest, raw)
 

@@ -220,7 +220,8 @@ def _long_header_mailboxes(factory: Any, header: str, values: list[str]) -> list
         if plain is not None:
             kept.append(plain)
         elif len(entry) <= MAX_ENTRY:
-            kept.extend(_package_mailboxes(lambda: [factory(header, entry)], [entry]))  # (called before the loop goes on)
+            # (the lambda is called before the loop goes on)
+            kept.extend(_package_mailboxes(lambda: [factory(header, entry)], [entry]))
     return kept
 
 

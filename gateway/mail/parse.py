@@ -124,7 +124,8 @@ def _header(message: Message, name: str, headers: dict[str, list[str]] | None = 
 
 #: A Date of RFC 5322's own form (``Tue, 01 Dec 2026 04:20:00 +0100``), whitespace collapsed: the
 #: email package's Date header holds the same instant (it reads the text with the same function).
-PLAIN_DATE = re.compile(r"(?:[A-Z][a-z]{2}, )?[0-9]{1,2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}(?::[0-9]{2})? [+-][0-9]{4}")
+PLAIN_DATE = re.compile(r"(?:[A-Z][a-z]{2}, )?[0-9]{1,2} [A-Z][a-z]{2} [0-9]{4} "
+                        r"[0-9]{2}:[0-9]{2}(?::[0-9]{2})? [+-][0-9]{4}")
 
 
 def _date(message: Message, headers: dict[str, list[str]]) -> str | None:
